@@ -1,0 +1,437 @@
+//! Loading: text → interpolated text → TOML → typed [`Config`], collecting every problem with its
+//! key path and line:column.
+//!
+//! Each component is deserialized on its own, so one bad source does not hide the problems of the
+//! next; positions are found by walking the key path through a span-keeping parse of the same text.
+
+use crate::error::{line_col, ConfigError, ConfigErrors};
+use crate::interpolate::interpolate;
+use crate::schema::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The keys of [`ExporterCommon`]; every other key of an exporter belongs to its type.
+const EXPORTER_COMMON_KEYS: &[&str] = &["inputs", "signals", "buffer", "batch", "timeout", "retry"];
+
+/// One step of a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+/// Reads and loads a configuration file, interpolating `${VAR}` from the process environment.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        origin: origin.clone(),
+        errors: vec![ConfigError::new("", format!("cannot read the file: {e}"))],
+    })?;
+    load_str(&text, &origin)
+}
+
+/// Loads configuration text, interpolating `${VAR}` from the process environment.
+pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    load_str_with_env(text, origin, |name| std::env::var(name).ok())
+}
+
+/// Loads configuration text with a custom variable lookup (for tests).
+pub fn load_str_with_env(
+    text: &str,
+    origin: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: origin.to_string(), errors };
+    let text = interpolate(text, lookup).map_err(fail)?;
+    let doc = toml_edit::Document::parse(text.clone()).map_err(|e| {
+        let pos = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+        fail(vec![ConfigError::at(pos, "", format!("invalid TOML: {}", e.message().trim()))])
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        let pos = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+        fail(vec![ConfigError::at(pos, "", format!("invalid TOML: {}", e.message().trim()))])
+    })?;
+    let mut loader = Loader { text: &text, doc: &doc, errors: Vec::new() };
+    let config = loader.config(table);
+    let mut errors = loader.errors;
+    if errors.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(usize::MAX)));
+    Err(fail(errors))
+}
+
+struct Loader<'a> {
+    text: &'a str,
+    doc: &'a toml_edit::Document<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Loader<'_> {
+    /// Records a problem at `path`, locating it in the file.
+    fn error(&mut self, path: &[Seg], message: impl Into<String>) {
+        let pos = self.position(path);
+        self.errors.push(ConfigError {
+            path: path_string(path),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            message: message.into(),
+        });
+    }
+
+    /// The line:column of the key (or, for an array element, the value) at `path`; falls back to
+    /// the nearest ancestor that exists in the file.
+    fn position(&self, path: &[Seg]) -> Option<(usize, usize)> {
+        use toml_edit::{Item, Value};
+        enum Node<'d> {
+            Item(&'d Item),
+            Value(&'d Value),
+        }
+        let mut best = None;
+        let mut node = Node::Item(self.doc.as_item());
+        for seg in path {
+            let value = match &node {
+                Node::Item(Item::Value(v)) => Some(v),
+                Node::Value(v) => Some(*v),
+                _ => None,
+            };
+            let (span, next) = match (seg, &node, value) {
+                (Seg::Key(k), Node::Item(Item::Table(t)), _) => {
+                    let next = t.get(k);
+                    (t.key(k).and_then(|k| k.span()).or_else(|| next.and_then(|i| i.span())), next.map(Node::Item))
+                }
+                (Seg::Key(k), _, Some(Value::InlineTable(t))) => {
+                    let next = t.get(k);
+                    (t.key(k).and_then(|k| k.span()).or_else(|| next.and_then(|v| v.span())), next.map(Node::Value))
+                }
+                (Seg::Index(i), _, Some(Value::Array(a))) => {
+                    let next = a.get(*i);
+                    (next.and_then(|v| v.span()), next.map(Node::Value))
+                }
+                _ => (None, None),
+            };
+            if span.is_some() {
+                best = span;
+            }
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        best.map(|s| line_col(self.text, s.start))
+    }
+
+    /// Deserializes `value` as `T`, recording a positioned error on failure.
+    fn typed<T: DeserializeOwned>(&mut self, value: toml::Value, at: &[Seg]) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut path = at.to_vec();
+                for seg in e.path().iter() {
+                    match seg {
+                        serde_path_to_error::Segment::Seq { index } => path.push(Seg::Index(*index)),
+                        serde_path_to_error::Segment::Map { key } => path.push(Seg::Key(key.clone())),
+                        _ => {}
+                    }
+                }
+                let message = e.inner().message().to_string();
+                // serde reports an unknown key at its parent; point at the key itself.
+                if let Some(unknown) = unknown_field(&message) {
+                    if path.last() != Some(&Seg::Key(unknown.clone())) {
+                        path.push(Seg::Key(unknown));
+                    }
+                }
+                self.error(&path, message);
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, mut root: toml::Table) -> Option<Config> {
+        let agent = match root.remove("agent") {
+            Some(v) => self.typed::<AgentConfig>(v, &[key("agent")]),
+            None => Some(AgentConfig::default()),
+        };
+        let sources = root.remove("sources");
+        let exporters = root.remove("exporters");
+        for k in root.keys() {
+            self.error(
+                &[key(k)],
+                format!("unknown key `{k}`, expected one of `agent`, `sources`, `exporters`"),
+            );
+        }
+
+        let mut config = Config::default();
+        let mut ok = agent.is_some();
+        if let Some(agent) = agent {
+            config.agent = agent;
+        }
+        for (name, value) in self.components(sources, "sources") {
+            match self.source(&name, value) {
+                Some(s) => {
+                    config.sources.insert(name, s);
+                }
+                None => ok = false,
+            }
+        }
+        for (name, value) in self.components(exporters, "exporters") {
+            match self.exporter(&name, value) {
+                Some(e) => {
+                    config.exporters.insert(name, e);
+                }
+                None => ok = false,
+            }
+        }
+        self.validate(&config);
+        ok.then_some(config)
+    }
+
+    /// The `<name> = { … }` tables of a `[sources]` or `[exporters]` section.
+    fn components(&mut self, section: Option<toml::Value>, what: &str) -> Vec<(String, toml::Table)> {
+        let table = match section {
+            None => {
+                self.error(&[], format!("no `{what}` configured: add at least one `[{what}.<name>]` table"));
+                return vec![];
+            }
+            Some(toml::Value::Table(t)) => t,
+            Some(other) => {
+                self.error(&[key(what)], format!("expected a table, found {}", other.type_str()));
+                return vec![];
+            }
+        };
+        if table.is_empty() {
+            self.error(&[key(what)], format!("no `{what}` configured: add at least one `[{what}.<name>]` table"));
+        }
+        let mut out = Vec::new();
+        for (name, value) in table {
+            let at = [key(what), key(&name)];
+            if !valid_name(&name) {
+                self.error(&at, format!("invalid name `{name}`: use letters, digits, `_` and `-`"));
+                continue;
+            }
+            match value {
+                toml::Value::Table(t) => out.push((name, t)),
+                other => self.error(&at, format!("expected a table, found {}", other.type_str())),
+            }
+        }
+        out
+    }
+
+    /// Removes and checks the `type` key of a component.
+    fn type_of(&mut self, table: &mut toml::Table, at: &[Seg], types: &[&str]) -> Option<String> {
+        let expected = types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+        match table.remove("type") {
+            Some(toml::Value::String(t)) if types.contains(&t.as_str()) => Some(t),
+            Some(toml::Value::String(t)) => {
+                let mut p = at.to_vec();
+                p.push(key("type"));
+                self.error(&p, format!("unknown type `{t}`, expected one of {expected}"));
+                None
+            }
+            Some(other) => {
+                let mut p = at.to_vec();
+                p.push(key("type"));
+                self.error(&p, format!("expected a string, found {}", other.type_str()));
+                None
+            }
+            None => {
+                self.error(at, format!("missing key `type` (one of {expected})"));
+                None
+            }
+        }
+    }
+
+    fn source(&mut self, name: &str, mut table: toml::Table) -> Option<SourceConfig> {
+        let at = [key("sources"), key(name)];
+        let ty = self.type_of(&mut table, &at, SourceConfig::TYPES)?;
+        let value = toml::Value::Table(table);
+        match ty.as_str() {
+            "host_metrics" => self.typed(value, &at).map(SourceConfig::HostMetrics),
+            _ => None,
+        }
+    }
+
+    fn exporter(&mut self, name: &str, mut table: toml::Table) -> Option<ExporterConfig> {
+        let at = [key("exporters"), key(name)];
+        let ty = self.type_of(&mut table, &at, ExporterKind::TYPES)?;
+        let (common, own): (toml::Table, toml::Table) =
+            table.into_iter().partition(|(k, _)| EXPORTER_COMMON_KEYS.contains(&k.as_str()));
+        let common = self.typed::<ExporterCommon>(toml::Value::Table(common), &at);
+        let own = toml::Value::Table(own);
+        let kind = match ty.as_str() {
+            "stdout" => self.typed(own, &at).map(ExporterKind::Stdout),
+            _ => None,
+        };
+        Some(ExporterConfig { common: common?, kind: kind? })
+    }
+
+    /// Checks that need the whole configuration: references between components and signal flow.
+    fn validate(&mut self, config: &Config) {
+        for (name, exporter) in &config.exporters {
+            let at = [key("exporters"), key(name)];
+            let c = &exporter.common;
+            if let Some(inputs) = &c.inputs {
+                for (i, input) in inputs.iter().enumerate() {
+                    if !config.sources.contains_key(input) {
+                        let known = config.sources.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>();
+                        self.error(
+                            &[key("exporters"), key(name), key("inputs"), Seg::Index(i)],
+                            format!(
+                                "`{input}` names no source (sources: {})",
+                                if known.is_empty() { "none".into() } else { known.join(", ") }
+                            ),
+                        );
+                    }
+                }
+                if inputs.is_empty() {
+                    self.error(&[key("exporters"), key(name), key("inputs")], "`inputs` is empty: the exporter would receive nothing");
+                }
+            }
+            let accepts = exporter.kind.accepts();
+            if let Some(signals) = &c.signals {
+                for (i, s) in signals.iter().enumerate() {
+                    if !accepts.contains(s) {
+                        self.error(
+                            &[key("exporters"), key(name), key("signals"), Seg::Index(i)],
+                            format!("a `{}` exporter cannot take {s}", exporter.kind.type_name()),
+                        );
+                    }
+                }
+            }
+            let produced: BTreeSet<Signal> = config
+                .sources
+                .iter()
+                .filter(|(n, _)| c.inputs.as_ref().is_none_or(|i| i.contains(n)))
+                .flat_map(|(_, s)| s.signals().iter().copied())
+                .collect();
+            let receives = produced
+                .iter()
+                .filter(|s| accepts.contains(s))
+                .any(|s| c.signals.as_ref().is_none_or(|sig| sig.contains(s)));
+            if !config.sources.is_empty() && !receives {
+                let produced: Vec<&str> = produced.iter().map(|s| s.as_str()).collect();
+                self.error(
+                    &at,
+                    format!(
+                        "receives no signal it can take: its inputs produce [{}], it takes [{}]",
+                        produced.join(", "),
+                        c.signals
+                            .as_deref()
+                            .unwrap_or(accepts)
+                            .iter()
+                            .filter(|s| accepts.contains(s))
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+            if c.batch.max_items == 0 {
+                self.error(&[key("exporters"), key(name), key("batch"), key("max_items")], "must be at least 1");
+            }
+            if c.batch.max_bytes.get() == 0 {
+                self.error(&[key("exporters"), key(name), key("batch"), key("max_bytes")], "must be at least 1 byte");
+            }
+            if c.buffer.max_size < c.batch.max_bytes {
+                self.error(
+                    &[key("exporters"), key(name), key("buffer"), key("max_size")],
+                    format!(
+                        "the buffer ({}) must hold at least one full batch (batch.max_bytes = {})",
+                        c.buffer.max_size, c.batch.max_bytes
+                    ),
+                );
+            }
+            if c.timeout.get().is_zero() {
+                self.error(&[key("exporters"), key(name), key("timeout")], "must be greater than zero");
+            }
+            if c.retry.initial_backoff.get().is_zero() || c.retry.initial_backoff > c.retry.max_backoff {
+                self.error(
+                    &[key("exporters"), key(name), key("retry"), key("initial_backoff")],
+                    "must be greater than zero and at most `max_backoff`",
+                );
+            }
+        }
+        for (name, source) in &config.sources {
+            match source {
+                SourceConfig::HostMetrics(h) => {
+                    if h.interval.get() < std::time::Duration::from_millis(100) {
+                        self.error(&[key("sources"), key(name), key("interval")], "must be at least 100ms");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Extracts `x` from serde's "unknown field `x`, expected …".
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialization back to TOML (print-config).
+
+fn to_table<T: Serialize>(v: &T) -> toml::Table {
+    match toml::Value::try_from(v) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+impl Config {
+    /// The effective configuration as TOML, every default filled in and secrets redacted.
+    pub fn to_toml(&self) -> String {
+        let mut root = toml::Table::new();
+        root.insert("agent".into(), toml::Value::Table(to_table(&self.agent)));
+        let mut sources = toml::Table::new();
+        for (name, s) in &self.sources {
+            let mut t = match s {
+                SourceConfig::HostMetrics(c) => to_table(c),
+            };
+            t.insert("type".into(), s.type_name().into());
+            sources.insert(name.clone(), toml::Value::Table(t));
+        }
+        root.insert("sources".into(), toml::Value::Table(sources));
+        let mut exporters = toml::Table::new();
+        for (name, e) in &self.exporters {
+            let mut t = to_table(&e.common);
+            let own = match &e.kind {
+                ExporterKind::Stdout(c) => to_table(c),
+            };
+            t.extend(own);
+            t.insert("type".into(), e.kind.type_name().into());
+            exporters.insert(name.clone(), toml::Value::Table(t));
+        }
+        root.insert("exporters".into(), toml::Value::Table(exporters));
+        toml::to_string_pretty(&root).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}

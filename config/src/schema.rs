@@ -1,0 +1,419 @@
+//! The configuration schema: plain data with defaults. Behaviour lives in the other crates; this
+//! module only says what can be written and what it means when it is left out.
+//!
+//! Components (`sources.<name>`, `exporters.<name>`) are selected by their `type` key. Their
+//! settings are split by [`crate::load`]: the keys every exporter shares ([`ExporterCommon`]) and
+//! the keys of its type, each checked with `deny_unknown_fields`.
+
+use crate::units::{ByteSize, Duration};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub exporters: BTreeMap<String, ExporterConfig>,
+}
+
+/// `[agent]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Where the agent keeps state (disk buffers, file checkpoints).
+    pub data_dir: PathBuf,
+    /// How long a graceful shutdown may take to flush and drain before giving up.
+    pub shutdown_timeout: Duration,
+    pub log: LogConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/sonde"),
+            shutdown_timeout: Duration::from_secs(10),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[agent.log]`: the agent's own log output (stderr). `SONDE_LOG` overrides `level`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// An `EnvFilter` directive such as `info` or `sonde=debug,warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Auto }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources
+
+/// `[sources.<name>]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    HostMetrics(HostMetricsConfig),
+}
+
+impl SourceConfig {
+    /// Every `type` a source can have.
+    pub const TYPES: &'static [&'static str] = &["host_metrics"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::HostMetrics(_) => "host_metrics",
+        }
+    }
+
+    /// The signals this source can produce.
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            SourceConfig::HostMetrics(_) => &[Signal::Metrics],
+        }
+    }
+}
+
+/// `type = "host_metrics"`: CPU, memory, load, disks, filesystems, network, paging, processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostMetricsConfig {
+    /// How often to scrape.
+    pub interval: Duration,
+    /// Which scrapers run.
+    pub collectors: Vec<HostCollector>,
+    /// Metric names and attributes: current semantic conventions, or the Collector's
+    /// hostmetrics receiver defaults.
+    pub conventions: Conventions,
+    /// The host's root file system as seen by the agent (`/hostfs` in a container).
+    pub root_path: PathBuf,
+    pub filesystem: FilesystemFilter,
+    pub disk: NameFilter,
+    pub network: NameFilter,
+    pub process: ProcessConfig,
+}
+
+impl Default for HostMetricsConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            collectors: HostCollector::DEFAULT.to_vec(),
+            conventions: Conventions::Semconv,
+            root_path: PathBuf::from("/"),
+            filesystem: FilesystemFilter::default(),
+            disk: NameFilter {
+                include: vec![],
+                exclude: vec!["loop*".into(), "ram*".into()],
+            },
+            network: NameFilter::default(),
+            process: ProcessConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostCollector {
+    Cpu,
+    Memory,
+    Load,
+    Disk,
+    Filesystem,
+    Network,
+    Paging,
+    Processes,
+    Uptime,
+    /// Per-process metrics for the top N processes (off by default).
+    Process,
+}
+
+impl HostCollector {
+    pub const DEFAULT: [HostCollector; 9] = [
+        HostCollector::Cpu,
+        HostCollector::Memory,
+        HostCollector::Load,
+        HostCollector::Disk,
+        HostCollector::Filesystem,
+        HostCollector::Network,
+        HostCollector::Paging,
+        HostCollector::Processes,
+        HostCollector::Uptime,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conventions {
+    /// Current OpenTelemetry semantic conventions (`cpu.mode`, `system.memory.state`, …).
+    Semconv,
+    /// The OpenTelemetry Collector hostmetrics receiver's default names (`state`, `device`, …).
+    Collector,
+}
+
+/// Include/exclude glob patterns (`*` and `?`) on a name. Empty `include` means everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NameFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+/// Which file systems are reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemFilter {
+    pub include_mount_points: Vec<String>,
+    pub exclude_mount_points: Vec<String>,
+    pub include_fs_types: Vec<String>,
+    pub exclude_fs_types: Vec<String>,
+}
+
+impl Default for FilesystemFilter {
+    fn default() -> Self {
+        Self {
+            include_mount_points: vec![],
+            exclude_mount_points: vec![
+                "/proc*".into(),
+                "/sys*".into(),
+                "/dev*".into(),
+                "/run/credentials*".into(),
+                "/var/lib/docker/*".into(),
+                "/var/lib/containerd/*".into(),
+                "/snap/*".into(),
+            ],
+            include_fs_types: vec![],
+            exclude_fs_types: [
+                "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
+                "devpts", "devtmpfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay",
+                "proc", "procfs", "pstore", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs",
+                "sysfs", "tracefs", "nfsd", "fuse.lxcfs", "ramfs",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        }
+    }
+}
+
+/// Per-process metrics, limited to the top N processes so a scrape stays small.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    pub top_n: usize,
+    pub by: ProcessRank,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self { top_n: 10, by: ProcessRank::Cpu }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessRank {
+    Cpu,
+    Memory,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exporters
+
+/// `[exporters.<name>]`: the shared settings and the type-specific ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterConfig {
+    pub common: ExporterCommon,
+    pub kind: ExporterKind,
+}
+
+/// The settings every exporter has, whatever its type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExporterCommon {
+    /// Names of the sources this exporter takes data from; absent means every source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
+    /// Which signals it takes; absent means every signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Vec<Signal>>,
+    pub buffer: BufferConfig,
+    pub batch: BatchConfig,
+    /// Time limit for one export call.
+    pub timeout: Duration,
+    pub retry: RetryConfig,
+}
+
+impl Default for ExporterCommon {
+    fn default() -> Self {
+        Self {
+            inputs: None,
+            signals: None,
+            buffer: BufferConfig::default(),
+            batch: BatchConfig::default(),
+            timeout: Duration::from_secs(10),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// The per-exporter buffer between the router and the export worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    #[serde(rename = "type")]
+    pub kind: BufferKind,
+    /// Upper bound on the encoded bytes held.
+    pub max_size: ByteSize,
+    pub when_full: WhenFull,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self { kind: BufferKind::Memory, max_size: ByteSize::mib(64), when_full: WhenFull::Block }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Make the producer wait: the pressure goes upstream.
+    Block,
+    /// Refuse the new batch and count it as dropped.
+    DropNewest,
+}
+
+/// How batches are merged before an export call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Flush once this many items (spans, data points, log records) are waiting.
+    pub max_items: usize,
+    /// Flush before the merged request would pass this many encoded bytes.
+    pub max_bytes: ByteSize,
+    /// Flush a non-empty batch after it has waited this long.
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self { max_items: 8192, max_bytes: ByteSize::mib(4), max_age: Duration::from_millis(200) }
+    }
+}
+
+/// Retries of failed exports: exponential backoff with full jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Give up on a batch after retrying this long (counted as dropped).
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_elapsed: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The type-specific settings of an exporter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExporterKind {
+    Stdout(StdoutConfig),
+}
+
+impl ExporterKind {
+    pub const TYPES: &'static [&'static str] = &["stdout"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ExporterKind::Stdout(_) => "stdout",
+        }
+    }
+
+    /// The signals this exporter type can take.
+    pub fn accepts(&self) -> &'static [Signal] {
+        match self {
+            ExporterKind::Stdout(_) => &Signal::ALL,
+        }
+    }
+}
+
+/// `type = "stdout"`: prints what it receives, for a person or a pipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutConfig {
+    pub format: StdoutFormat,
+}
+
+impl Default for StdoutConfig {
+    fn default() -> Self {
+        Self { format: StdoutFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutFormat {
+    /// One readable line per data point, span or log record.
+    Text,
+    /// One OTLP/JSON export request per line.
+    Json,
+}
+
+/// Socket addresses are written as strings (`"127.0.0.1:4317"`).
+pub type Addr = SocketAddr;
