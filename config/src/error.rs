@@ -17,7 +17,12 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), line: None, column: None, message: message.into() }
+        Self {
+            path: path.into(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
 
     pub fn at(
@@ -57,7 +62,13 @@ pub struct ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        writeln!(f, "{} problem{} in {}:", n, if n == 1 { "" } else { "s" }, self.origin)?;
+        writeln!(
+            f,
+            "{} problem{} in {}:",
+            n,
+            if n == 1 { "" } else { "s" },
+            self.origin
+        )?;
         for e in &self.errors {
             writeln!(f, "  {}:{e}", self.origin)?;
         }

@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn substitutes_set_variables_and_defaults() {
-        let t = "a = ${PORT}\nb = \"${MISSING:-x y}\"\nc = \"${EMPTY:-fallback}\"\nd = \"${EMPTY}\"\n";
+        let t =
+            "a = ${PORT}\nb = \"${MISSING:-x y}\"\nc = \"${EMPTY:-fallback}\"\nd = \"${EMPTY}\"\n";
         assert_eq!(
             interpolate(t, env).unwrap(),
             "a = 4317\nb = \"x y\"\nc = \"fallback\"\nd = \"\"\n"
@@ -108,7 +109,10 @@ mod tests {
 
     #[test]
     fn dollar_dollar_is_a_literal_dollar() {
-        assert_eq!(interpolate("x = \"$${PORT} $5 $$\"", env).unwrap(), "x = \"${PORT} $5 $\"");
+        assert_eq!(
+            interpolate("x = \"$${PORT} $5 $$\"", env).unwrap(),
+            "x = \"${PORT} $5 $\""
+        );
     }
 
     #[test]

@@ -63,17 +63,32 @@ pub fn load_str_with_env(
     origin: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    let fail = |errors: Vec<ConfigError>| ConfigErrors { origin: origin.to_string(), errors };
+    let fail = |errors: Vec<ConfigError>| ConfigErrors {
+        origin: origin.to_string(),
+        errors,
+    };
     let text = interpolate(text, lookup).map_err(fail)?;
     let doc = toml_edit::Document::parse(text.clone()).map_err(|e| {
         let pos = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-        fail(vec![ConfigError::at(pos, "", format!("invalid TOML: {}", e.message().trim()))])
+        fail(vec![ConfigError::at(
+            pos,
+            "",
+            format!("invalid TOML: {}", e.message().trim()),
+        )])
     })?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
         let pos = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-        fail(vec![ConfigError::at(pos, "", format!("invalid TOML: {}", e.message().trim()))])
+        fail(vec![ConfigError::at(
+            pos,
+            "",
+            format!("invalid TOML: {}", e.message().trim()),
+        )])
     })?;
-    let mut loader = Loader { text: &text, doc: &doc, errors: Vec::new() };
+    let mut loader = Loader {
+        text: &text,
+        doc: &doc,
+        errors: Vec::new(),
+    };
     let config = loader.config(table);
     let mut errors = loader.errors;
     if errors.is_empty() {
@@ -122,11 +137,21 @@ impl Loader<'_> {
             let (span, next) = match (seg, &node, value) {
                 (Seg::Key(k), Node::Item(Item::Table(t)), _) => {
                     let next = t.get(k);
-                    (t.key(k).and_then(|k| k.span()).or_else(|| next.and_then(|i| i.span())), next.map(Node::Item))
+                    (
+                        t.key(k)
+                            .and_then(|k| k.span())
+                            .or_else(|| next.and_then(|i| i.span())),
+                        next.map(Node::Item),
+                    )
                 }
                 (Seg::Key(k), _, Some(Value::InlineTable(t))) => {
                     let next = t.get(k);
-                    (t.key(k).and_then(|k| k.span()).or_else(|| next.and_then(|v| v.span())), next.map(Node::Value))
+                    (
+                        t.key(k)
+                            .and_then(|k| k.span())
+                            .or_else(|| next.and_then(|v| v.span())),
+                        next.map(Node::Value),
+                    )
                 }
                 (Seg::Index(i), _, Some(Value::Array(a))) => {
                     let next = a.get(*i);
@@ -153,8 +178,12 @@ impl Loader<'_> {
                 let mut path = at.to_vec();
                 for seg in e.path().iter() {
                     match seg {
-                        serde_path_to_error::Segment::Seq { index } => path.push(Seg::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => path.push(Seg::Key(key.clone())),
+                        serde_path_to_error::Segment::Seq { index } => {
+                            path.push(Seg::Index(*index))
+                        }
+                        serde_path_to_error::Segment::Map { key } => {
+                            path.push(Seg::Key(key.clone()))
+                        }
                         _ => {}
                     }
                 }
@@ -211,26 +240,42 @@ impl Loader<'_> {
     }
 
     /// The `<name> = { … }` tables of a `[sources]` or `[exporters]` section.
-    fn components(&mut self, section: Option<toml::Value>, what: &str) -> Vec<(String, toml::Table)> {
+    fn components(
+        &mut self,
+        section: Option<toml::Value>,
+        what: &str,
+    ) -> Vec<(String, toml::Table)> {
         let table = match section {
             None => {
-                self.error(&[], format!("no `{what}` configured: add at least one `[{what}.<name>]` table"));
+                self.error(
+                    &[],
+                    format!("no `{what}` configured: add at least one `[{what}.<name>]` table"),
+                );
                 return vec![];
             }
             Some(toml::Value::Table(t)) => t,
             Some(other) => {
-                self.error(&[key(what)], format!("expected a table, found {}", other.type_str()));
+                self.error(
+                    &[key(what)],
+                    format!("expected a table, found {}", other.type_str()),
+                );
                 return vec![];
             }
         };
         if table.is_empty() {
-            self.error(&[key(what)], format!("no `{what}` configured: add at least one `[{what}.<name>]` table"));
+            self.error(
+                &[key(what)],
+                format!("no `{what}` configured: add at least one `[{what}.<name>]` table"),
+            );
         }
         let mut out = Vec::new();
         for (name, value) in table {
             let at = [key(what), key(&name)];
             if !valid_name(&name) {
-                self.error(&at, format!("invalid name `{name}`: use letters, digits, `_` and `-`"));
+                self.error(
+                    &at,
+                    format!("invalid name `{name}`: use letters, digits, `_` and `-`"),
+                );
                 continue;
             }
             match value {
@@ -243,13 +288,20 @@ impl Loader<'_> {
 
     /// Removes and checks the `type` key of a component.
     fn type_of(&mut self, table: &mut toml::Table, at: &[Seg], types: &[&str]) -> Option<String> {
-        let expected = types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+        let expected = types
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         match table.remove("type") {
             Some(toml::Value::String(t)) if types.contains(&t.as_str()) => Some(t),
             Some(toml::Value::String(t)) => {
                 let mut p = at.to_vec();
                 p.push(key("type"));
-                self.error(&p, format!("unknown type `{t}`, expected one of {expected}"));
+                self.error(
+                    &p,
+                    format!("unknown type `{t}`, expected one of {expected}"),
+                );
                 None
             }
             Some(other) => {
@@ -278,15 +330,19 @@ impl Loader<'_> {
     fn exporter(&mut self, name: &str, mut table: toml::Table) -> Option<ExporterConfig> {
         let at = [key("exporters"), key(name)];
         let ty = self.type_of(&mut table, &at, ExporterKind::TYPES)?;
-        let (common, own): (toml::Table, toml::Table) =
-            table.into_iter().partition(|(k, _)| EXPORTER_COMMON_KEYS.contains(&k.as_str()));
+        let (common, own): (toml::Table, toml::Table) = table
+            .into_iter()
+            .partition(|(k, _)| EXPORTER_COMMON_KEYS.contains(&k.as_str()));
         let common = self.typed::<ExporterCommon>(toml::Value::Table(common), &at);
         let own = toml::Value::Table(own);
         let kind = match ty.as_str() {
             "stdout" => self.typed(own, &at).map(ExporterKind::Stdout),
             _ => None,
         };
-        Some(ExporterConfig { common: common?, kind: kind? })
+        Some(ExporterConfig {
+            common: common?,
+            kind: kind?,
+        })
     }
 
     /// Checks that need the whole configuration: references between components and signal flow.
@@ -297,18 +353,29 @@ impl Loader<'_> {
             if let Some(inputs) = &c.inputs {
                 for (i, input) in inputs.iter().enumerate() {
                     if !config.sources.contains_key(input) {
-                        let known = config.sources.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>();
+                        let known = config
+                            .sources
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>();
                         self.error(
                             &[key("exporters"), key(name), key("inputs"), Seg::Index(i)],
                             format!(
                                 "`{input}` names no source (sources: {})",
-                                if known.is_empty() { "none".into() } else { known.join(", ") }
+                                if known.is_empty() {
+                                    "none".into()
+                                } else {
+                                    known.join(", ")
+                                }
                             ),
                         );
                     }
                 }
                 if inputs.is_empty() {
-                    self.error(&[key("exporters"), key(name), key("inputs")], "`inputs` is empty: the exporter would receive nothing");
+                    self.error(
+                        &[key("exporters"), key(name), key("inputs")],
+                        "`inputs` is empty: the exporter would receive nothing",
+                    );
                 }
             }
             let accepts = exporter.kind.accepts();
@@ -351,10 +418,16 @@ impl Loader<'_> {
                 );
             }
             if c.batch.max_items == 0 {
-                self.error(&[key("exporters"), key(name), key("batch"), key("max_items")], "must be at least 1");
+                self.error(
+                    &[key("exporters"), key(name), key("batch"), key("max_items")],
+                    "must be at least 1",
+                );
             }
             if c.batch.max_bytes.get() == 0 {
-                self.error(&[key("exporters"), key(name), key("batch"), key("max_bytes")], "must be at least 1 byte");
+                self.error(
+                    &[key("exporters"), key(name), key("batch"), key("max_bytes")],
+                    "must be at least 1 byte",
+                );
             }
             if c.buffer.max_size < c.batch.max_bytes {
                 self.error(
@@ -366,11 +439,21 @@ impl Loader<'_> {
                 );
             }
             if c.timeout.get().is_zero() {
-                self.error(&[key("exporters"), key(name), key("timeout")], "must be greater than zero");
-            }
-            if c.retry.initial_backoff.get().is_zero() || c.retry.initial_backoff > c.retry.max_backoff {
                 self.error(
-                    &[key("exporters"), key(name), key("retry"), key("initial_backoff")],
+                    &[key("exporters"), key(name), key("timeout")],
+                    "must be greater than zero",
+                );
+            }
+            if c.retry.initial_backoff.get().is_zero()
+                || c.retry.initial_backoff > c.retry.max_backoff
+            {
+                self.error(
+                    &[
+                        key("exporters"),
+                        key(name),
+                        key("retry"),
+                        key("initial_backoff"),
+                    ],
                     "must be greater than zero and at most `max_backoff`",
                 );
             }
@@ -379,7 +462,10 @@ impl Loader<'_> {
             match source {
                 SourceConfig::HostMetrics(h) => {
                     if h.interval.get() < std::time::Duration::from_millis(100) {
-                        self.error(&[key("sources"), key(name), key("interval")], "must be at least 100ms");
+                        self.error(
+                            &[key("sources"), key(name), key("interval")],
+                            "must be at least 100ms",
+                        );
                     }
                 }
             }
@@ -394,7 +480,10 @@ fn unknown_field(message: &str) -> Option<String> {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 // ---------------------------------------------------------------------------------------------

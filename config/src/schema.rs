@@ -51,7 +51,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Auto }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
     }
 }
 
@@ -227,10 +230,32 @@ impl Default for FilesystemFilter {
             ],
             include_fs_types: vec![],
             exclude_fs_types: [
-                "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs",
-                "devpts", "devtmpfs", "fusectl", "hugetlbfs", "mqueue", "nsfs", "overlay",
-                "proc", "procfs", "pstore", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs",
-                "sysfs", "tracefs", "nfsd", "fuse.lxcfs", "ramfs",
+                "autofs",
+                "binfmt_misc",
+                "bpf",
+                "cgroup",
+                "cgroup2",
+                "configfs",
+                "debugfs",
+                "devpts",
+                "devtmpfs",
+                "fusectl",
+                "hugetlbfs",
+                "mqueue",
+                "nsfs",
+                "overlay",
+                "proc",
+                "procfs",
+                "pstore",
+                "rpc_pipefs",
+                "securityfs",
+                "selinuxfs",
+                "squashfs",
+                "sysfs",
+                "tracefs",
+                "nfsd",
+                "fuse.lxcfs",
+                "ramfs",
             ]
             .into_iter()
             .map(String::from)
@@ -249,7 +274,10 @@ pub struct ProcessConfig {
 
 impl Default for ProcessConfig {
     fn default() -> Self {
-        Self { top_n: 10, by: ProcessRank::Cpu }
+        Self {
+            top_n: 10,
+            by: ProcessRank::Cpu,
+        }
     }
 }
 
@@ -313,7 +341,11 @@ pub struct BufferConfig {
 
 impl Default for BufferConfig {
     fn default() -> Self {
-        Self { kind: BufferKind::Memory, max_size: ByteSize::mib(64), when_full: WhenFull::Block }
+        Self {
+            kind: BufferKind::Memory,
+            max_size: ByteSize::mib(64),
+            when_full: WhenFull::Block,
+        }
     }
 }
 
@@ -346,7 +378,11 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_items: 8192, max_bytes: ByteSize::mib(4), max_age: Duration::from_millis(200) }
+        Self {
+            max_items: 8192,
+            max_bytes: ByteSize::mib(4),
+            max_age: Duration::from_millis(200),
+        }
     }
 }
 
@@ -402,7 +438,9 @@ pub struct StdoutConfig {
 
 impl Default for StdoutConfig {
     fn default() -> Self {
-        Self { format: StdoutFormat::Text }
+        Self {
+            format: StdoutFormat::Text,
+        }
     }
 }
 

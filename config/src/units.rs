@@ -27,7 +27,9 @@ impl std::str::FromStr for Duration {
     fn from_str(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s.trim())
             .map(Duration)
-            .map_err(|e| format!("invalid duration `{s}` ({e}); expected e.g. \"500ms\", \"10s\", \"5m\""))
+            .map_err(|e| {
+                format!("invalid duration `{s}` ({e}); expected e.g. \"500ms\", \"10s\", \"5m\"")
+            })
     }
 }
 
@@ -110,13 +112,19 @@ impl std::str::FromStr for ByteSize {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("invalid size `{s}`; expected e.g. \"64MiB\", \"2GB\", \"4096\"");
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let unit = unit.trim().to_ascii_lowercase();
         let mult = if unit.is_empty() {
             1
         } else {
-            UNITS.iter().find(|(u, _)| *u == unit).map(|(_, m)| *m).ok_or_else(bad)?
+            UNITS
+                .iter()
+                .find(|(u, _)| *u == unit)
+                .map(|(_, m)| *m)
+                .ok_or_else(bad)?
         };
         if num.contains('.') {
             let v: f64 = num.parse().map_err(|_| bad())?;
@@ -134,8 +142,12 @@ impl std::str::FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const STEPS: &[(&str, u64)] =
-            &[("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const STEPS: &[(&str, u64)] = &[
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, m) in STEPS {
             if self.0 >= *m && self.0 % m == 0 {
                 return write!(f, "{}{}", self.0 / m, name);
@@ -217,8 +229,14 @@ mod tests {
     #[test]
     fn durations_parse_human_forms() {
         assert_eq!("10s".parse::<Duration>().unwrap(), Duration::from_secs(10));
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
-        assert_eq!("1m 30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "1m 30s".parse::<Duration>().unwrap(),
+            Duration::from_secs(90)
+        );
         assert!("10 parsecs".parse::<Duration>().is_err());
         assert!("".parse::<Duration>().is_err());
     }

@@ -18,7 +18,11 @@ fn load(text: &str) -> Result<Config, ConfigErrors> {
 /// The single error of a failing load.
 fn one_error(text: &str) -> ConfigError {
     let errs = load(text).expect_err("the config should be refused");
-    assert_eq!(errs.errors.len(), 1, "expected exactly one error, got: {errs}");
+    assert_eq!(
+        errs.errors.len(),
+        1,
+        "expected exactly one error, got: {errs}"
+    );
     errs.errors[0].clone()
 }
 
@@ -40,7 +44,12 @@ fn minimal_config_gets_every_default() {
     assert_eq!(out.common.buffer.max_size, ByteSize::mib(64));
     assert_eq!(out.common.buffer.when_full, WhenFull::Block);
     assert_eq!(out.common.batch.max_items, 8192);
-    assert_eq!(out.kind, ExporterKind::Stdout(StdoutConfig { format: StdoutFormat::Text }));
+    assert_eq!(
+        out.kind,
+        ExporterKind::Stdout(StdoutConfig {
+            format: StdoutFormat::Text
+        })
+    );
     assert_eq!(c.agent.shutdown_timeout, Duration::from_secs(10));
 }
 
@@ -61,7 +70,12 @@ batch = { max_age = "${UNSET_AGE:-1s}" }
     let SourceConfig::HostMetrics(h) = &c.sources["host"];
     assert_eq!(h.interval, Duration::from_secs(2));
     let out = &c.exporters["out"];
-    assert_eq!(out.kind, ExporterKind::Stdout(StdoutConfig { format: StdoutFormat::Json }));
+    assert_eq!(
+        out.kind,
+        ExporterKind::Stdout(StdoutConfig {
+            format: StdoutFormat::Json
+        })
+    );
     assert_eq!(out.common.batch.max_age, Duration::from_secs(1));
 }
 
@@ -180,7 +194,8 @@ signals = ["traces", "logs"]
 
 #[test]
 fn unknown_component_type_lists_the_known_ones() {
-    let e = one_error("[sources.host]\ntype = \"hostmetrics\"\n[exporters.out]\ntype = \"stdout\"\n");
+    let e =
+        one_error("[sources.host]\ntype = \"hostmetrics\"\n[exporters.out]\ntype = \"stdout\"\n");
     assert_eq!(e.path, "sources.host.type");
     assert_eq!((e.line, e.column), (Some(2), Some(1)));
     assert!(e.message.contains("`host_metrics`"), "{e}");
@@ -215,12 +230,19 @@ inputs = ["c"]
     let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
-        ["sources.a.interval", "sources.b.collectors[1]", "exporters.out.format"],
+        [
+            "sources.a.interval",
+            "sources.b.collectors[1]",
+            "exporters.out.format"
+        ],
         "{errs}"
     );
     // The display lists each with file, line and column.
     let shown = errs.to_string();
-    assert!(shown.contains("test.toml:4:1: `sources.a.interval`"), "{shown}");
+    assert!(
+        shown.contains("test.toml:4:1: `sources.a.interval`"),
+        "{shown}"
+    );
 }
 
 #[test]

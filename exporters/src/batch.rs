@@ -1,0 +1,47 @@
+//! The pipeline's currency: an encoded OTLP export request with its signal and item count.
+
+use crate::wire;
+use bytes::Bytes;
+pub use sonde_config::Signal;
+use std::sync::Arc;
+
+/// An encoded `Export{Trace,Metrics,Logs}ServiceRequest` on its way through the agent.
+///
+/// The payload is the protobuf encoding exactly as it will be sent; two batches of one signal
+/// merge by concatenating their payloads (protobuf's rule for repeated fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub signal: Signal,
+    pub payload: Bytes,
+    /// Spans, metric data points or log records in `payload`.
+    pub items: u64,
+    /// The source that produced it (used by the router to honour `inputs`).
+    pub source: Arc<str>,
+}
+
+impl Batch {
+    /// Validates `payload` with the wire walker and wraps it. Nothing malformed becomes a Batch.
+    pub fn new(signal: Signal, payload: Bytes, source: Arc<str>) -> Result<Batch, wire::WireError> {
+        let items = wire::validate(signal, &payload)?;
+        Ok(Batch {
+            signal,
+            payload,
+            items,
+            source,
+        })
+    }
+
+    /// Wraps a payload the agent encoded itself (already known well-formed) with its count.
+    pub fn from_trusted(signal: Signal, payload: Bytes, items: u64, source: Arc<str>) -> Batch {
+        Batch {
+            signal,
+            payload,
+            items,
+            source,
+        }
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.payload.len()
+    }
+}
