@@ -1,1 +1,148 @@
-fn main() {}
+//! The `sonde` command line: run the agent, validate or print a configuration.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sonde::{logging, metrics::Registry, topology, DEFAULT_CONFIG, SYSTEM_CONFIG};
+use sonde_config::{Config, ConfigErrors};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tracing::{error, info};
+
+/// Sonde: a lightweight per-host observability agent.
+///
+/// Collects host metrics, receives OTLP from local apps and tails log files; batches with
+/// backpressure; exports over OTLP, as Parquet to object storage, or to stdout.
+#[derive(Parser)]
+#[command(name = "sonde", version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML). Default: /etc/sonde/sonde.toml if present, else the embedded
+    /// default (host metrics every 10 s printed to stdout).
+    #[arg(long, short, global = true, value_name = "FILE", env = "SONDE_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default when no command is given). Stops gracefully on SIGTERM or
+    /// SIGINT; a second signal exits at once.
+    Run,
+    /// Check a configuration file: exit 0 if valid, otherwise exit 1 listing every problem.
+    Validate,
+    /// Print the effective configuration: every default filled in, secrets redacted.
+    PrintConfig,
+}
+
+/// Where the configuration comes from, in order of precedence.
+fn config_text(explicit: Option<&Path>) -> anyhow::Result<(String, String)> {
+    if let Some(p) = explicit {
+        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+        return Ok((text, p.display().to_string()));
+    }
+    if Path::new(SYSTEM_CONFIG).exists() {
+        let text = std::fs::read_to_string(SYSTEM_CONFIG).with_context(|| format!("cannot read {SYSTEM_CONFIG}"))?;
+        return Ok((text, SYSTEM_CONFIG.to_string()));
+    }
+    Ok((DEFAULT_CONFIG.to_string(), "<embedded default>".to_string()))
+}
+
+fn load(explicit: Option<&Path>) -> Result<Config, ExitCode> {
+    let (text, origin) = config_text(explicit).map_err(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(1)
+    })?;
+    sonde_config::load_str(&text, &origin).map_err(|e: ConfigErrors| {
+        eprint!("{e}");
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Validate => {
+            let Some(path) = cli.config.as_deref() else {
+                eprintln!("error: `sonde validate` needs --config FILE");
+                return ExitCode::from(2);
+            };
+            match load(Some(path)) {
+                Ok(c) => {
+                    println!(
+                        "{}: valid ({} source{}, {} exporter{})",
+                        path.display(),
+                        c.sources.len(),
+                        if c.sources.len() == 1 { "" } else { "s" },
+                        c.exporters.len(),
+                        if c.exporters.len() == 1 { "" } else { "s" }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
+        Command::PrintConfig => match load(cli.config.as_deref()) {
+            Ok(c) => {
+                print!("{}", c.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run => match load(cli.config.as_deref()) {
+            Ok(c) => run(c),
+            Err(code) => code,
+        },
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    logging::init(&config.agent.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("sonde")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let metrics = Registry::default();
+        let running = match topology::start(&config, metrics).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = format!("{e:#}"), "cannot start");
+                return ExitCode::from(1);
+            }
+        };
+        let signal = wait_for_signal().await;
+        info!(signal, "stopping");
+        // A second signal means "now": exit without draining.
+        tokio::spawn(async {
+            let signal = wait_for_signal().await;
+            eprintln!("sonde: second signal ({signal}), exiting immediately");
+            std::process::exit(130);
+        });
+        running.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Waits for SIGTERM or SIGINT and says which.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the agent can only be killed; wait forever.
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

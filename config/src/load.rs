@@ -170,34 +170,41 @@ impl Loader<'_> {
         best.map(|s| line_col(self.text, s.start))
     }
 
-    /// Deserializes `value` as `T`, recording a positioned error on failure.
-    fn typed<T: DeserializeOwned>(&mut self, value: toml::Value, at: &[Seg]) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let mut path = at.to_vec();
-                for seg in e.path().iter() {
-                    match seg {
-                        serde_path_to_error::Segment::Seq { index } => {
-                            path.push(Seg::Index(*index))
+    /// Deserializes `value` as `T`, recording a positioned error for every problem: after each
+    /// error the offending key is removed (so its default applies) and deserialization is tried
+    /// again, so one typo does not hide the next.
+    fn typed<T: DeserializeOwned>(&mut self, mut value: toml::Value, at: &[Seg]) -> Option<T> {
+        let mut failed = false;
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(v) => return (!failed).then_some(v),
+                Err(e) => {
+                    failed = true;
+                    let mut rel = Vec::new();
+                    for seg in e.path().iter() {
+                        match seg {
+                            serde_path_to_error::Segment::Seq { index } => rel.push(Seg::Index(*index)),
+                            serde_path_to_error::Segment::Map { key } => rel.push(Seg::Key(key.clone())),
+                            _ => {}
                         }
-                        serde_path_to_error::Segment::Map { key } => {
-                            path.push(Seg::Key(key.clone()))
+                    }
+                    let message = e.inner().message().to_string();
+                    // serde reports an unknown key at its parent; point at the key itself.
+                    if let Some(unknown) = unknown_field(&message) {
+                        if rel.last() != Some(&Seg::Key(unknown.clone())) {
+                            rel.push(Seg::Key(unknown));
                         }
-                        _ => {}
+                    }
+                    let mut path = at.to_vec();
+                    path.extend(rel.iter().cloned());
+                    self.error(&path, message);
+                    if !remove_at(&mut value, &rel) {
+                        return None;
                     }
                 }
-                let message = e.inner().message().to_string();
-                // serde reports an unknown key at its parent; point at the key itself.
-                if let Some(unknown) = unknown_field(&message) {
-                    if path.last() != Some(&Seg::Key(unknown.clone())) {
-                        path.push(Seg::Key(unknown));
-                    }
-                }
-                self.error(&path, message);
-                None
             }
         }
+        None
     }
 
     fn config(&mut self, mut root: toml::Table) -> Option<Config> {
@@ -216,10 +223,12 @@ impl Loader<'_> {
 
         let mut config = Config::default();
         let mut ok = agent.is_some();
+        let mut declared = BTreeSet::new();
         if let Some(agent) = agent {
             config.agent = agent;
         }
         for (name, value) in self.components(sources, "sources") {
+            declared.insert(name.clone());
             match self.source(&name, value) {
                 Some(s) => {
                     config.sources.insert(name, s);
@@ -235,7 +244,7 @@ impl Loader<'_> {
                 None => ok = false,
             }
         }
-        self.validate(&config);
+        self.validate(&config, &declared);
         ok.then_some(config)
     }
 
@@ -346,16 +355,15 @@ impl Loader<'_> {
     }
 
     /// Checks that need the whole configuration: references between components and signal flow.
-    fn validate(&mut self, config: &Config) {
+    fn validate(&mut self, config: &Config, declared: &BTreeSet<String>) {
         for (name, exporter) in &config.exporters {
             let at = [key("exporters"), key(name)];
             let c = &exporter.common;
             if let Some(inputs) = &c.inputs {
                 for (i, input) in inputs.iter().enumerate() {
-                    if !config.sources.contains_key(input) {
-                        let known = config
-                            .sources
-                            .keys()
+                    if !declared.contains(input) {
+                        let known = declared
+                            .iter()
                             .map(|k| format!("`{k}`"))
                             .collect::<Vec<_>>();
                         self.error(
@@ -399,7 +407,8 @@ impl Loader<'_> {
                 .iter()
                 .filter(|s| accepts.contains(s))
                 .any(|s| c.signals.as_ref().is_none_or(|sig| sig.contains(s)));
-            if !config.sources.is_empty() && !receives {
+            // Only judge the signal flow when every source was understood.
+            if !config.sources.is_empty() && config.sources.len() == declared.len() && !receives {
                 let produced: Vec<&str> = produced.iter().map(|s| s.as_str()).collect();
                 self.error(
                     &at,
@@ -470,6 +479,33 @@ impl Loader<'_> {
                 }
             }
         }
+    }
+}
+
+/// Removes the value at `path` (relative to `value`); false when there is nothing to remove.
+fn remove_at(value: &mut toml::Value, path: &[Seg]) -> bool {
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut v = value;
+    for seg in parents {
+        v = match (seg, v) {
+            (Seg::Key(k), toml::Value::Table(t)) => match t.get_mut(k) {
+                Some(next) => next,
+                None => return false,
+            },
+            (Seg::Index(i), toml::Value::Array(a)) => match a.get_mut(*i) {
+                Some(next) => next,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, v) {
+        (Seg::Key(k), toml::Value::Table(t)) => t.remove(k).is_some(),
+        (Seg::Index(i), toml::Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -254,3 +254,25 @@ fn print_config_round_trips_and_fills_defaults() {
     let again = load(&text).unwrap();
     assert_eq!(again, c);
 }
+
+#[test]
+fn several_problems_in_one_component_are_all_reported() {
+    let errs = load(
+        r#"
+[sources.host]
+type = "host_metrics"
+colectors = ["cpu"]
+interval = "soon"
+conventions = "otel"
+
+[exporters.out]
+type = "stdout"
+inputs = ["host"]
+"#,
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["sources.host.colectors", "sources.host.interval", "sources.host.conventions"], "{errs}");
+    // `inputs` names a source that exists, even though that source had errors.
+    assert!(!errs.to_string().contains("names no source"), "{errs}");
+}

@@ -1,0 +1,214 @@
+//! The in-memory buffer of one exporter: a queue bounded by encoded bytes (`buffer.max_size`)
+//! with a `when_full` policy.
+//!
+//! Space is a semaphore of bytes. A batch takes its bytes' worth of permits when it is pushed and
+//! gives them back only when the batch is dropped after its export finished (success, permanent
+//! failure or give-up), so the bound covers everything the exporter holds, not just the queue.
+
+use crate::metrics::{Counter, Gauge, Registry};
+use sonde_config::{BufferConfig, WhenFull};
+use sonde_exporters::Batch;
+use std::sync::Arc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// How long a producer may wait for space under `when_full = "block"`.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// Don't wait: refuse at once if full.
+    No,
+    /// Wait until this instant, then refuse.
+    Until(Instant),
+    /// Wait as long as it takes (the producer has its own cancellation).
+    Forever,
+}
+
+/// Why a batch was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    #[error("buffer full")]
+    Full,
+    #[error("buffer closed (the agent is stopping)")]
+    Closed,
+}
+
+/// What happened to an accepted push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Refused under `when_full = "drop_newest"`: counted, and reported to the producer as
+    /// accepted (the policy chose to lose it).
+    Dropped,
+}
+
+/// A batch in the buffer, holding its share of the buffer's space until dropped.
+pub struct Queued {
+    pub batch: Batch,
+    _permit: OwnedSemaphorePermit,
+    gauges: BufferGauges,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.gauges.bytes.add(-(self.batch.payload.len() as i64));
+        self.gauges.items.add(-(self.batch.items as i64));
+    }
+}
+
+#[derive(Clone)]
+struct BufferGauges {
+    bytes: Gauge,
+    items: Gauge,
+}
+
+#[derive(Clone)]
+pub struct BufferSender {
+    tx: mpsc::Sender<Queued>,
+    space: Arc<Semaphore>,
+    max_bytes: u32,
+    when_full: WhenFull,
+    gauges: BufferGauges,
+    dropped_items: Counter,
+    dropped_batches: Counter,
+}
+
+pub struct BufferReceiver {
+    rx: mpsc::Receiver<Queued>,
+}
+
+impl BufferReceiver {
+    pub async fn recv(&mut self) -> Option<Queued> {
+        self.rx.recv().await
+    }
+}
+
+/// Creates the buffer of exporter `name`.
+pub fn channel(name: &str, cfg: &BufferConfig, metrics: &Registry) -> (BufferSender, BufferReceiver) {
+    let max_bytes = u32::try_from(cfg.max_size.get()).unwrap_or(u32::MAX).max(1);
+    // The byte limit is the real bound; the count bound only keeps a flood of tiny batches from
+    // costing more in per-entry overhead than in payload.
+    let (tx, rx) = mpsc::channel(65_536);
+    let labels = [("exporter", name)];
+    let gauges = BufferGauges {
+        bytes: metrics.gauge("sonde_buffer_bytes", "Encoded bytes held by an exporter's buffer.", &labels),
+        items: metrics.gauge("sonde_buffer_items", "Items held by an exporter's buffer.", &labels),
+    };
+    metrics
+        .gauge("sonde_buffer_max_bytes", "Configured size limit of an exporter's buffer.", &labels)
+        .set(i64::from(max_bytes));
+    let dropped = |unit| {
+        metrics.counter(
+            if unit == "items" { "sonde_buffer_dropped_items_total" } else { "sonde_buffer_dropped_batches_total" },
+            "Batches and items refused by a full buffer under when_full = drop_newest.",
+            &[("exporter", name), ("reason", "buffer_full")],
+        )
+    };
+    let sender = BufferSender {
+        tx,
+        space: Arc::new(Semaphore::new(max_bytes as usize)),
+        max_bytes,
+        when_full: cfg.when_full,
+        gauges,
+        dropped_items: dropped("items"),
+        dropped_batches: dropped("batches"),
+    };
+    (sender, BufferReceiver { rx })
+}
+
+impl BufferSender {
+    /// Offers a batch. Under `block` waits for space as `wait` allows; under `drop_newest` never
+    /// waits.
+    pub async fn push(&self, batch: Batch, wait: Wait) -> Result<Pushed, PushError> {
+        // A batch larger than the whole buffer takes all of it rather than waiting forever.
+        let need = u32::try_from(batch.payload.len()).unwrap_or(u32::MAX).clamp(1, self.max_bytes);
+        let wait = match self.when_full {
+            WhenFull::DropNewest => Wait::No,
+            WhenFull::Block => wait,
+        };
+        let acquired = match wait {
+            Wait::No => self.space.clone().try_acquire_many_owned(need).map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => PushError::Closed,
+                tokio::sync::TryAcquireError::NoPermits => PushError::Full,
+            }),
+            Wait::Until(deadline) => {
+                match tokio::time::timeout_at(deadline, self.space.clone().acquire_many_owned(need)).await {
+                    Ok(r) => r.map_err(|_| PushError::Closed),
+                    Err(_) => Err(PushError::Full),
+                }
+            }
+            Wait::Forever => self.space.clone().acquire_many_owned(need).await.map_err(|_| PushError::Closed),
+        };
+        let permit = match acquired {
+            Ok(p) => p,
+            Err(PushError::Full) if self.when_full == WhenFull::DropNewest => {
+                self.dropped_batches.inc();
+                self.dropped_items.add(batch.items);
+                return Ok(Pushed::Dropped);
+            }
+            Err(e) => return Err(e),
+        };
+        self.gauges.bytes.add(batch.payload.len() as i64);
+        self.gauges.items.add(batch.items as i64);
+        let queued = Queued { batch, _permit: permit, gauges: self.gauges.clone() };
+        self.tx.send(queued).await.map_err(|_| PushError::Closed)?;
+        Ok(Pushed::Queued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sonde_config::{BufferKind, ByteSize};
+    use sonde_exporters::Signal;
+    use std::time::Duration;
+
+    fn batch(n: usize) -> Batch {
+        Batch::from_trusted(Signal::Logs, vec![0u8; n].into(), 1, Arc::from("s"))
+    }
+
+    fn cfg(max: u64, when_full: WhenFull) -> BufferConfig {
+        BufferConfig { kind: BufferKind::Memory, max_size: ByteSize(max), when_full }
+    }
+
+    #[tokio::test]
+    async fn block_refuses_after_the_deadline_and_frees_space_when_exported() {
+        let r = Registry::default();
+        let (tx, mut rx) = channel("e", &cfg(100, WhenFull::Block), &r);
+        assert_eq!(tx.push(batch(60), Wait::No).await, Ok(Pushed::Queued));
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(tx.push(batch(60), Wait::Until(soon)).await, Err(PushError::Full));
+        assert_eq!(r.gauge("sonde_buffer_bytes", "", &[("exporter", "e")]).get(), 60);
+        // Taking the batch out is not enough: space returns when it is dropped (exported).
+        let q = rx.recv().await.unwrap();
+        assert_eq!(tx.push(batch(60), Wait::No).await, Err(PushError::Full));
+        drop(q);
+        assert_eq!(tx.push(batch(60), Wait::No).await, Ok(Pushed::Queued));
+    }
+
+    #[tokio::test]
+    async fn drop_newest_counts_what_it_drops() {
+        let r = Registry::default();
+        let (tx, _rx) = channel("e", &cfg(100, WhenFull::DropNewest), &r);
+        assert_eq!(tx.push(batch(80), Wait::Forever).await, Ok(Pushed::Queued));
+        assert_eq!(tx.push(batch(80), Wait::Forever).await, Ok(Pushed::Dropped));
+        assert_eq!(r.counter_sum("sonde_buffer_dropped_items_total", &[("exporter", "e")]), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_buffer_still_fits_alone() {
+        let (tx, _rx) = channel("e", &cfg(10, WhenFull::Block), &Registry::default());
+        assert_eq!(tx.push(batch(50), Wait::No).await, Ok(Pushed::Queued));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_producer_proceeds_when_space_returns() {
+        let (tx, mut rx) = channel("e", &cfg(100, WhenFull::Block), &Registry::default());
+        tx.push(batch(100), Wait::No).await.unwrap();
+        let tx2 = tx.clone();
+        let waiter = tokio::spawn(async move { tx2.push(batch(100), Wait::Forever).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(rx.recv().await);
+        assert_eq!(waiter.await.unwrap(), Ok(Pushed::Queued));
+    }
+}

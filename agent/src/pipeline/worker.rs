@@ -1,0 +1,412 @@
+//! The export worker of one exporter: takes batches from its buffer, merges them per signal
+//! (`batch.max_items`, `batch.max_bytes`, `batch.max_age`), and exports each merged batch with a
+//! per-call timeout and retries (exponential backoff, full jitter, the destination's hints).
+//!
+//! Decisions per failure: retryable → wait and try the same batch again until `retry.max_elapsed`,
+//! then drop and count (`reason="retries_exhausted"`); permanent → drop and count at once
+//! (`reason="rejected"`) so one poisonous batch never blocks the queue. When the agent's shutdown
+//! deadline passes (`abort`), whatever is still unsent is dropped and counted
+//! (`reason="shutdown"`).
+
+use super::backoff::Backoff;
+use super::buffer::{BufferReceiver, Queued};
+use crate::metrics::{Counter, Registry};
+use bytes::BytesMut;
+use sonde_config::{BatchConfig, RetryConfig};
+use sonde_exporters::{wire, Batch, DynExporter, ExportError, Signal};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+pub struct WorkerConfig {
+    pub name: Arc<str>,
+    pub batch: BatchConfig,
+    pub timeout: Duration,
+    pub retry: RetryConfig,
+}
+
+struct Counters {
+    sent_items: Counter,
+    sent_batches: Counter,
+    rejected_items: Counter,
+    retries: Counter,
+    dropped_rejected: Counter,
+    dropped_exhausted: Counter,
+    dropped_shutdown: Counter,
+    failed_calls: Counter,
+}
+
+impl Counters {
+    fn new(r: &Registry, name: &str) -> Self {
+        let dropped = |reason| {
+            r.counter(
+                "sonde_exporter_dropped_items_total",
+                "Items an exporter gave up on, by reason.",
+                &[("exporter", name), ("reason", reason)],
+            )
+        };
+        Counters {
+            sent_items: r.counter("sonde_exporter_sent_items_total", "Items exported successfully.", &[("exporter", name)]),
+            sent_batches: r.counter("sonde_exporter_sent_batches_total", "Export calls that succeeded.", &[("exporter", name)]),
+            rejected_items: r.counter(
+                "sonde_exporter_rejected_items_total",
+                "Items the destination reported as rejected in a partial success.",
+                &[("exporter", name)],
+            ),
+            retries: r.counter("sonde_exporter_retries_total", "Export calls retried.", &[("exporter", name)]),
+            dropped_rejected: dropped("rejected"),
+            dropped_exhausted: dropped("retries_exhausted"),
+            dropped_shutdown: dropped("shutdown"),
+            failed_calls: r.counter("sonde_exporter_failed_calls_total", "Export calls that failed.", &[("exporter", name)]),
+        }
+    }
+}
+
+/// Batches of one signal waiting to be merged.
+#[derive(Default)]
+struct Pending {
+    queued: Vec<Queued>,
+    items: u64,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn take(&mut self) -> Pending {
+        std::mem::take(self)
+    }
+}
+
+fn slot(s: Signal) -> usize {
+    match s {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}
+
+/// Runs until the buffer is closed and drained. `abort` fires when the shutdown deadline has
+/// passed: then nothing more is attempted and what is left is counted as dropped.
+pub async fn run(cfg: WorkerConfig, exporter: DynExporter, mut rx: BufferReceiver, metrics: Registry, abort: CancellationToken) {
+    let counters = Counters::new(&metrics, &cfg.name);
+    let mut w = Worker { cfg, exporter, counters, abort, last_warn: None };
+    let mut pending: [Pending; 3] = Default::default();
+    let max_bytes = w.cfg.batch.max_bytes.as_usize();
+    let max_age = w.cfg.batch.max_age.get();
+    loop {
+        let next_due = pending.iter().filter_map(|p| p.since).min().map(|t| t + max_age);
+        tokio::select! {
+            q = rx.recv() => {
+                let Some(q) = q else { break };
+                let p = &mut pending[slot(q.batch.signal)];
+                if !p.queued.is_empty() && p.bytes + q.batch.payload.len() > max_bytes {
+                    let full = p.take();
+                    w.flush(full).await;
+                }
+                let p = &mut pending[slot(q.batch.signal)];
+                p.items += q.batch.items;
+                p.bytes += q.batch.payload.len();
+                p.since.get_or_insert_with(Instant::now);
+                p.queued.push(q);
+                if p.items >= w.cfg.batch.max_items as u64 || p.bytes >= max_bytes {
+                    let full = p.take();
+                    w.flush(full).await;
+                }
+            }
+            _ = sleep_until_opt(next_due) => {
+                let now = Instant::now();
+                for p in pending.iter_mut() {
+                    if p.since.is_some_and(|t| t + max_age <= now) {
+                        let due = p.take();
+                        w.flush(due).await;
+                    }
+                }
+            }
+        }
+    }
+    for p in pending.iter_mut() {
+        let rest = p.take();
+        w.flush(rest).await;
+    }
+    if let Err(e) = w.exporter.shutdown().await {
+        warn!(exporter = %w.cfg.name, error = %e, "exporter did not shut down cleanly");
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    exporter: DynExporter,
+    counters: Counters,
+    abort: CancellationToken,
+    last_warn: Option<Instant>,
+}
+
+impl Worker {
+    /// Merges the pending batches (concatenation) and exports the result, split at top-level
+    /// boundaries when a single batch alone is larger than `max_bytes`.
+    async fn flush(&mut self, p: Pending) {
+        let Some(first) = p.queued.first() else { return };
+        let signal = first.batch.signal;
+        let source = first.batch.source.clone();
+        let merged = if p.queued.len() == 1 {
+            first.batch.clone()
+        } else {
+            let mut buf = BytesMut::with_capacity(p.bytes);
+            for q in &p.queued {
+                buf.extend_from_slice(&q.batch.payload);
+            }
+            Batch::from_trusted(signal, buf.freeze(), p.items, source.clone())
+        };
+        let max_bytes = self.cfg.batch.max_bytes.as_usize();
+        if merged.payload.len() > max_bytes {
+            match wire::split(&merged.payload, max_bytes) {
+                Ok(pieces) if pieces.len() > 1 => {
+                    for piece in pieces {
+                        let items = wire::validate(signal, &piece).unwrap_or(0);
+                        self.export(Batch::from_trusted(signal, piece, items, source.clone())).await;
+                    }
+                }
+                _ => self.export(merged).await,
+            }
+        } else {
+            self.export(merged).await;
+        }
+        // `p.queued` drops here, returning the buffer space only now that the export is over.
+        drop(p);
+    }
+
+    async fn export(&mut self, batch: Batch) {
+        let started = Instant::now();
+        let mut backoff = Backoff::new(self.cfg.retry.initial_backoff.get(), self.cfg.retry.max_backoff.get());
+        loop {
+            if self.abort.is_cancelled() {
+                self.counters.dropped_shutdown.add(batch.items);
+                return;
+            }
+            let attempt = tokio::select! {
+                r = tokio::time::timeout(self.cfg.timeout, self.exporter.export(&batch)) => r,
+                _ = self.abort.cancelled() => continue,
+            };
+            let err = match attempt {
+                Ok(Ok(outcome)) => {
+                    let accepted = batch.items.saturating_sub(outcome.rejected_items);
+                    self.counters.sent_items.add(accepted);
+                    self.counters.sent_batches.inc();
+                    if outcome.rejected_items > 0 {
+                        self.counters.rejected_items.add(outcome.rejected_items);
+                        warn!(exporter = %self.cfg.name, rejected = outcome.rejected_items, "destination rejected part of a batch");
+                    }
+                    debug!(exporter = %self.cfg.name, items = batch.items, bytes = batch.payload.len(), "exported");
+                    return;
+                }
+                Ok(Err(e)) => e,
+                Err(_) => ExportError::retryable(format!("timed out after {:?}", self.cfg.timeout)),
+            };
+            self.counters.failed_calls.inc();
+            match err {
+                ExportError::Permanent { reason } => {
+                    self.counters.dropped_rejected.add(batch.items);
+                    error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "export refused for good; batch dropped");
+                    return;
+                }
+                ExportError::Retryable { reason, retry_after } => {
+                    if started.elapsed() >= self.cfg.retry.max_elapsed.get() {
+                        self.counters.dropped_exhausted.add(batch.items);
+                        error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "giving up on a batch after retrying for {:?}", self.cfg.retry.max_elapsed.get());
+                        return;
+                    }
+                    let wait = backoff.next(retry_after);
+                    self.counters.retries.inc();
+                    // One warning per 10 s at most: a down destination must not flood the log.
+                    if self.last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        self.last_warn = Some(Instant::now());
+                        warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, "export failed, retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.abort.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::buffer::{channel, Wait};
+    use sonde_config::{BufferConfig, ByteSize, Duration as CfgDuration};
+    use sonde_exporters::{BoxFuture, ExportOutcome, Exporter};
+    use std::sync::Mutex;
+
+    /// Records what it is sent; fails the first `fail` calls with `error`.
+    struct Recorder {
+        got: Mutex<Vec<Batch>>,
+        fail: Mutex<u32>,
+        error: ExportError,
+    }
+
+    impl Exporter for Recorder {
+        fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
+            Box::pin(async move {
+                let mut fail = self.fail.lock().unwrap();
+                if *fail > 0 {
+                    *fail -= 1;
+                    return Err(self.error.clone());
+                }
+                self.got.lock().unwrap().push(batch.clone());
+                Ok(ExportOutcome::default())
+            })
+        }
+    }
+
+    fn recorder(fail: u32, error: ExportError) -> Arc<Recorder> {
+        Arc::new(Recorder { got: Mutex::new(vec![]), fail: Mutex::new(fail), error })
+    }
+
+    fn span_batch(n: usize) -> Batch {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message;
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..n).map(|i| Span { name: format!("s{i}"), ..Default::default() }).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        Batch::new(Signal::Traces, req.encode_to_vec().into(), Arc::from("src")).unwrap()
+    }
+
+    fn cfg(max_items: usize, max_age_ms: u64) -> WorkerConfig {
+        WorkerConfig {
+            name: "t".into(),
+            batch: BatchConfig { max_items, max_bytes: ByteSize::mib(1), max_age: CfgDuration::from_millis(max_age_ms) },
+            timeout: Duration::from_secs(1),
+            retry: RetryConfig {
+                initial_backoff: CfgDuration::from_millis(1),
+                max_backoff: CfgDuration::from_millis(5),
+                max_elapsed: CfgDuration::from_secs(2),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn merges_batches_by_concatenation_up_to_max_items() {
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let rec = recorder(0, ExportError::permanent("x"));
+        let task = tokio::spawn(run(cfg(10, 60_000), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        for _ in 0..5 {
+            tx.push(span_batch(4), Wait::Forever).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        let got = rec.got.lock().unwrap();
+        let sizes: Vec<u64> = got.iter().map(|b| b.items).collect();
+        // 4+4+4 reaches 10 → flush 12; then 4+4 flushed at close.
+        assert_eq!(sizes, [12, 8]);
+        for b in got.iter() {
+            assert_eq!(wire::validate(Signal::Traces, &b.payload).unwrap(), b.items);
+        }
+        assert_eq!(r.counter_sum("sonde_exporter_sent_items_total", &[]), 20);
+    }
+
+    #[tokio::test]
+    async fn flushes_on_max_age() {
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let rec = recorder(0, ExportError::permanent("x"));
+        let _task = tokio::spawn(run(cfg(1000, 20), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        tx.push(span_batch(3), Wait::Forever).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rec.got.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "max_age flush never happened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(rec.got.lock().unwrap()[0].items, 3);
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_until_success() {
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let rec = recorder(3, ExportError::retryable("503"));
+        let task = tokio::spawn(run(cfg(1, 10), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        tx.push(span_batch(2), Wait::Forever).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(rec.got.lock().unwrap().len(), 1);
+        assert_eq!(r.counter_sum("sonde_exporter_retries_total", &[]), 3);
+        assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[]), 0);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_drop_and_count_without_blocking() {
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let rec = recorder(1, ExportError::permanent("400 bad request"));
+        let task = tokio::spawn(run(cfg(1, 10), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        tx.push(span_batch(2), Wait::Forever).await.unwrap();
+        tx.push(span_batch(5), Wait::Forever).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[("reason", "rejected")]), 2);
+        assert_eq!(rec.got.lock().unwrap()[0].items, 5);
+    }
+
+    #[tokio::test]
+    async fn abort_drops_and_counts_what_is_left() {
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let rec = recorder(u32::MAX, ExportError::retryable("down"));
+        let abort = CancellationToken::new();
+        let task = tokio::spawn(run(cfg(1, 10), rec.clone(), rx, r.clone(), abort.clone()));
+        tx.push(span_batch(2), Wait::Forever).await.unwrap();
+        tx.push(span_batch(3), Wait::Forever).await.unwrap();
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        abort.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("worker stops after abort").unwrap();
+        assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[("reason", "shutdown")]), 5);
+    }
+
+    #[tokio::test]
+    async fn oversized_batch_is_split_at_resource_boundaries() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let rec = recorder(0, ExportError::permanent("x"));
+        let mut c = cfg(1_000_000, 10);
+        let one = span_batch(50);
+        c.batch.max_bytes = ByteSize(one.payload.len() as u64 + 10);
+        let task = tokio::spawn(run(c, rec.clone(), rx, r.clone(), CancellationToken::new()));
+        // Three resources in one request, each ~max_bytes: must go out as three calls.
+        let mut payload = Vec::new();
+        for _ in 0..3 {
+            payload.extend_from_slice(&one.payload);
+        }
+        let big = Batch::new(Signal::Traces, payload.into(), Arc::from("src")).unwrap();
+        tx.push(big, Wait::Forever).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let got = rec.got.lock().unwrap();
+        assert_eq!(got.len(), 3);
+        for b in got.iter() {
+            assert_eq!(ExportTraceServiceRequest::decode(&b.payload[..]).unwrap().resource_spans[0].scope_spans[0].spans.len(), 50);
+        }
+    }
+}

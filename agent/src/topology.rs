@@ -1,0 +1,141 @@
+//! The topology, wired in one place: exporters and their buffers and workers first, then the
+//! router, then the sources. Reading [`start`] and [`Running::stop`] tells the whole data flow
+//! and the order of shutdown.
+//!
+//! Stop order: sources stop (no new data) → the router is dropped, closing every buffer → each
+//! worker flushes its pending batches and drains its buffer → past `agent.shutdown_timeout`
+//! whatever is still unsent is dropped and counted.
+
+use crate::metrics::Registry;
+use crate::pipeline::{buffer, router, worker};
+use crate::sources::{self, SourceContext};
+use anyhow::Context as _;
+use sonde_config::Config;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub struct Running {
+    sources: JoinSet<()>,
+    workers: JoinSet<()>,
+    stop_sources: CancellationToken,
+    abort_exports: CancellationToken,
+    router: Option<router::Router>,
+    shutdown_timeout: Duration,
+    metrics: Registry,
+}
+
+/// Builds and starts everything the config describes.
+pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running> {
+    let abort_exports = CancellationToken::new();
+    let mut workers = JoinSet::new();
+    let mut routes = Vec::new();
+    for (name, ecfg) in &config.exporters {
+        let exporter = sonde_exporters::build(name, &ecfg.kind)?;
+        let (tx, rx) = buffer::channel(name, &ecfg.common.buffer, &metrics);
+        let accepts = ecfg.kind.accepts();
+        routes.push(router::Route {
+            exporter: Arc::from(name.as_str()),
+            inputs: ecfg.common.inputs.as_ref().map(|i| i.iter().cloned().collect::<HashSet<_>>()),
+            signals: ecfg
+                .common
+                .signals
+                .clone()
+                .unwrap_or_else(|| accepts.to_vec())
+                .into_iter()
+                .filter(|s| accepts.contains(s))
+                .collect(),
+            buffer: tx,
+        });
+        let wcfg = worker::WorkerConfig {
+            name: Arc::from(name.as_str()),
+            batch: ecfg.common.batch.clone(),
+            timeout: ecfg.common.timeout.get(),
+            retry: ecfg.common.retry.clone(),
+        };
+        workers.spawn(worker::run(wcfg, exporter, rx, metrics.clone(), abort_exports.clone()));
+    }
+    let router = router::Router::new(routes);
+
+    let stop_sources = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for (name, scfg) in &config.sources {
+        let cx = SourceContext {
+            name: Arc::from(name.as_str()),
+            router: router.clone(),
+            shutdown: stop_sources.child_token(),
+            metrics: metrics.clone(),
+        };
+        let task = sources::build(scfg, cx).await.with_context(|| format!("source `{name}`"))?;
+        tasks.spawn(task);
+    }
+    info!(
+        sources = config.sources.len(),
+        exporters = config.exporters.len(),
+        "sonde started"
+    );
+    Ok(Running {
+        sources: tasks,
+        workers,
+        stop_sources,
+        abort_exports,
+        router: Some(router),
+        shutdown_timeout: config.agent.shutdown_timeout.get(),
+        metrics,
+    })
+}
+
+/// What a stop left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopReport {
+    /// Items dropped because the shutdown deadline passed before they were sent.
+    pub dropped_at_shutdown: u64,
+    pub clean: bool,
+}
+
+impl Running {
+    /// Stops gracefully within `agent.shutdown_timeout`.
+    pub async fn stop(mut self) -> StopReport {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        self.stop_sources.cancel();
+        let sources_done = tokio::time::timeout_at(deadline, async {
+            while self.sources.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !sources_done {
+            warn!("sources did not stop before the shutdown deadline; aborting them");
+            self.sources.abort_all();
+        }
+        // Dropping the last router handle closes the buffers: workers drain and finish.
+        drop(self.router.take());
+        let drained = tokio::time::timeout_at(deadline, async {
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            warn!(timeout = ?self.shutdown_timeout, "exporters did not drain before the shutdown deadline; dropping what is left");
+            self.abort_exports.cancel();
+            // Workers now drop (and count) everything without network calls; give them a moment.
+            if tokio::time::timeout(Duration::from_secs(5), async {
+                while self.workers.join_next().await.is_some() {}
+            })
+            .await
+            .is_err()
+            {
+                self.workers.abort_all();
+            }
+        }
+        let dropped =
+            self.metrics.counter_sum("sonde_exporter_dropped_items_total", &[("reason", "shutdown")]);
+        if dropped > 0 {
+            warn!(items = dropped, "items could not be sent before shutdown and were dropped");
+        }
+        info!(clean = drained && sources_done, "sonde stopped");
+        StopReport { dropped_at_shutdown: dropped, clean: drained && sources_done }
+    }
+}

@@ -1,0 +1,134 @@
+"""Support for Sonde's end-to-end tests: run the real binary with a temp config, read what it
+prints, stop it by PID. Everything binds to loopback and every wait has a deadline."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sonde_bin() -> str:
+    path = os.environ.get("SONDE_BIN") or str(ROOT / "target" / "debug" / "sonde")
+    if not Path(path).exists():
+        pytest.fail(f"sonde binary not found at {path}: run `cargo build` first (tests/run.sh does)")
+    return path
+
+
+class Agent:
+    """A running `sonde` process whose stdout and stderr lines are collected in the background."""
+
+    def __init__(self, args, env=None, cwd=None):
+        full_env = dict(os.environ)
+        full_env.setdefault("SONDE_LOG", "info")
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sonde_bin(), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+        )
+        self.stdout: "queue.Queue[str]" = queue.Queue()
+        self.stderr_lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, q):
+        for raw in iter(stream.readline, b""):
+            q.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        q.put(None)
+
+    def _pump_err(self):
+        for raw in iter(self.proc.stderr.readline, b""):
+            self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def lines(self, timeout: float):
+        """Yields stdout lines as they come, until `timeout` seconds have passed or stdout closes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                line = self.stdout.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if line is None:
+                return
+            self.stdout_lines.append(line)
+            yield line
+
+    def wait_stderr(self, needle: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in l for l in self.stderr_lines):
+                return True
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                return any(needle in l for l in self.stderr_lines)
+            time.sleep(0.05)
+        return False
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            raise AssertionError(f"sonde did not exit within {timeout}s of {sig!r}; stderr: {self.stderr_tail()}")
+
+    def rest_of_stdout(self, timeout: float = 5) -> list[str]:
+        return list(self.lines(timeout))
+
+    def stderr_tail(self, n: int = 30) -> str:
+        return "\n".join(self.stderr_lines[-n:])
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def run_agent(tmp_path):
+    """Starts `sonde run --config <tmp>/sonde.toml` with the given TOML; kills it at teardown."""
+    agents = []
+
+    def start(config_text: str, env=None, args=None) -> Agent:
+        cfg = tmp_path / f"sonde-{len(agents)}.toml"
+        cfg.write_text(config_text)
+        agent = Agent(args or ["run", "--config", str(cfg)], env=env)
+        agents.append(agent)
+        return agent
+
+    yield start
+    for a in agents:
+        a.kill()
+
+
+def run_cli(*args, env=None, timeout=30) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sonde_bin(), *args], capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+def json_lines(lines):
+    for l in lines:
+        l = l.strip()
+        if l.startswith("{"):
+            yield json.loads(l)

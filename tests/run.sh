@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sonde's whole test suite: formatting, lints, Rust unit and integration tests, then the
+# end-to-end tests (pytest) that run the built binary against real peers. Installs what the
+# tests need (a Python venv in .venv) by itself. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+echo "== cargo build (binary for the end-to-end tests)"
+cargo build --bins
+
+echo "== python venv"
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+echo "== end-to-end tests"
+SONDE_BIN="$PWD/target/debug/sonde" .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
