@@ -38,11 +38,13 @@ enum Command {
 /// Where the configuration comes from, in order of precedence.
 fn config_text(explicit: Option<&Path>) -> anyhow::Result<(String, String)> {
     if let Some(p) = explicit {
-        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read config file {}", p.display()))?;
         return Ok((text, p.display().to_string()));
     }
     if Path::new(SYSTEM_CONFIG).exists() {
-        let text = std::fs::read_to_string(SYSTEM_CONFIG).with_context(|| format!("cannot read {SYSTEM_CONFIG}"))?;
+        let text = std::fs::read_to_string(SYSTEM_CONFIG)
+            .with_context(|| format!("cannot read {SYSTEM_CONFIG}"))?;
         return Ok((text, SYSTEM_CONFIG.to_string()));
     }
     Ok((DEFAULT_CONFIG.to_string(), "<embedded default>".to_string()))
@@ -136,7 +138,10 @@ fn run(config: Config) -> ExitCode {
 /// Waits for SIGTERM or SIGINT and says which.
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the agent can only be killed; wait forever.
         std::future::pending::<()>().await;
         return "none";

@@ -68,22 +68,46 @@ impl Registry {
     }
 
     /// The counter `name{labels}`, created at zero on first use.
-    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Counter {
         let mut inner = self.lock();
         inner.help.insert(name, help);
-        let key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
-        match inner.metrics.entry(key).or_insert_with(|| Metric::Counter(Counter::default())) {
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        match inner
+            .metrics
+            .entry(key)
+            .or_insert_with(|| Metric::Counter(Counter::default()))
+        {
             Metric::Counter(c) => c.clone(),
             Metric::Gauge(_) => Counter::default(),
         }
     }
 
     /// The gauge `name{labels}`, created at zero on first use.
-    pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Gauge {
         let mut inner = self.lock();
         inner.help.insert(name, help);
-        let key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
-        match inner.metrics.entry(key).or_insert_with(|| Metric::Gauge(Gauge::default())) {
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        match inner
+            .metrics
+            .entry(key)
+            .or_insert_with(|| Metric::Gauge(Gauge::default()))
+        {
             Metric::Gauge(g) => g.clone(),
             Metric::Counter(_) => Gauge::default(),
         }
@@ -95,7 +119,10 @@ impl Registry {
             .metrics
             .iter()
             .filter(|((n, labels), _)| {
-                *n == name && filter.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                *n == name
+                    && filter
+                        .iter()
+                        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
             })
             .map(|(_, m)| match m {
                 Metric::Counter(c) => c.get(),
@@ -126,7 +153,10 @@ impl Registry {
                     if i > 0 {
                         out.push(',');
                     }
-                    let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                    let v = v
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
                     let _ = write!(out, "{k}=\"{v}\"");
                 }
                 out.push('}');

@@ -39,7 +39,11 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
         let accepts = ecfg.kind.accepts();
         routes.push(router::Route {
             exporter: Arc::from(name.as_str()),
-            inputs: ecfg.common.inputs.as_ref().map(|i| i.iter().cloned().collect::<HashSet<_>>()),
+            inputs: ecfg
+                .common
+                .inputs
+                .as_ref()
+                .map(|i| i.iter().cloned().collect::<HashSet<_>>()),
             signals: ecfg
                 .common
                 .signals
@@ -55,8 +59,18 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
             batch: ecfg.common.batch.clone(),
             timeout: ecfg.common.timeout.get(),
             retry: ecfg.common.retry.clone(),
+            concurrency: ecfg
+                .common
+                .concurrency
+                .unwrap_or_else(|| ecfg.kind.default_concurrency()),
         };
-        workers.spawn(worker::run(wcfg, exporter, rx, metrics.clone(), abort_exports.clone()));
+        workers.spawn(worker::run(
+            wcfg,
+            exporter,
+            rx,
+            metrics.clone(),
+            abort_exports.clone(),
+        ));
     }
     let router = router::Router::new(routes);
 
@@ -69,7 +83,9 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
             shutdown: stop_sources.child_token(),
             metrics: metrics.clone(),
         };
-        let task = sources::build(scfg, cx).await.with_context(|| format!("source `{name}`"))?;
+        let task = sources::build(scfg, cx)
+            .await
+            .with_context(|| format!("source `{name}`"))?;
         tasks.spawn(task);
     }
     info!(
@@ -130,12 +146,20 @@ impl Running {
                 self.workers.abort_all();
             }
         }
-        let dropped =
-            self.metrics.counter_sum("sonde_exporter_dropped_items_total", &[("reason", "shutdown")]);
+        let dropped = self.metrics.counter_sum(
+            "sonde_exporter_dropped_items_total",
+            &[("reason", "shutdown")],
+        );
         if dropped > 0 {
-            warn!(items = dropped, "items could not be sent before shutdown and were dropped");
+            warn!(
+                items = dropped,
+                "items could not be sent before shutdown and were dropped"
+            );
         }
         info!(clean = drained && sources_done, "sonde stopped");
-        StopReport { dropped_at_shutdown: dropped, clean: drained && sources_done }
+        StopReport {
+            dropped_at_shutdown: dropped,
+            clean: drained && sources_done,
+        }
     }
 }

@@ -13,7 +13,15 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The keys of [`ExporterCommon`]; every other key of an exporter belongs to its type.
-const EXPORTER_COMMON_KEYS: &[&str] = &["inputs", "signals", "buffer", "batch", "timeout", "retry"];
+const EXPORTER_COMMON_KEYS: &[&str] = &[
+    "inputs",
+    "signals",
+    "buffer",
+    "batch",
+    "timeout",
+    "retry",
+    "concurrency",
+];
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +191,12 @@ impl Loader<'_> {
                     let mut rel = Vec::new();
                     for seg in e.path().iter() {
                         match seg {
-                            serde_path_to_error::Segment::Seq { index } => rel.push(Seg::Index(*index)),
-                            serde_path_to_error::Segment::Map { key } => rel.push(Seg::Key(key.clone())),
+                            serde_path_to_error::Segment::Seq { index } => {
+                                rel.push(Seg::Index(*index))
+                            }
+                            serde_path_to_error::Segment::Map { key } => {
+                                rel.push(Seg::Key(key.clone()))
+                            }
                             _ => {}
                         }
                     }
@@ -447,6 +459,12 @@ impl Loader<'_> {
                     ),
                 );
             }
+            if c.concurrency == Some(0) {
+                self.error(
+                    &[key("exporters"), key(name), key("concurrency")],
+                    "must be at least 1",
+                );
+            }
             if c.timeout.get().is_zero() {
                 self.error(
                     &[key("exporters"), key(name), key("timeout")],
@@ -484,7 +502,9 @@ impl Loader<'_> {
 
 /// Removes the value at `path` (relative to `value`); false when there is nothing to remove.
 fn remove_at(value: &mut toml::Value, path: &[Seg]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut v = value;
     for seg in parents {
         v = match (seg, v) {

@@ -313,6 +313,9 @@ pub struct ExporterCommon {
     /// Time limit for one export call.
     pub timeout: Duration,
     pub retry: RetryConfig,
+    /// Export calls in flight at once. Absent: the exporter type's default (1 keeps order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
 }
 
 impl Default for ExporterCommon {
@@ -324,6 +327,7 @@ impl Default for ExporterCommon {
             batch: BatchConfig::default(),
             timeout: Duration::from_secs(10),
             retry: RetryConfig::default(),
+            concurrency: None,
         }
     }
 }
@@ -418,6 +422,13 @@ impl ExporterKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             ExporterKind::Stdout(_) => "stdout",
+        }
+    }
+
+    /// Export calls in flight when `concurrency` is not set.
+    pub fn default_concurrency(&self) -> usize {
+        match self {
+            ExporterKind::Stdout(_) => 1,
         }
     }
 

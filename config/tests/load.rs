@@ -272,7 +272,15 @@ inputs = ["host"]
     )
     .unwrap_err();
     let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(paths, ["sources.host.colectors", "sources.host.interval", "sources.host.conventions"], "{errs}");
+    assert_eq!(
+        paths,
+        [
+            "sources.host.colectors",
+            "sources.host.interval",
+            "sources.host.conventions"
+        ],
+        "{errs}"
+    );
     // `inputs` names a source that exists, even though that source had errors.
     assert!(!errs.to_string().contains("names no source"), "{errs}");
 }

@@ -13,7 +13,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max, attempt: 0 }
+        Self {
+            initial,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next wait; `hint` (Retry-After, RetryInfo) is honoured as a lower bound.
@@ -43,7 +47,9 @@ mod tests {
     fn waits_stay_under_the_growing_ceiling() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         for n in 0..20u32 {
-            let ceiling = Duration::from_millis(100).saturating_mul(1 << n.min(20)).min(Duration::from_secs(1));
+            let ceiling = Duration::from_millis(100)
+                .saturating_mul(1 << n.min(20))
+                .min(Duration::from_secs(1));
             let w = b.next(None);
             assert!(w <= ceiling, "attempt {n}: {w:?} > {ceiling:?}");
         }

@@ -48,6 +48,14 @@ pub struct Queued {
     gauges: BufferGauges,
 }
 
+impl Queued {
+    /// Marks the batch as finished with (exported, or given up on and counted). A batch dropped
+    /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time.
+    pub fn ack(self) {
+        drop(self);
+    }
+}
+
 impl Drop for Queued {
     fn drop(&mut self) {
         self.gauges.bytes.add(-(self.batch.payload.len() as i64));
@@ -83,22 +91,42 @@ impl BufferReceiver {
 }
 
 /// Creates the buffer of exporter `name`.
-pub fn channel(name: &str, cfg: &BufferConfig, metrics: &Registry) -> (BufferSender, BufferReceiver) {
+pub fn channel(
+    name: &str,
+    cfg: &BufferConfig,
+    metrics: &Registry,
+) -> (BufferSender, BufferReceiver) {
     let max_bytes = u32::try_from(cfg.max_size.get()).unwrap_or(u32::MAX).max(1);
     // The byte limit is the real bound; the count bound only keeps a flood of tiny batches from
     // costing more in per-entry overhead than in payload.
     let (tx, rx) = mpsc::channel(65_536);
     let labels = [("exporter", name)];
     let gauges = BufferGauges {
-        bytes: metrics.gauge("sonde_buffer_bytes", "Encoded bytes held by an exporter's buffer.", &labels),
-        items: metrics.gauge("sonde_buffer_items", "Items held by an exporter's buffer.", &labels),
+        bytes: metrics.gauge(
+            "sonde_buffer_bytes",
+            "Encoded bytes held by an exporter's buffer.",
+            &labels,
+        ),
+        items: metrics.gauge(
+            "sonde_buffer_items",
+            "Items held by an exporter's buffer.",
+            &labels,
+        ),
     };
     metrics
-        .gauge("sonde_buffer_max_bytes", "Configured size limit of an exporter's buffer.", &labels)
+        .gauge(
+            "sonde_buffer_max_bytes",
+            "Configured size limit of an exporter's buffer.",
+            &labels,
+        )
         .set(i64::from(max_bytes));
     let dropped = |unit| {
         metrics.counter(
-            if unit == "items" { "sonde_buffer_dropped_items_total" } else { "sonde_buffer_dropped_batches_total" },
+            if unit == "items" {
+                "sonde_buffer_dropped_items_total"
+            } else {
+                "sonde_buffer_dropped_batches_total"
+            },
             "Batches and items refused by a full buffer under when_full = drop_newest.",
             &[("exporter", name), ("reason", "buffer_full")],
         )
@@ -120,23 +148,36 @@ impl BufferSender {
     /// waits.
     pub async fn push(&self, batch: Batch, wait: Wait) -> Result<Pushed, PushError> {
         // A batch larger than the whole buffer takes all of it rather than waiting forever.
-        let need = u32::try_from(batch.payload.len()).unwrap_or(u32::MAX).clamp(1, self.max_bytes);
+        let need = u32::try_from(batch.payload.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.max_bytes);
         let wait = match self.when_full {
             WhenFull::DropNewest => Wait::No,
             WhenFull::Block => wait,
         };
         let acquired = match wait {
-            Wait::No => self.space.clone().try_acquire_many_owned(need).map_err(|e| match e {
-                tokio::sync::TryAcquireError::Closed => PushError::Closed,
-                tokio::sync::TryAcquireError::NoPermits => PushError::Full,
-            }),
+            Wait::No => self
+                .space
+                .clone()
+                .try_acquire_many_owned(need)
+                .map_err(|e| match e {
+                    tokio::sync::TryAcquireError::Closed => PushError::Closed,
+                    tokio::sync::TryAcquireError::NoPermits => PushError::Full,
+                }),
             Wait::Until(deadline) => {
-                match tokio::time::timeout_at(deadline, self.space.clone().acquire_many_owned(need)).await {
+                match tokio::time::timeout_at(deadline, self.space.clone().acquire_many_owned(need))
+                    .await
+                {
                     Ok(r) => r.map_err(|_| PushError::Closed),
                     Err(_) => Err(PushError::Full),
                 }
             }
-            Wait::Forever => self.space.clone().acquire_many_owned(need).await.map_err(|_| PushError::Closed),
+            Wait::Forever => self
+                .space
+                .clone()
+                .acquire_many_owned(need)
+                .await
+                .map_err(|_| PushError::Closed),
         };
         let permit = match acquired {
             Ok(p) => p,
@@ -149,7 +190,11 @@ impl BufferSender {
         };
         self.gauges.bytes.add(batch.payload.len() as i64);
         self.gauges.items.add(batch.items as i64);
-        let queued = Queued { batch, _permit: permit, gauges: self.gauges.clone() };
+        let queued = Queued {
+            batch,
+            _permit: permit,
+            gauges: self.gauges.clone(),
+        };
         self.tx.send(queued).await.map_err(|_| PushError::Closed)?;
         Ok(Pushed::Queued)
     }
@@ -167,7 +212,11 @@ mod tests {
     }
 
     fn cfg(max: u64, when_full: WhenFull) -> BufferConfig {
-        BufferConfig { kind: BufferKind::Memory, max_size: ByteSize(max), when_full }
+        BufferConfig {
+            kind: BufferKind::Memory,
+            max_size: ByteSize(max),
+            when_full,
+        }
     }
 
     #[tokio::test]
@@ -176,8 +225,15 @@ mod tests {
         let (tx, mut rx) = channel("e", &cfg(100, WhenFull::Block), &r);
         assert_eq!(tx.push(batch(60), Wait::No).await, Ok(Pushed::Queued));
         let soon = Instant::now() + Duration::from_millis(20);
-        assert_eq!(tx.push(batch(60), Wait::Until(soon)).await, Err(PushError::Full));
-        assert_eq!(r.gauge("sonde_buffer_bytes", "", &[("exporter", "e")]).get(), 60);
+        assert_eq!(
+            tx.push(batch(60), Wait::Until(soon)).await,
+            Err(PushError::Full)
+        );
+        assert_eq!(
+            r.gauge("sonde_buffer_bytes", "", &[("exporter", "e")])
+                .get(),
+            60
+        );
         // Taking the batch out is not enough: space returns when it is dropped (exported).
         let q = rx.recv().await.unwrap();
         assert_eq!(tx.push(batch(60), Wait::No).await, Err(PushError::Full));
@@ -191,7 +247,10 @@ mod tests {
         let (tx, _rx) = channel("e", &cfg(100, WhenFull::DropNewest), &r);
         assert_eq!(tx.push(batch(80), Wait::Forever).await, Ok(Pushed::Queued));
         assert_eq!(tx.push(batch(80), Wait::Forever).await, Ok(Pushed::Dropped));
-        assert_eq!(r.counter_sum("sonde_buffer_dropped_items_total", &[("exporter", "e")]), 1);
+        assert_eq!(
+            r.counter_sum("sonde_buffer_dropped_items_total", &[("exporter", "e")]),
+            1
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,10 @@ pub struct Route {
 impl Route {
     fn selects(&self, batch: &Batch) -> bool {
         self.signals.contains(&batch.signal)
-            && self.inputs.as_ref().is_none_or(|i| i.contains(&*batch.source))
+            && self
+                .inputs
+                .as_ref()
+                .is_none_or(|i| i.contains(&*batch.source))
     }
 }
 
@@ -40,7 +43,9 @@ pub struct Delivery {
 
 impl Router {
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes: routes.into() }
+        Self {
+            routes: routes.into(),
+        }
     }
 
     /// Whether any exporter takes `signal` from `source`.
@@ -84,7 +89,12 @@ mod tests {
         let (a_tx, mut a_rx) = channel("a", &BufferConfig::default(), &r);
         let (b_tx, mut b_rx) = channel("b", &BufferConfig::default(), &r);
         let router = Router::new(vec![
-            Route { exporter: "a".into(), inputs: None, signals: Signal::ALL.to_vec(), buffer: a_tx },
+            Route {
+                exporter: "a".into(),
+                inputs: None,
+                signals: Signal::ALL.to_vec(),
+                buffer: a_tx,
+            },
             Route {
                 exporter: "b".into(),
                 inputs: Some(["host".to_string()].into()),
@@ -92,11 +102,20 @@ mod tests {
                 buffer: b_tx,
             },
         ]);
-        let d = router.send(batch(Signal::Metrics, "host"), Wait::No).await.unwrap();
+        let d = router
+            .send(batch(Signal::Metrics, "host"), Wait::No)
+            .await
+            .unwrap();
         assert_eq!(d.queued, 2);
-        let d = router.send(batch(Signal::Traces, "host"), Wait::No).await.unwrap();
+        let d = router
+            .send(batch(Signal::Traces, "host"), Wait::No)
+            .await
+            .unwrap();
         assert_eq!(d.queued, 1);
-        let d = router.send(batch(Signal::Metrics, "otlp"), Wait::No).await.unwrap();
+        let d = router
+            .send(batch(Signal::Metrics, "otlp"), Wait::No)
+            .await
+            .unwrap();
         assert_eq!(d.queued, 1);
         assert!(router.has_route("otlp", Signal::Logs));
         drop(router);

@@ -14,8 +14,10 @@ use crate::metrics::{Counter, Registry};
 use bytes::BytesMut;
 use sonde_config::{BatchConfig, RetryConfig};
 use sonde_exporters::{wire, Batch, DynExporter, ExportError, Signal};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -25,6 +27,8 @@ pub struct WorkerConfig {
     pub batch: BatchConfig,
     pub timeout: Duration,
     pub retry: RetryConfig,
+    /// Export calls in flight at once (1 keeps batches in order).
+    pub concurrency: usize,
 }
 
 struct Counters {
@@ -47,19 +51,28 @@ impl Counters {
                 &[("exporter", name), ("reason", reason)],
             )
         };
+        let c = |n, h| r.counter(n, h, &[("exporter", name)]);
         Counters {
-            sent_items: r.counter("sonde_exporter_sent_items_total", "Items exported successfully.", &[("exporter", name)]),
-            sent_batches: r.counter("sonde_exporter_sent_batches_total", "Export calls that succeeded.", &[("exporter", name)]),
-            rejected_items: r.counter(
+            sent_items: c(
+                "sonde_exporter_sent_items_total",
+                "Items exported successfully.",
+            ),
+            sent_batches: c(
+                "sonde_exporter_sent_batches_total",
+                "Export calls that succeeded.",
+            ),
+            rejected_items: c(
                 "sonde_exporter_rejected_items_total",
                 "Items the destination reported as rejected in a partial success.",
-                &[("exporter", name)],
             ),
-            retries: r.counter("sonde_exporter_retries_total", "Export calls retried.", &[("exporter", name)]),
+            retries: c("sonde_exporter_retries_total", "Export calls retried."),
             dropped_rejected: dropped("rejected"),
             dropped_exhausted: dropped("retries_exhausted"),
             dropped_shutdown: dropped("shutdown"),
-            failed_calls: r.counter("sonde_exporter_failed_calls_total", "Export calls that failed.", &[("exporter", name)]),
+            failed_calls: c(
+                "sonde_exporter_failed_calls_total",
+                "Export calls that failed.",
+            ),
         }
     }
 }
@@ -89,50 +102,92 @@ fn slot(s: Signal) -> usize {
 
 /// Runs until the buffer is closed and drained. `abort` fires when the shutdown deadline has
 /// passed: then nothing more is attempted and what is left is counted as dropped.
-pub async fn run(cfg: WorkerConfig, exporter: DynExporter, mut rx: BufferReceiver, metrics: Registry, abort: CancellationToken) {
+pub async fn run(
+    cfg: WorkerConfig,
+    exporter: DynExporter,
+    mut rx: BufferReceiver,
+    metrics: Registry,
+    abort: CancellationToken,
+) {
     let counters = Counters::new(&metrics, &cfg.name);
-    let mut w = Worker { cfg, exporter, counters, abort, last_warn: None };
+    let max_bytes = cfg.batch.max_bytes.as_usize();
+    let max_age = cfg.batch.max_age.get();
+    let max_items = cfg.batch.max_items as u64;
+    let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let shared = Arc::new(Shared {
+        cfg,
+        exporter,
+        counters,
+        abort,
+        last_warn: Mutex::new(None),
+    });
+    let mut inflight = JoinSet::new();
     let mut pending: [Pending; 3] = Default::default();
-    let max_bytes = w.cfg.batch.max_bytes.as_usize();
-    let max_age = w.cfg.batch.max_age.get();
     loop {
-        let next_due = pending.iter().filter_map(|p| p.since).min().map(|t| t + max_age);
+        let next_due = pending
+            .iter()
+            .filter_map(|p| p.since)
+            .min()
+            .map(|t| t + max_age);
+        let mut due = Vec::new();
         tokio::select! {
             q = rx.recv() => {
                 let Some(q) = q else { break };
                 let p = &mut pending[slot(q.batch.signal)];
                 if !p.queued.is_empty() && p.bytes + q.batch.payload.len() > max_bytes {
-                    let full = p.take();
-                    w.flush(full).await;
+                    due.push(p.take());
                 }
-                let p = &mut pending[slot(q.batch.signal)];
                 p.items += q.batch.items;
                 p.bytes += q.batch.payload.len();
                 p.since.get_or_insert_with(Instant::now);
                 p.queued.push(q);
-                if p.items >= w.cfg.batch.max_items as u64 || p.bytes >= max_bytes {
-                    let full = p.take();
-                    w.flush(full).await;
+                if p.items >= max_items || p.bytes >= max_bytes {
+                    due.push(p.take());
                 }
             }
             _ = sleep_until_opt(next_due) => {
                 let now = Instant::now();
                 for p in pending.iter_mut() {
                     if p.since.is_some_and(|t| t + max_age <= now) {
-                        let due = p.take();
-                        w.flush(due).await;
+                        due.push(p.take());
                     }
                 }
             }
         }
+        for p in due {
+            start_flush(&shared, &slots, &mut inflight, p).await;
+        }
     }
     for p in pending.iter_mut() {
         let rest = p.take();
-        w.flush(rest).await;
+        start_flush(&shared, &slots, &mut inflight, rest).await;
     }
-    if let Err(e) = w.exporter.shutdown().await {
-        warn!(exporter = %w.cfg.name, error = %e, "exporter did not shut down cleanly");
+    while inflight.join_next().await.is_some() {}
+    if let Err(e) = shared.exporter.shutdown().await {
+        warn!(exporter = %shared.cfg.name, error = %e, "exporter did not shut down cleanly");
     }
+}
+
+/// Starts exporting `p` once one of the `concurrency` slots is free (waiting here is what
+/// makes a slow destination push back on the buffer).
+async fn start_flush(
+    shared: &Arc<Shared>,
+    slots: &Arc<Semaphore>,
+    inflight: &mut JoinSet<()>,
+    p: Pending,
+) {
+    if p.queued.is_empty() {
+        return;
+    }
+    let Ok(permit) = slots.clone().acquire_owned().await else {
+        return;
+    };
+    while inflight.try_join_next().is_some() {}
+    let shared = shared.clone();
+    inflight.spawn(async move {
+        shared.flush(p).await;
+        drop(permit);
+    });
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -142,19 +197,31 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
-struct Worker {
+/// How an export attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    /// Sent, or given up on for good (counted): the batch is finished with.
+    Finished,
+    /// Stopped by the shutdown deadline: not acknowledged, so a disk buffer keeps it.
+    Aborted,
+}
+
+struct Shared {
     cfg: WorkerConfig,
     exporter: DynExporter,
     counters: Counters,
     abort: CancellationToken,
-    last_warn: Option<Instant>,
+    last_warn: Mutex<Option<Instant>>,
 }
 
-impl Worker {
+impl Shared {
     /// Merges the pending batches (concatenation) and exports the result, split at top-level
-    /// boundaries when a single batch alone is larger than `max_bytes`.
-    async fn flush(&mut self, p: Pending) {
-        let Some(first) = p.queued.first() else { return };
+    /// boundaries when a single batch alone is larger than `max_bytes`. Acknowledges the
+    /// buffered batches once every piece is finished with.
+    async fn flush(&self, p: Pending) {
+        let Some(first) = p.queued.first() else {
+            return;
+        };
         let signal = first.batch.signal;
         let source = first.batch.source.clone();
         let merged = if p.queued.len() == 1 {
@@ -167,30 +234,40 @@ impl Worker {
             Batch::from_trusted(signal, buf.freeze(), p.items, source.clone())
         };
         let max_bytes = self.cfg.batch.max_bytes.as_usize();
-        if merged.payload.len() > max_bytes {
-            match wire::split(&merged.payload, max_bytes) {
-                Ok(pieces) if pieces.len() > 1 => {
-                    for piece in pieces {
-                        let items = wire::validate(signal, &piece).unwrap_or(0);
-                        self.export(Batch::from_trusted(signal, piece, items, source.clone())).await;
-                    }
-                }
-                _ => self.export(merged).await,
-            }
+        let mut done = Done::Finished;
+        let pieces = match wire::split(&merged.payload, max_bytes) {
+            Ok(pieces) if merged.payload.len() > max_bytes && pieces.len() > 1 => pieces,
+            _ => vec![merged.payload.clone()],
+        };
+        if pieces.len() == 1 {
+            done = self.export(merged).await;
         } else {
-            self.export(merged).await;
+            for piece in pieces {
+                let items = wire::validate(signal, &piece).unwrap_or(0);
+                let piece = Batch::from_trusted(signal, piece, items, source.clone());
+                if self.export(piece).await == Done::Aborted {
+                    done = Done::Aborted;
+                }
+            }
         }
-        // `p.queued` drops here, returning the buffer space only now that the export is over.
-        drop(p);
+        // Space in the buffer returns only now that the export is over.
+        for q in p.queued {
+            if done == Done::Finished {
+                q.ack();
+            }
+        }
     }
 
-    async fn export(&mut self, batch: Batch) {
+    async fn export(&self, batch: Batch) -> Done {
         let started = Instant::now();
-        let mut backoff = Backoff::new(self.cfg.retry.initial_backoff.get(), self.cfg.retry.max_backoff.get());
+        let mut backoff = Backoff::new(
+            self.cfg.retry.initial_backoff.get(),
+            self.cfg.retry.max_backoff.get(),
+        );
         loop {
             if self.abort.is_cancelled() {
                 self.counters.dropped_shutdown.add(batch.items);
-                return;
+                return Done::Aborted;
             }
             let attempt = tokio::select! {
                 r = tokio::time::timeout(self.cfg.timeout, self.exporter.export(&batch)) => r,
@@ -206,7 +283,7 @@ impl Worker {
                         warn!(exporter = %self.cfg.name, rejected = outcome.rejected_items, "destination rejected part of a batch");
                     }
                     debug!(exporter = %self.cfg.name, items = batch.items, bytes = batch.payload.len(), "exported");
-                    return;
+                    return Done::Finished;
                 }
                 Ok(Err(e)) => e,
                 Err(_) => ExportError::retryable(format!("timed out after {:?}", self.cfg.timeout)),
@@ -216,19 +293,20 @@ impl Worker {
                 ExportError::Permanent { reason } => {
                     self.counters.dropped_rejected.add(batch.items);
                     error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "export refused for good; batch dropped");
-                    return;
+                    return Done::Finished;
                 }
-                ExportError::Retryable { reason, retry_after } => {
+                ExportError::Retryable {
+                    reason,
+                    retry_after,
+                } => {
                     if started.elapsed() >= self.cfg.retry.max_elapsed.get() {
                         self.counters.dropped_exhausted.add(batch.items);
                         error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "giving up on a batch after retrying for {:?}", self.cfg.retry.max_elapsed.get());
-                        return;
+                        return Done::Finished;
                     }
                     let wait = backoff.next(retry_after);
                     self.counters.retries.inc();
-                    // One warning per 10 s at most: a down destination must not flood the log.
-                    if self.last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        self.last_warn = Some(Instant::now());
+                    if self.should_warn() {
                         warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, "export failed, retrying");
                     }
                     tokio::select! {
@@ -237,6 +315,17 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// One warning per 10 s at most: a down destination must not flood the log.
+    fn should_warn(&self) -> bool {
+        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            true
+        } else {
+            false
         }
     }
 }
@@ -257,7 +346,10 @@ mod tests {
     }
 
     impl Exporter for Recorder {
-        fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
+        fn export<'a>(
+            &'a self,
+            batch: &'a Batch,
+        ) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
             Box::pin(async move {
                 let mut fail = self.fail.lock().unwrap();
                 if *fail > 0 {
@@ -271,7 +363,11 @@ mod tests {
     }
 
     fn recorder(fail: u32, error: ExportError) -> Arc<Recorder> {
-        Arc::new(Recorder { got: Mutex::new(vec![]), fail: Mutex::new(fail), error })
+        Arc::new(Recorder {
+            got: Mutex::new(vec![]),
+            fail: Mutex::new(fail),
+            error,
+        })
     }
 
     fn span_batch(n: usize) -> Batch {
@@ -281,7 +377,12 @@ mod tests {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
-                    spans: (0..n).map(|i| Span { name: format!("s{i}"), ..Default::default() }).collect(),
+                    spans: (0..n)
+                        .map(|i| Span {
+                            name: format!("s{i}"),
+                            ..Default::default()
+                        })
+                        .collect(),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -293,13 +394,18 @@ mod tests {
     fn cfg(max_items: usize, max_age_ms: u64) -> WorkerConfig {
         WorkerConfig {
             name: "t".into(),
-            batch: BatchConfig { max_items, max_bytes: ByteSize::mib(1), max_age: CfgDuration::from_millis(max_age_ms) },
+            batch: BatchConfig {
+                max_items,
+                max_bytes: ByteSize::mib(1),
+                max_age: CfgDuration::from_millis(max_age_ms),
+            },
             timeout: Duration::from_secs(1),
             retry: RetryConfig {
                 initial_backoff: CfgDuration::from_millis(1),
                 max_backoff: CfgDuration::from_millis(5),
                 max_elapsed: CfgDuration::from_secs(2),
             },
+            concurrency: 1,
         }
     }
 
@@ -308,7 +414,13 @@ mod tests {
         let r = Registry::default();
         let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(0, ExportError::permanent("x"));
-        let task = tokio::spawn(run(cfg(10, 60_000), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        let task = tokio::spawn(run(
+            cfg(10, 60_000),
+            rec.clone(),
+            rx,
+            r.clone(),
+            CancellationToken::new(),
+        ));
         for _ in 0..5 {
             tx.push(span_batch(4), Wait::Forever).await.unwrap();
         }
@@ -329,7 +441,13 @@ mod tests {
         let r = Registry::default();
         let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(0, ExportError::permanent("x"));
-        let _task = tokio::spawn(run(cfg(1000, 20), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        let _task = tokio::spawn(run(
+            cfg(1000, 20),
+            rec.clone(),
+            rx,
+            r.clone(),
+            CancellationToken::new(),
+        ));
         tx.push(span_batch(3), Wait::Forever).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while rec.got.lock().unwrap().is_empty() {
@@ -344,7 +462,13 @@ mod tests {
         let r = Registry::default();
         let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(3, ExportError::retryable("503"));
-        let task = tokio::spawn(run(cfg(1, 10), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        let task = tokio::spawn(run(
+            cfg(1, 10),
+            rec.clone(),
+            rx,
+            r.clone(),
+            CancellationToken::new(),
+        ));
         tx.push(span_batch(2), Wait::Forever).await.unwrap();
         drop(tx);
         task.await.unwrap();
@@ -358,12 +482,24 @@ mod tests {
         let r = Registry::default();
         let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(1, ExportError::permanent("400 bad request"));
-        let task = tokio::spawn(run(cfg(1, 10), rec.clone(), rx, r.clone(), CancellationToken::new()));
+        let task = tokio::spawn(run(
+            cfg(1, 10),
+            rec.clone(),
+            rx,
+            r.clone(),
+            CancellationToken::new(),
+        ));
         tx.push(span_batch(2), Wait::Forever).await.unwrap();
         tx.push(span_batch(5), Wait::Forever).await.unwrap();
         drop(tx);
         task.await.unwrap();
-        assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[("reason", "rejected")]), 2);
+        assert_eq!(
+            r.counter_sum(
+                "sonde_exporter_dropped_items_total",
+                &[("reason", "rejected")]
+            ),
+            2
+        );
         assert_eq!(rec.got.lock().unwrap()[0].items, 5);
     }
 
@@ -379,8 +515,17 @@ mod tests {
         drop(tx);
         tokio::time::sleep(Duration::from_millis(30)).await;
         abort.cancel();
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("worker stops after abort").unwrap();
-        assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[("reason", "shutdown")]), 5);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("worker stops after abort")
+            .unwrap();
+        assert_eq!(
+            r.counter_sum(
+                "sonde_exporter_dropped_items_total",
+                &[("reason", "shutdown")]
+            ),
+            5
+        );
     }
 
     #[tokio::test]
@@ -406,7 +551,63 @@ mod tests {
         let got = rec.got.lock().unwrap();
         assert_eq!(got.len(), 3);
         for b in got.iter() {
-            assert_eq!(ExportTraceServiceRequest::decode(&b.payload[..]).unwrap().resource_spans[0].scope_spans[0].spans.len(), 50);
+            assert_eq!(
+                ExportTraceServiceRequest::decode(&b.payload[..])
+                    .unwrap()
+                    .resource_spans[0]
+                    .scope_spans[0]
+                    .spans
+                    .len(),
+                50
+            );
         }
+    }
+
+    /// Sleeps per call and records the most calls seen in flight at once.
+    struct Slow {
+        now: std::sync::atomic::AtomicUsize,
+        max: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Exporter for Slow {
+        fn export<'a>(
+            &'a self,
+            _batch: &'a Batch,
+        ) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            Box::pin(async move {
+                let n = self.now.fetch_add(1, SeqCst) + 1;
+                self.max.fetch_max(n, SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.now.fetch_sub(1, SeqCst);
+                Ok(ExportOutcome::default())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrency_bounds_the_calls_in_flight() {
+        let r = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
+        let slow = Arc::new(Slow {
+            now: 0.into(),
+            max: 0.into(),
+        });
+        let mut c = cfg(1, 10);
+        c.concurrency = 3;
+        let task = tokio::spawn(run(
+            c,
+            slow.clone(),
+            rx,
+            r.clone(),
+            CancellationToken::new(),
+        ));
+        for _ in 0..12 {
+            tx.push(span_batch(1), Wait::Forever).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(slow.max.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(r.counter_sum("sonde_exporter_sent_items_total", &[]), 12);
     }
 }
