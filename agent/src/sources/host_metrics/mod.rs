@@ -20,8 +20,16 @@ use tracing::{debug, warn};
 pub async fn run(cfg: HostMetricsConfig, cx: SourceContext) {
     let name: &str = &cx.name;
     let labels = [("source", name)];
-    let scrapes = cx.metrics.counter("sonde_source_scrapes_total", "Host metric scrapes done.", &labels);
-    let received = cx.metrics.counter("sonde_source_received_items_total", "Items a source produced or received.", &labels);
+    let scrapes = cx.metrics.counter(
+        "sonde_source_scrapes_total",
+        "Host metric scrapes done.",
+        &labels,
+    );
+    let received = cx.metrics.counter(
+        "sonde_source_received_items_total",
+        "Items a source produced or received.",
+        &labels,
+    );
     let dropped = cx.metrics.counter(
         "sonde_source_dropped_items_total",
         "Items a source dropped before any buffer took them, by reason.",
@@ -67,7 +75,10 @@ pub async fn run(cfg: HostMetricsConfig, cx: SourceContext) {
             Ok(d) => debug!(source = name, items, queued = d.queued, "scrape sent"),
             Err(PushError::Full) => {
                 dropped.add(items);
-                warn!(source = name, items, "buffers full; host metrics sample dropped");
+                warn!(
+                    source = name,
+                    items, "buffers full; host metrics sample dropped"
+                );
             }
             Err(PushError::Closed) => break,
         }

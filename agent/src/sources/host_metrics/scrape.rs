@@ -186,7 +186,11 @@ impl Scraper {
             network: cfg.network.clone(),
             filesystem: cfg.filesystem.clone(),
             process: cfg.process.clone(),
-            units: Units { ticks_per_second, page_size, boot_ns },
+            units: Units {
+                ticks_per_second,
+                page_size,
+                boot_ns,
+            },
             prev_cpu: None,
             buf,
             logged: 0,
@@ -252,7 +256,12 @@ impl Scraper {
                     &self.paths.loadavg,
                     &"unparsable",
                 ),
-                Err(e) => note_failure(&mut self.logged, HostCollector::Load, &self.paths.loadavg, &e),
+                Err(e) => note_failure(
+                    &mut self.logged,
+                    HostCollector::Load,
+                    &self.paths.loadavg,
+                    &e,
+                ),
             }
         }
         if self.on(HostCollector::Paging) {
@@ -280,9 +289,12 @@ impl Scraper {
                     &self.paths.uptime,
                     &"unparsable",
                 ),
-                Err(e) => {
-                    note_failure(&mut self.logged, HostCollector::Uptime, &self.paths.uptime, &e)
-                }
+                Err(e) => note_failure(
+                    &mut self.logged,
+                    HostCollector::Uptime,
+                    &self.paths.uptime,
+                    &e,
+                ),
             }
         }
 
@@ -299,7 +311,10 @@ impl Scraper {
         let mut attributes = self.host_attributes.clone();
         attributes.extend(extra);
         ResourceMetrics {
-            resource: Some(Resource { attributes, ..Default::default() }),
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
             scope_metrics: vec![ScopeMetrics {
                 scope: Some(InstrumentationScope {
                     name: SCOPE_NAME.to_owned(),
@@ -318,7 +333,12 @@ impl Scraper {
         match with_text(&self.paths.meminfo, &mut self.buf, procfs::parse_meminfo) {
             Ok(m) => {
                 if !system::memory(out, self.conventions, &m) {
-                    note_failure(&mut self.logged, c, &self.paths.meminfo, &"no MemTotal/MemFree");
+                    note_failure(
+                        &mut self.logged,
+                        c,
+                        &self.paths.meminfo,
+                        &"no MemTotal/MemFree",
+                    );
                 }
             }
             Err(e) => note_failure(&mut self.logged, c, &self.paths.meminfo, &e),
@@ -352,7 +372,12 @@ impl Scraper {
             devices::disk(out, conv, &disks);
         });
         if let Err(e) = read {
-            note_failure(&mut self.logged, HostCollector::Disk, &self.paths.diskstats, &e);
+            note_failure(
+                &mut self.logged,
+                HostCollector::Disk,
+                &self.paths.diskstats,
+                &e,
+            );
         }
     }
 
@@ -425,7 +450,11 @@ impl Scraper {
         now: u64,
     ) -> Vec<process::ProcessMetrics> {
         let counting = self.on(HostCollector::Processes);
-        let c = if counting { HostCollector::Processes } else { HostCollector::Process };
+        let c = if counting {
+            HostCollector::Processes
+        } else {
+            HostCollector::Process
+        };
         if let Err(e) = self.processes.refresh() {
             note_failure(&mut self.logged, c, &self.root.join("proc"), &e);
             return Vec::new();
@@ -439,7 +468,9 @@ impl Scraper {
         if !self.on(HostCollector::Process) {
             return Vec::new();
         }
-        let top = self.processes.top(&self.process, self.conventions, self.units, now);
+        let top = self
+            .processes
+            .top(&self.process, self.conventions, self.units, now);
         if let Some((path, e)) = self.processes.error.take() {
             note_failure(&mut self.logged, HostCollector::Process, &path, &e);
         }
@@ -457,7 +488,10 @@ fn count_tcp_states(path: &Path, counts: &mut [u64; procfs::TCP_STATES.len()]) -
         if reader.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        if let Some(i) = std::str::from_utf8(&line).ok().and_then(procfs::tcp_line_state) {
+        if let Some(i) = std::str::from_utf8(&line)
+            .ok()
+            .and_then(procfs::tcp_line_state)
+        {
             if let Some(n) = counts.get_mut(i) {
                 *n += 1;
             }
@@ -508,13 +542,19 @@ fn host_attributes(root: &Path, buf: &mut Vec<u8>) -> Vec<KeyValue> {
     };
     attrs.push(kv_str("host.arch", semconv_arch(&machine)));
     attrs.push(kv_str("os.type", "linux"));
-    let pretty = ["etc/os-release", "usr/lib/os-release"].iter().find_map(|p| {
-        with_text(&root.join(p), buf, |t| procfs::os_release_pretty_name(t).map(str::to_owned))
+    let pretty = ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| {
+            with_text(&root.join(p), buf, |t| {
+                procfs::os_release_pretty_name(t).map(str::to_owned)
+            })
             .ok()
             .flatten()
-    });
+        });
     let description = pretty.or_else(|| {
-        (!in_container).then(sysinfo::System::long_os_version).and_then(Result::ok)
+        (!in_container)
+            .then(sysinfo::System::long_os_version)
+            .and_then(Result::ok)
     });
     if let Some(d) = description {
         attrs.push(kv_str("os.description", &d));
