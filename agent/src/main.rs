@@ -2,11 +2,11 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sonde::{logging, metrics::Registry, topology, DEFAULT_CONFIG, SYSTEM_CONFIG};
-use sonde_config::{Config, ConfigErrors};
+use sonde::{lifecycle, logging, DEFAULT_CONFIG, SYSTEM_CONFIG};
+use sonde_config::{Config, ConfigErrors, Listen};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tracing::{error, info};
+use tracing::error;
 
 /// Sonde: a lightweight per-host observability agent.
 ///
@@ -19,6 +19,11 @@ struct Cli {
     /// default (host metrics every 10 s printed to stdout).
     #[arg(long, short, global = true, value_name = "FILE", env = "SONDE_CONFIG")]
     config: Option<PathBuf>,
+
+    /// Admin server address (`/metrics`, `/health/*`, `/config`), or `off`; overrides
+    /// `agent.admin`. Port 0 picks a free port (logged at start).
+    #[arg(long, global = true, value_name = "ADDR", env = "SONDE_ADMIN")]
+    admin: Option<Listen>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -33,6 +38,15 @@ enum Command {
     Validate,
     /// Print the effective configuration: every default filled in, secrets redacted.
     PrintConfig,
+}
+
+/// The file the configuration is read from, if any: `--config`, else the system file if it
+/// exists, else none (the embedded default).
+fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(|| {
+        let system = Path::new(SYSTEM_CONFIG);
+        system.exists().then(|| system.to_path_buf())
+    })
 }
 
 /// Where the configuration comes from, in order of precedence.
@@ -92,13 +106,19 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Run => match load(cli.config.as_deref()) {
-            Ok(c) => run(c),
+            Ok(c) => run(
+                c,
+                lifecycle::Options {
+                    config_path: config_path(cli.config.as_deref()),
+                    admin: cli.admin,
+                },
+            ),
             Err(code) => code,
         },
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, opts: lifecycle::Options) -> ExitCode {
     logging::init(&config.agent.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -113,41 +133,5 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
-        let metrics = Registry::default();
-        let running = match topology::start(&config, metrics).await {
-            Ok(r) => r,
-            Err(e) => {
-                error!(error = format!("{e:#}"), "cannot start");
-                return ExitCode::from(1);
-            }
-        };
-        let signal = wait_for_signal().await;
-        info!(signal, "stopping");
-        // A second signal means "now": exit without draining.
-        tokio::spawn(async {
-            let signal = wait_for_signal().await;
-            eprintln!("sonde: second signal ({signal}), exiting immediately");
-            std::process::exit(130);
-        });
-        running.stop().await;
-        ExitCode::SUCCESS
-    })
-}
-
-/// Waits for SIGTERM or SIGINT and says which.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the agent can only be killed; wait forever.
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+    runtime.block_on(lifecycle::run(config, opts))
 }

@@ -28,6 +28,10 @@ pub struct AgentConfig {
     /// How long a graceful shutdown may take to flush and drain before giving up.
     pub shutdown_timeout: Duration,
     pub log: LogConfig,
+    /// The admin HTTP server (`/metrics`, `/health/live`, `/health/ready`, `/config`):
+    /// an address, or `"off"`.
+    pub admin: Listen,
+    pub health: HealthConfig,
 }
 
 impl Default for AgentConfig {
@@ -36,6 +40,87 @@ impl Default for AgentConfig {
             data_dir: PathBuf::from("/var/lib/sonde"),
             shutdown_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
+            admin: Listen::At(SocketAddr::from(([127, 0, 0, 1], 13133))),
+            health: HealthConfig::default(),
+        }
+    }
+}
+
+/// A listening address that can be turned off: `"127.0.0.1:13133"` or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(a) => Some(a),
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" | "" => Ok(Listen::Off),
+            a => a.parse().map(Listen::At).map_err(|e| {
+                format!("invalid address `{a}` ({e}); expected e.g. \"127.0.0.1:13133\" or \"off\"")
+            }),
+        }
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Listen::Off => s.serialize_str("off"),
+            Listen::At(a) => s.collect_str(a),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Listen;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address such as \"127.0.0.1:13133\", \"off\" or false")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Listen, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Listen, E> {
+                if v {
+                    Err(E::custom(
+                        "`true` is not an address; write one, e.g. \"127.0.0.1:13133\"",
+                    ))
+                } else {
+                    Ok(Listen::Off)
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[agent.health]`: what `/health/ready` judges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// An exporter whose exports have failed continuously for longer than this makes the agent
+    /// not ready.
+    pub unhealthy_after: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            unhealthy_after: Duration::from_secs(60),
         }
     }
 }

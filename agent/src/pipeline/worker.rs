@@ -10,6 +10,7 @@
 
 use super::backoff::Backoff;
 use super::buffer::{BufferReceiver, Queued};
+use crate::health::ExporterHealth;
 use crate::metrics::{Counter, Registry};
 use bytes::BytesMut;
 use sonde_config::{BatchConfig, RetryConfig};
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     pub retry: RetryConfig,
     /// Export calls in flight at once (1 keeps batches in order).
     pub concurrency: usize,
+    /// Where the worker reports continuous failure (read by `/health/ready`).
+    pub health: Arc<ExporterHealth>,
 }
 
 struct Counters {
@@ -275,6 +278,7 @@ impl Shared {
             };
             let err = match attempt {
                 Ok(Ok(outcome)) => {
+                    self.cfg.health.success();
                     let accepted = batch.items.saturating_sub(outcome.rejected_items);
                     self.counters.sent_items.add(accepted);
                     self.counters.sent_batches.inc();
@@ -289,6 +293,7 @@ impl Shared {
                 Err(_) => ExportError::retryable(format!("timed out after {:?}", self.cfg.timeout)),
             };
             self.counters.failed_calls.inc();
+            self.cfg.health.failure(&err.to_string());
             match err {
                 ExportError::Permanent { reason } => {
                     self.counters.dropped_rejected.add(batch.items);
@@ -406,6 +411,7 @@ mod tests {
                 max_elapsed: CfgDuration::from_secs(2),
             },
             concurrency: 1,
+            health: Default::default(),
         }
     }
 
