@@ -69,6 +69,9 @@ pub async fn run(cfg: HostMetricsConfig, cx: SourceContext) {
                 continue;
             }
         };
+        if items == 0 {
+            continue;
+        }
         received.add(items);
         let batch = Batch::from_trusted(Signal::Metrics, payload.into(), items, cx.name.clone());
         match cx.router.send(batch, Wait::No).await {
