@@ -135,7 +135,8 @@ impl Health {
     pub fn live(&self) -> bool {
         let last = self.last_beat_ms.load(Ordering::Relaxed);
         last > 0
-            && self.started.elapsed().as_millis() as u64 - last <= LIVE_WITHIN.as_millis() as u64
+            && (self.started.elapsed().as_millis() as u64).saturating_sub(last)
+                <= LIVE_WITHIN.as_millis() as u64
     }
 
     pub fn set_sources_bound(&self, bound: bool) {
