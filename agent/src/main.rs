@@ -38,6 +38,16 @@ enum Command {
     Validate,
     /// Print the effective configuration: every default filled in, secrets redacted.
     PrintConfig,
+    /// Probe a running agent's health endpoint: exit 0 on HTTP 200, 1 otherwise (for container
+    /// HEALTHCHECKs and exec probes, where no curl is at hand).
+    Health {
+        /// The URL to GET (plain HTTP).
+        #[arg(long, default_value = "http://127.0.0.1:13133/health/ready")]
+        url: String,
+        /// Time limit for the whole probe.
+        #[arg(long, default_value = "3s")]
+        timeout: sonde_config::Duration,
+    },
 }
 
 /// The file the configuration is read from, if any: `--config`, else the system file if it
@@ -78,6 +88,16 @@ fn load(explicit: Option<&Path>) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Health { url, timeout } => match probe(&url, timeout.get()) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{url}: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Validate => {
             let Some(path) = cli.config.as_deref() else {
                 eprintln!("error: `sonde validate` needs --config FILE");
@@ -134,4 +154,35 @@ fn run(config: Config, opts: lifecycle::Options) -> ExitCode {
         }
     };
     runtime.block_on(lifecycle::run(config, opts))
+}
+
+/// A minimal HTTP/1.0 GET with a deadline: Ok with the status line when the status is 200.
+fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// URLs can be probed")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or("").to_string();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(status)
+    } else {
+        anyhow::bail!("unhealthy: {status}")
+    }
 }
