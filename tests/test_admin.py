@@ -205,3 +205,44 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error(run_agent,
     assert total(samples, "sonde_config_reloads_total", result="failure") == 1
     assert poll(lambda: get(url + "/health/ready")[0] == 200, 10, "ready after reload")
     assert agent.stop() == 0
+
+
+def test_internal_metrics_flow_through_the_pipeline_as_otlp(run_agent, tmp_path):
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    agent = run_agent(
+        f"""
+[agent]
+data_dir = "{tmp_path}"
+[sources.self]
+type = "internal_metrics"
+interval = "300ms"
+[exporters.out]
+type = "stdout"
+format = "json"
+batch = {{ max_age = "20ms" }}
+"""
+    )
+    url = agent.admin_url()
+    seen = {}
+    for line in agent.lines(timeout=20):
+        req = ExportMetricsServiceRequest()
+        json_format.Parse(line, req)
+        for rm in req.resource_metrics:
+            res = {a.key: a.value.string_value for a in rm.resource.attributes}
+            assert res["service.name"] == "sonde"
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    seen[m.name] = m
+        sent = seen.get("sonde_exporter_sent_items_total")
+        if sent and any(p.as_int > 0 for p in sent.sum.data_points):
+            break
+    sent = seen["sonde_exporter_sent_items_total"]
+    assert sent.sum.is_monotonic and sent.sum.aggregation_temporality == 2
+    (point,) = [p for p in sent.sum.data_points if {a.key: a.value.string_value for a in p.attributes} == {"exporter": "out"}]
+    assert point.as_int > 0
+    assert seen["process_resident_memory_bytes"].gauge.data_points[0].as_int > 1_000_000
+    # The same counter is on /metrics, at least as high (it only grows).
+    assert total(scrape(url), "sonde_exporter_sent_items_total", exporter="out") >= point.as_int
+    assert agent.stop() == 0

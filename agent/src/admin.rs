@@ -9,7 +9,7 @@
 //! - `GET /config`: the effective configuration, secrets redacted.
 
 use crate::health::Health;
-use crate::metrics::Registry;
+use crate::metrics::{ProcessFigures, Registry};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -105,55 +105,29 @@ async fn config(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// Appends the process's own figures, read from `/proc/self`.
+/// Appends the process's own figures and build info.
 fn process_metrics(out: &mut String) {
-    // USER_HZ is 100 on every Linux the agent supports (the kernel ABI fixes it for /proc).
-    const TICKS: f64 = 100.0;
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // Fields after the command: state is [0], utime [11], stime [12].
-        let cpu = (ticks(11) + ticks(12)) / TICKS;
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
-        );
-    }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        for (key, name, help) in [
-            (
-                "VmRSS:",
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes.",
-            ),
-            (
-                "VmHWM:",
-                "sonde_process_peak_resident_memory_bytes",
-                "Peak resident memory size in bytes.",
-            ),
-        ] {
-            if let Some(kib) = status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                    kib * 1024
-                );
-            }
-        }
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        let _ = writeln!(
-            out,
-            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
-            fds.count()
-        );
-    }
+    let p = ProcessFigures::read();
+    let _ = writeln!(
+        out,
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+        p.cpu_seconds
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+        p.resident_bytes
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sonde_process_peak_resident_memory_bytes Peak resident memory size in bytes.\n# TYPE sonde_process_peak_resident_memory_bytes gauge\nsonde_process_peak_resident_memory_bytes {}",
+        p.peak_resident_bytes
+    );
+    let _ = writeln!(
+        out,
+        "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
+        p.open_fds
+    );
     let _ = writeln!(
         out,
         "# HELP sonde_build_info Sonde's version.\n# TYPE sonde_build_info gauge\nsonde_build_info{{version=\"{}\"}} 1",

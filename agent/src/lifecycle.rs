@@ -31,6 +31,7 @@ pub struct Options {
 }
 
 pub async fn run(config: Config, opts: Options) -> ExitCode {
+    crate::metrics::agent_start();
     let metrics = Registry::default();
     let health = Health::new(config.agent.health.unhealthy_after.get());
     let notifier = Notifier::from_env();

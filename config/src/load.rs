@@ -344,6 +344,7 @@ impl Loader<'_> {
         let value = toml::Value::Table(table);
         match ty.as_str() {
             "host_metrics" => self.typed(value, &at).map(SourceConfig::HostMetrics),
+            "internal_metrics" => self.typed(value, &at).map(SourceConfig::InternalMetrics),
             _ => None,
         }
     }
@@ -486,15 +487,15 @@ impl Loader<'_> {
             }
         }
         for (name, source) in &config.sources {
-            match source {
-                SourceConfig::HostMetrics(h) => {
-                    if h.interval.get() < std::time::Duration::from_millis(100) {
-                        self.error(
-                            &[key("sources"), key(name), key("interval")],
-                            "must be at least 100ms",
-                        );
-                    }
-                }
+            let interval = match source {
+                SourceConfig::HostMetrics(h) => Some(h.interval),
+                SourceConfig::InternalMetrics(i) => Some(i.interval),
+            };
+            if interval.is_some_and(|i| i.get() < std::time::Duration::from_millis(100)) {
+                self.error(
+                    &[key("sources"), key(name), key("interval")],
+                    "must be at least 100ms",
+                );
             }
         }
     }
@@ -561,6 +562,7 @@ impl Config {
         for (name, s) in &self.sources {
             let mut t = match s {
                 SourceConfig::HostMetrics(c) => to_table(c),
+                SourceConfig::InternalMetrics(c) => to_table(c),
             };
             t.insert("type".into(), s.type_name().into());
             sources.insert(name.clone(), toml::Value::Table(t));

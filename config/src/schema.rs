@@ -183,25 +183,45 @@ impl std::fmt::Display for Signal {
 // Sources
 
 /// `[sources.<name>]`.
+// Config is built once and read rarely: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
+    InternalMetrics(InternalMetricsConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
-    pub const TYPES: &'static [&'static str] = &["host_metrics"];
+    pub const TYPES: &'static [&'static str] = &["host_metrics", "internal_metrics"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::HostMetrics(_) => "host_metrics",
+            SourceConfig::InternalMetrics(_) => "internal_metrics",
         }
     }
 
     /// The signals this source can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
-            SourceConfig::HostMetrics(_) => &[Signal::Metrics],
+            SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
+        }
+    }
+}
+
+/// `type = "internal_metrics"`: the agent's own counters and gauges (the numbers `/metrics`
+/// serves) as OTLP metrics, so they can be exported like any other metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalMetricsConfig {
+    pub interval: Duration,
+}
+
+impl Default for InternalMetricsConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
         }
     }
 }
@@ -496,6 +516,7 @@ impl Default for RetryConfig {
 }
 
 /// The type-specific settings of an exporter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
     Stdout(StdoutConfig),

@@ -5,6 +5,7 @@
 //! Everything a source needs arrives in its [`SourceContext`]; no globals.
 
 pub mod host_metrics;
+pub mod internal_metrics;
 
 use crate::metrics::Registry;
 use crate::pipeline::router::Router;
@@ -32,5 +33,6 @@ pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> anyhow::Result<SourceTask> {
     match cfg {
         SourceConfig::HostMetrics(c) => Ok(Box::pin(host_metrics::run(c.clone(), cx))),
+        SourceConfig::InternalMetrics(c) => Ok(Box::pin(internal_metrics::run(c.clone(), cx))),
     }
 }
