@@ -32,6 +32,7 @@ pub struct AgentConfig {
     /// an address, or `"off"`.
     pub admin: Listen,
     pub health: HealthConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for AgentConfig {
@@ -42,6 +43,7 @@ impl Default for AgentConfig {
             log: LogConfig::default(),
             admin: Listen::At(SocketAddr::from(([127, 0, 0, 1], 13133))),
             health: HealthConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -105,6 +107,33 @@ impl<'de> Deserialize<'de> for Listen {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `[agent.telemetry]`: the agent's own traces (spans around exports and retries) and logs,
+/// sent over OTLP/HTTP (protobuf) with `opentelemetry-otlp`. Off unless `endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP receiver, e.g. `"http://127.0.0.1:4318"` (`/v1/traces` and
+    /// `/v1/logs` are appended). Point it at another agent or a collector, not at this agent's
+    /// own receiver, or its export spans would feed themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub traces: bool,
+    pub logs: bool,
+    /// Time limit of one export of the agent's own telemetry.
+    pub timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            traces: true,
+            logs: true,
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
