@@ -67,6 +67,23 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The metric `name{labels}`, created by `make` on first use.
+    fn get_or_create(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        make: fn() -> Metric,
+    ) -> Metric {
+        let mut inner = self.lock();
+        inner.help.insert(name, help);
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        inner.metrics.entry(key).or_insert_with(make).clone()
+    }
+
     /// The counter `name{labels}`, created at zero on first use.
     pub fn counter(
         &self,
@@ -74,18 +91,9 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Counter {
-        let mut inner = self.lock();
-        inner.help.insert(name, help);
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        );
-        match inner
-            .metrics
-            .entry(key)
-            .or_insert_with(|| Metric::Counter(Counter::default()))
-        {
-            Metric::Counter(c) => c.clone(),
+        match self.get_or_create(name, help, labels, || Metric::Counter(Counter::default())) {
+            Metric::Counter(c) => c,
+            // A name is one kind for the life of the process; a mismatch is a bug, kept harmless.
             Metric::Gauge(_) => Counter::default(),
         }
     }
@@ -97,18 +105,8 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Gauge {
-        let mut inner = self.lock();
-        inner.help.insert(name, help);
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        );
-        match inner
-            .metrics
-            .entry(key)
-            .or_insert_with(|| Metric::Gauge(Gauge::default()))
-        {
-            Metric::Gauge(g) => g.clone(),
+        match self.get_or_create(name, help, labels, || Metric::Gauge(Gauge::default())) {
+            Metric::Gauge(g) => g,
             Metric::Counter(_) => Gauge::default(),
         }
     }
