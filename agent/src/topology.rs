@@ -34,7 +34,7 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
     let mut workers = JoinSet::new();
     let mut routes = Vec::new();
     for (name, ecfg) in &config.exporters {
-        let exporter = sonde_exporters::build(name, &ecfg.kind)?;
+        let exporter = sonde_exporters::build(name, ecfg, Arc::new(metrics.clone()))?;
         let (tx, rx) = buffer::channel(name, &ecfg.common.buffer, &metrics);
         let accepts = ecfg.kind.accepts();
         routes.push(router::Route {
