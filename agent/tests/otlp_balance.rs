@@ -2,6 +2,8 @@
 //! delivering when a sink dies mid-run, and `balance = "trace_id"` lands every trace whole on
 //! one sink.
 
+#![allow(clippy::unwrap_used)] // test code: a failure here is a test failure
+
 mod support;
 
 use sonde::metrics::Registry;
@@ -16,9 +18,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 fn exporter_config(body: &str) -> ExporterConfig {
-    let text = format!(
-        "[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n"
-    );
+    let text =
+        format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
     let mut c = sonde_config::load_str(&text, "test").unwrap();
     c.exporters.remove("x").unwrap()
 }
@@ -53,7 +54,10 @@ async fn drain(tx: BufferSender, task: JoinHandle<()>) {
 }
 
 fn endpoints(sinks: &[FaultServer]) -> String {
-    let list: Vec<String> = sinks.iter().map(|s| format!("\"{}\"", s.url("http"))).collect();
+    let list: Vec<String> = sinks
+        .iter()
+        .map(|s| format!("\"{}\"", s.url("http")))
+        .collect();
     format!("endpoints = [{}]", list.join(", "))
 }
 
@@ -76,12 +80,18 @@ async fn round_robin_loses_nothing_when_a_sink_dies_and_moves_traffic_to_the_liv
                 .await
                 .unwrap();
         }
-        let delivered = |sinks: &[FaultServer]| sinks.iter().map(|s| s.received().len()).sum::<usize>();
-        wait_for(Duration::from_secs(10), "half the batches delivered", || {
-            delivered(&sinks) >= total_batches / 2
-        })
+        let delivered =
+            |sinks: &[FaultServer]| sinks.iter().map(|s| s.received().len()).sum::<usize>();
+        wait_for(
+            Duration::from_secs(10),
+            "half the batches delivered",
+            || delivered(&sinks) >= total_batches / 2,
+        )
         .await;
-        assert!(sinks.iter().all(|s| !s.received().is_empty()), "{proto}: round-robin used every sink");
+        assert!(
+            sinks.iter().all(|s| !s.received().is_empty()),
+            "{proto}: round-robin used every sink"
+        );
         sinks[1].kill().await;
         let killed_at = Instant::now();
         for i in total_batches / 2..total_batches {
@@ -96,10 +106,21 @@ async fn round_robin_loses_nothing_when_a_sink_dies_and_moves_traffic_to_the_liv
                 names.insert(name);
             }
         }
-        assert_eq!(names.len(), total_batches * 10, "{proto}: every span delivered");
+        assert_eq!(
+            names.len(),
+            total_batches * 10,
+            "{proto}: every span delivered"
+        );
         for live in [0, 2] {
-            let after = sinks[live].received().iter().filter(|r| r.at > killed_at).count();
-            assert!(after > 0, "{proto}: live sink {live} got nothing after the kill");
+            let after = sinks[live]
+                .received()
+                .iter()
+                .filter(|r| r.at > killed_at)
+                .count();
+            assert!(
+                after > 0,
+                "{proto}: live sink {live} got nothing after the kill"
+            );
         }
         assert_eq!(
             m.counter_sum("sonde_exporter_dropped_items_total", &[]),
@@ -140,7 +161,11 @@ async fn trace_id_balance_lands_every_trace_whole_on_one_sink() {
     assert_eq!(count, 1000);
     assert_eq!(homes.len(), 50, "25 traces for each of two prefix lengths");
     for (trace, sinks) in &homes {
-        assert_eq!(sinks.len(), 1, "trace {trace:?} was split over sinks {sinks:?}");
+        assert_eq!(
+            sinks.len(),
+            1,
+            "trace {trace:?} was split over sinks {sinks:?}"
+        );
     }
     let used: BTreeSet<usize> = homes.values().flatten().copied().collect();
     assert_eq!(used.len(), 3, "50 traces spread over all three sinks");

@@ -2,6 +2,8 @@
 //! refused connections, 503 with Retry-After, UNAVAILABLE with RetryInfo, 400, a hanging server,
 //! partial success, and the circuit breaker opening and closing.
 
+#![allow(clippy::unwrap_used)] // test code: a failure here is a test failure
+
 mod support;
 
 use sonde::metrics::Registry;
@@ -16,9 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The exporter `x` of a config whose `[exporters.x]` has `type = "otlp"` plus `body`.
 pub fn exporter_config(body: &str) -> ExporterConfig {
-    let text = format!(
-        "[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n"
-    );
+    let text =
+        format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
     let mut c = sonde_config::load_str(&text, "test").unwrap();
     c.exporters.remove("x").unwrap()
 }
@@ -70,10 +71,7 @@ retry = { initial_backoff = "10ms", max_backoff = "50ms", max_elapsed = "20s" }
 "#;
 
 fn dropped(m: &Registry, reason: &str) -> u64 {
-    m.counter_sum(
-        "sonde_exporter_dropped_items_total",
-        &[("reason", reason)],
-    )
+    m.counter_sum("sonde_exporter_dropped_items_total", &[("reason", reason)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,17 +87,24 @@ async fn refused_connections_are_retried_until_the_server_comes_up() {
             .unwrap();
     }
     let m = p.metrics.clone();
-    wait_for(Duration::from_secs(10), "failed connection attempts", || {
-        m.counter_sum(
-            "sonde_otlp_exporter_failed_requests_total",
-            &[("reason", "transport")],
-        ) >= 3
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "failed connection attempts",
+        || {
+            m.counter_sum(
+                "sonde_otlp_exporter_failed_requests_total",
+                &[("reason", "transport")],
+            ) >= 3
+        },
+    )
     .await;
     let server = FaultServer::start(port, vec![]).await;
     let m = p.drain().await;
     assert_eq!(spans(&server.received()).len(), 12);
-    assert_eq!(dropped(&m, "retries_exhausted") + dropped(&m, "rejected"), 0);
+    assert_eq!(
+        dropped(&m, "retries_exhausted") + dropped(&m, "rejected"),
+        0
+    );
     assert!(m.counter_sum("sonde_exporter_retries_total", &[]) >= 3);
 }
 
@@ -111,13 +116,18 @@ async fn http_503_with_retry_after_waits_as_told() {
         server.url("http")
     ));
     let p = pipe(&cfg);
-    p.tx.push(span_batch("a", 5, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("a", 5, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     let got = server.received();
     assert_eq!(got.len(), 2, "one refused request, one retry");
     assert_eq!(got[0].path, "/v1/traces");
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}, Retry-After said 1s");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}, Retry-After said 1s"
+    );
     assert_eq!(spans(&got[1..]).len(), 5);
     assert_eq!(
         m.counter_sum(
@@ -133,7 +143,9 @@ async fn grpc_unavailable_with_retry_info_waits_as_told() {
     let server = FaultServer::start(0, vec![Reply::Grpc(14, Some(800))]).await;
     let cfg = exporter_config(&format!("endpoint = \"{}\"\n{FAST}", server.url("http")));
     let p = pipe(&cfg);
-    p.tx.push(span_batch("a", 5, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("a", 5, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     let got = server.received();
     assert_eq!(got.len(), 2);
@@ -143,7 +155,10 @@ async fn grpc_unavailable_with_retry_info_waits_as_told() {
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
     );
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(780), "retried after {gap:?}, RetryInfo said 800ms");
+    assert!(
+        gap >= Duration::from_millis(780),
+        "retried after {gap:?}, RetryInfo said 800ms"
+    );
     assert_eq!(spans(&got[1..]).len(), 5);
     assert_eq!(
         m.counter_sum(
@@ -159,8 +174,12 @@ async fn resource_exhausted_without_retry_info_is_dropped() {
     let server = FaultServer::start(0, vec![Reply::Grpc(8, None)]).await;
     let cfg = exporter_config(&format!("endpoint = \"{}\"\n{FAST}", server.url("http")));
     let p = pipe(&cfg);
-    p.tx.push(span_batch("a", 4, 1), Wait::Forever).await.unwrap();
-    p.tx.push(span_batch("b", 3, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("a", 4, 1), Wait::Forever)
+        .await
+        .unwrap();
+    p.tx.push(span_batch("b", 3, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     assert_eq!(dropped(&m, "rejected"), 4);
     let got = server.received();
@@ -177,8 +196,12 @@ async fn http_400_drops_and_counts_the_batch_without_blocking_the_next() {
         server.url("http")
     ));
     let p = pipe(&cfg);
-    p.tx.push(span_batch("poison", 5, 1), Wait::Forever).await.unwrap();
-    p.tx.push(span_batch("good", 3, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("poison", 5, 1), Wait::Forever)
+        .await
+        .unwrap();
+    p.tx.push(span_batch("good", 3, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     let got = server.received();
     assert_eq!(got.len(), 2, "the refused batch is not retried");
@@ -191,13 +214,14 @@ async fn http_400_drops_and_counts_the_batch_without_blocking_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_server_times_out_and_the_batch_is_sent_again() {
     let server = FaultServer::start(0, vec![Reply::Hang]).await;
-    let cfg = exporter_config(&format!(
-        "endpoint = \"{}\"\n{FAST}\n",
-        server.url("http")
-    )
-    .replace("timeout = \"2s\"", "timeout = \"300ms\""));
+    let cfg = exporter_config(
+        &format!("endpoint = \"{}\"\n{FAST}\n", server.url("http"))
+            .replace("timeout = \"2s\"", "timeout = \"300ms\""),
+    );
     let p = pipe(&cfg);
-    p.tx.push(span_batch("a", 6, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("a", 6, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     let got = server.received();
     assert_eq!(got.len(), 2);
@@ -217,7 +241,9 @@ async fn partial_success_is_counted_and_not_retried() {
     let server = FaultServer::start(0, vec![Reply::Partial(2, "duplicate spans")]).await;
     let cfg = exporter_config(&format!("endpoint = \"{}\"\n{FAST}", server.url("http")));
     let p = pipe(&cfg);
-    p.tx.push(span_batch("a", 5, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("a", 5, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     assert_eq!(server.received().len(), 1);
     assert_eq!(m.counter_sum("sonde_exporter_rejected_items_total", &[]), 2);
@@ -226,22 +252,27 @@ async fn partial_success_is_counted_and_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_opens_holds_calls_then_a_probe_closes_it() {
-    let server = FaultServer::start(
-        0,
-        vec![Reply::Http(503, None), Reply::Http(503, None)],
-    )
-    .await;
+    let server = FaultServer::start(0, vec![Reply::Http(503, None), Reply::Http(503, None)]).await;
     let url = server.url("http");
     let cfg = exporter_config(&format!(
         "protocol = \"http/protobuf\"\nendpoint = \"{url}\"\ncircuit_breaker = {{ failure_threshold = 2, open_duration = \"700ms\" }}\n{FAST}"
     ));
     let p = pipe(&cfg);
-    p.tx.push(span_batch("a", 5, 1), Wait::Forever).await.unwrap();
+    p.tx.push(span_batch("a", 5, 1), Wait::Forever)
+        .await
+        .unwrap();
     let m = p.drain().await;
     let got = server.received();
-    assert_eq!(got.len(), 3, "two failures, then one probe after the open period");
+    assert_eq!(
+        got.len(),
+        3,
+        "two failures, then one probe after the open period"
+    );
     let gap = got[2].at - got[1].at;
-    assert!(gap >= Duration::from_millis(650), "the open circuit let a call through after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(650),
+        "the open circuit let a call through after {gap:?}"
+    );
     assert_eq!(spans(&got[2..]).len(), 5);
     let labels = [("exporter", "x"), ("endpoint", url.as_str())];
     assert_eq!(
@@ -268,7 +299,9 @@ async fn headers_and_compression_reach_the_server() {
             server.url("http")
         ));
         let p = pipe(&cfg);
-        p.tx.push(span_batch("a", 7, 2), Wait::Forever).await.unwrap();
+        p.tx.push(span_batch("a", 7, 2), Wait::Forever)
+            .await
+            .unwrap();
         p.drain().await;
         let got = server.received();
         assert_eq!(got.len(), 1, "{proto} {compression}");
@@ -276,7 +309,11 @@ async fn headers_and_compression_reach_the_server() {
         let h = &got[0].headers;
         assert_eq!(h["authorization"], "Bearer s3cr3t");
         assert_eq!(h["x-tenant"], "t1");
-        let enc = if proto == "grpc" { "grpc-encoding" } else { "content-encoding" };
+        let enc = if proto == "grpc" {
+            "grpc-encoding"
+        } else {
+            "content-encoding"
+        };
         match compression {
             "none" => assert!(h.get(enc).is_none()),
             c => assert_eq!(h[enc], c, "{proto}"),

@@ -184,7 +184,8 @@ impl OtlpTarget {
         if host.is_empty() {
             return Err(format!("endpoint `{s}`: no host"));
         }
-        if host.contains(['@', ' ', '[', ']']) || (host.contains(':') && !authority.starts_with('['))
+        if host.contains(['@', ' ', '[', ']'])
+            || (host.contains(':') && !authority.starts_with('['))
         {
             return Err(format!("endpoint `{s}`: invalid host `{host}`"));
         }
@@ -270,7 +271,11 @@ impl OtlpExporterConfig {
             }
         }
         for (name, value) in &self.headers {
-            if value.expose().bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            if value
+                .expose()
+                .bytes()
+                .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+            {
                 out.push((
                     vec![Key("headers"), KeyOwned(name.clone())],
                     "the value contains control characters".to_string(),
@@ -322,9 +327,12 @@ mod tests {
                 .unwrap()
                 .tls
         );
-        let t = OtlpTarget::parse("http://[::1]:9/base/", OtlpProtocol::HttpProtobuf, false)
-            .unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9, "/base"));
+        let t =
+            OtlpTarget::parse("http://[::1]:9/base/", OtlpProtocol::HttpProtobuf, false).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 9, "/base")
+        );
         assert_eq!(t.authority(), "[::1]:9");
         let t = OtlpTarget::parse("http://h", OtlpProtocol::HttpProtobuf, false).unwrap();
         assert_eq!(t.port, 4318);

@@ -415,6 +415,8 @@ impl Default for RetryConfig {
 }
 
 /// The type-specific settings of an exporter.
+// Built once at load time: the size difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
     Stdout(StdoutConfig),

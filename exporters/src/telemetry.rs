@@ -29,7 +29,12 @@ pub trait Telemetry: Send + Sync {
 pub struct Counter(Arc<AtomicU64>);
 
 impl Counter {
-    pub fn new(t: &dyn Telemetry, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Self {
+    pub fn new(
+        t: &dyn Telemetry,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Self {
         Counter(t.counter(name, help, labels))
     }
     pub fn add(&self, n: u64) {
@@ -48,7 +53,12 @@ impl Counter {
 pub struct Gauge(Arc<AtomicI64>);
 
 impl Gauge {
-    pub fn new(t: &dyn Telemetry, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Self {
+    pub fn new(
+        t: &dyn Telemetry,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Self {
         Gauge(t.gauge(name, help, labels))
     }
     pub fn set(&self, v: i64) {
@@ -69,7 +79,10 @@ pub struct LocalTelemetry {
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-    (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect())
+    (
+        name,
+        labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+    )
 }
 
 fn matches(labels: &[(&'static str, String)], filter: &[(&str, &str)]) -> bool {
@@ -97,11 +110,21 @@ impl LocalTelemetry {
 }
 
 impl Telemetry for LocalTelemetry {
-    fn counter(&self, name: &'static str, _help: &'static str, labels: &[(&'static str, &str)]) -> Arc<AtomicU64> {
+    fn counter(
+        &self,
+        name: &'static str,
+        _help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicU64> {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key(name, labels)).or_default().clone()
     }
-    fn gauge(&self, name: &'static str, _help: &'static str, labels: &[(&'static str, &str)]) -> Arc<AtomicI64> {
+    fn gauge(
+        &self,
+        name: &'static str,
+        _help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicI64> {
         let mut map = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key(name, labels)).or_default().clone()
     }

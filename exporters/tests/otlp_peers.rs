@@ -9,6 +9,8 @@
 //! Both need the Python venv `tests/run.sh` makes (`.venv`, or `SONDE_TEST_VENV`). Without it
 //! these tests fail, unless `SONDE_SKIP_PEER_TESTS=1` says to skip them.
 
+#![allow(clippy::unwrap_used)] // test code: a failure here is a test failure
+
 use base64::Engine;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -52,7 +54,10 @@ fn rotel_bin(venv: &Path) -> PathBuf {
             return p;
         }
     }
-    panic!("rotel-agent not found in {} (pip install rotel)", venv.display());
+    panic!(
+        "rotel-agent not found in {} (pip install rotel)",
+        venv.display()
+    );
 }
 
 fn free_port() -> u16 {
@@ -102,7 +107,10 @@ fn kv(k: &str, v: any_value::Value) -> KeyValue {
 fn resource() -> Option<Resource> {
     Some(Resource {
         attributes: vec![
-            kv("service.name", any_value::Value::StringValue("checkout".into())),
+            kv(
+                "service.name",
+                any_value::Value::StringValue("checkout".into()),
+            ),
             kv("host.name", any_value::Value::StringValue("h1".into())),
         ],
         ..Default::default()
@@ -169,9 +177,7 @@ fn logs() -> ExportLogsServiceRequest {
                         severity_number: 9,
                         severity_text: "INFO".into(),
                         body: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(format!(
-                                "order {i} placed"
-                            ))),
+                            value: Some(any_value::Value::StringValue(format!("order {i} placed"))),
                         }),
                         attributes: vec![kv("order.id", any_value::Value::IntValue(i))],
                         ..Default::default()
@@ -245,12 +251,7 @@ fn exporter(body: &str) -> DynExporter {
     let text =
         format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
     let c = sonde_config::load_str(&text, "test").unwrap();
-    sonde_exporters::build(
-        "x",
-        &c.exporters["x"],
-        Arc::new(LocalTelemetry::default()),
-    )
-    .unwrap()
+    sonde_exporters::build("x", &c.exporters["x"], Arc::new(LocalTelemetry::default())).unwrap()
 }
 
 async fn export_all(e: &DynExporter) {
@@ -354,7 +355,10 @@ fn assert_equivalent(records: &[Record], transport: &str, what: &str) {
         "{what}"
     );
     for r in records {
-        assert_eq!(r.2["authorization"], "Bearer tok-123", "{what}: header sent");
+        assert_eq!(
+            r.2["authorization"], "Bearer tok-123",
+            "{what}: header sent"
+        );
     }
 }
 
@@ -374,7 +378,11 @@ async fn grpcio_sink_receives_what_was_sent_over_grpc_and_http_with_each_compres
     ];
     let mut seen = 0;
     for (proto, compression) in cases {
-        let port = if proto == "grpc" { sink.grpc } else { sink.http };
+        let port = if proto == "grpc" {
+            sink.grpc
+        } else {
+            sink.http
+        };
         let e = exporter(&format!(
             "protocol = \"{proto}\"\nendpoint = \"http://127.0.0.1:{port}\"\ncompression = \"{compression}\"\nheaders = {{ authorization = \"Bearer tok-123\" }}"
         ));

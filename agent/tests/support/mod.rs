@@ -4,7 +4,7 @@
 //! It can be started late (to refuse connections for a while) and killed (listener and every
 //! open connection closed) mid-run.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test support: a failure here is a test failure
 
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -172,7 +172,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
         let enc = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
         decompress(if compressed { enc } else { None }, &b[..len])
     } else {
-        let enc = headers.get("content-encoding").and_then(|v| v.to_str().ok());
+        let enc = headers
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok());
         decompress(enc, &raw)
     };
     let reply = {

@@ -129,6 +129,14 @@ struct Scope {
     spans: Vec<((usize, usize), usize)>,
 }
 
+/// A resource-level message: its whole range, its own fields (everything but scope-level
+/// messages, or the whole field when it is not a resource-level message), and its scopes.
+struct ResourceEntry {
+    whole: (usize, usize),
+    own: Vec<(usize, usize)>,
+    scopes: Vec<Scope>,
+}
+
 /// The trace ID of the span in `buf[start..end]` (empty when absent).
 fn trace_id(buf: &[u8], start: usize, end: usize) -> Result<&[u8], WireError> {
     let mut r = Reader::new(buf, start, end);
@@ -153,13 +161,17 @@ pub fn split_by_trace(
     let mut single: Option<usize> = None;
     let mut mixed = false;
     let mut top = Reader::new(buf, 0, buf.len());
-    let mut resources: Vec<((usize, usize), Vec<(usize, usize)>, Vec<Scope>)> = Vec::new();
+    let mut resources: Vec<ResourceEntry> = Vec::new();
     while let Some(rf) = top.next()? {
         let whole = (rf.start, top.pos);
         if rf.number != 1 || rf.wire_type != LEN {
             // Not a resource-level message (an unknown top-level field): goes with the first
             // part, verbatim.
-            resources.push((whole, vec![whole], vec![]));
+            resources.push(ResourceEntry {
+                whole,
+                own: vec![whole],
+                scopes: vec![],
+            });
             continue;
         }
         let mut own = Vec::new();
@@ -190,23 +202,21 @@ pub fn split_by_trace(
             }
             scopes.push(scope);
         }
-        resources.push((whole, own, scopes));
+        resources.push(ResourceEntry { whole, own, scopes });
     }
-    let total_items = |rs: &[((usize, usize), Vec<(usize, usize)>, Vec<Scope>)]| -> u64 {
-        rs.iter()
-            .flat_map(|(_, _, s)| s.iter())
-            .map(|s| s.spans.len() as u64)
-            .sum()
-    };
     if !mixed {
         return Ok(vec![Part {
             endpoint: single.unwrap_or(0),
             payload: payload.clone(),
-            items: total_items(&resources),
+            items: resources
+                .iter()
+                .flat_map(|r| r.scopes.iter())
+                .map(|s| s.spans.len() as u64)
+                .sum(),
         }]);
     }
     let first = single.unwrap_or(0);
-    for (whole, own, scopes) in &resources {
+    for ResourceEntry { whole, own, scopes } in &resources {
         let mut eps: Vec<usize> = scopes
             .iter()
             .flat_map(|s| s.spans.iter().map(|(_, e)| *e))
@@ -367,12 +377,18 @@ mod tests {
             assert_eq!(wire::validate(Signal::Traces, &p.payload).unwrap(), p.items);
             let got = ExportTraceServiceRequest::decode(&p.payload[..]).unwrap();
             for (k, t) in flatten(&got) {
-                assert_eq!(t[0] as usize, p.endpoint, "span {k} went to the wrong endpoint");
+                assert_eq!(
+                    t[0] as usize, p.endpoint,
+                    "span {k} went to the wrong endpoint"
+                );
                 assert!(seen.insert(k, t).is_none());
             }
         }
         assert_eq!(seen, flatten(&req));
-        assert_eq!(parts.iter().map(|p| p.endpoint).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            parts.iter().map(|p| p.endpoint).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
     }
 
     #[test]

@@ -108,14 +108,21 @@ impl Dialer {
         let timeout = self.connect_timeout;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(self.addr))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {} timed out after {timeout:?}", self.addr)))??;
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {} timed out after {timeout:?}", self.addr),
+                )
+            })??;
         tcp.set_nodelay(true)?;
         match self.tls {
             None => Ok(Stream::Plain(tcp)),
             Some((connector, name)) => {
                 let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
                     .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
                 Ok(Stream::Tls(Box::new(tls)))
             }
         }

@@ -27,9 +27,10 @@ use tracing::{info, warn};
 /// How long one name resolution may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One per endpoint, made once: boxed, so the variants' sizes do not matter.
 pub enum Client {
-    Grpc(GrpcClient),
-    Http(HttpClient),
+    Grpc(Box<GrpcClient>),
+    Http(Box<HttpClient>),
 }
 
 impl Client {
@@ -198,15 +199,18 @@ impl Factory {
         };
         let dialer = Dialer::new(addr, tls, self.connect_timeout)?;
         let client = match self.cfg.protocol {
-            OtlpProtocol::Grpc => Client::Grpc(GrpcClient::new(url, dialer, &self.grpc)?),
-            OtlpProtocol::HttpProtobuf => Client::Http(HttpClient::new(url, dialer, &self.http)?),
+            OtlpProtocol::Grpc => Client::Grpc(Box::new(GrpcClient::new(url, dialer, &self.grpc)?)),
+            OtlpProtocol::HttpProtobuf => {
+                Client::Http(Box::new(HttpClient::new(url, dialer, &self.http)?))
+            }
         };
         let label = if self.is_name(i) {
             format!("{url} ({addr})")
         } else {
             url.clone()
         };
-        let labels: [(&'static str, &str); 2] = [("exporter", &self.exporter), ("endpoint", &label)];
+        let labels: [(&'static str, &str); 2] =
+            [("exporter", &self.exporter), ("endpoint", &label)];
         let t = self.telemetry.as_ref();
         Ok(Endpoint {
             key: addr.to_string(),
@@ -217,9 +221,24 @@ impl Factory {
             ),
             exporter: self.exporter.clone(),
             telemetry: self.telemetry.clone(),
-            state: Gauge::new(t, "sonde_otlp_exporter_circuit_state", "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.", &labels),
-            opened: Counter::new(t, "sonde_otlp_exporter_circuit_opened_total", "Times an endpoint's circuit breaker opened.", &labels),
-            ok: Counter::new(t, "sonde_otlp_exporter_requests_total", "OTLP export requests an endpoint accepted.", &labels),
+            state: Gauge::new(
+                t,
+                "sonde_otlp_exporter_circuit_state",
+                "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.",
+                &labels,
+            ),
+            opened: Counter::new(
+                t,
+                "sonde_otlp_exporter_circuit_opened_total",
+                "Times an endpoint's circuit breaker opened.",
+                &labels,
+            ),
+            ok: Counter::new(
+                t,
+                "sonde_otlp_exporter_requests_total",
+                "OTLP export requests an endpoint accepted.",
+                &labels,
+            ),
             label,
         })
     }

@@ -78,9 +78,10 @@ impl GrpcClient {
     }
 
     pub async fn export(&self, signal: Signal, payload: Bytes) -> Result<Answer, CallError> {
-        let mut client = tonic::client::Grpc::with_origin(self.channel.clone(), self.origin.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
+        let mut client =
+            tonic::client::Grpc::with_origin(self.channel.clone(), self.origin.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
         if let Some(c) = self.compression {
             client = client.send_compressed(c);
         }

@@ -233,7 +233,9 @@ pub fn compress(c: OtlpCompression, payload: &[u8]) -> std::io::Result<Bytes> {
             enc.write_all(payload)?;
             Ok(enc.finish()?.into())
         }
-        OtlpCompression::Zstd => Ok(zstd::bulk::compress(payload, zstd::DEFAULT_COMPRESSION_LEVEL)?.into()),
+        OtlpCompression::Zstd => {
+            Ok(zstd::bulk::compress(payload, zstd::DEFAULT_COMPRESSION_LEVEL)?.into())
+        }
     }
 }
 
@@ -282,7 +284,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
@@ -341,7 +346,12 @@ mod tests {
         .encode_to_vec();
         let a = classify(StatusCode::OK, &body, None, &url()).unwrap();
         assert_eq!((a.rejected, a.message.as_str()), (4, "dup"));
-        assert_eq!(classify(StatusCode::OK, b"", None, &url()).unwrap().rejected, 0);
+        assert_eq!(
+            classify(StatusCode::OK, b"", None, &url())
+                .unwrap()
+                .rejected,
+            0
+        );
     }
 
     #[test]

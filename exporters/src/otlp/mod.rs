@@ -142,7 +142,12 @@ impl OtlpExporter {
         )?);
         let t = telemetry.as_ref();
         let labels: [(&'static str, &str); 1] = [("exporter", &name)];
-        let endpoints = Gauge::new(t, "sonde_otlp_exporter_endpoints", "Endpoints (resolved addresses) an OTLP exporter sends to.", &labels);
+        let endpoints = Gauge::new(
+            t,
+            "sonde_otlp_exporter_endpoints",
+            "Endpoints (resolved addresses) an OTLP exporter sends to.",
+            &labels,
+        );
         let needs_resolving = (0..factory.targets.len()).any(|i| factory.is_name(i));
         let initial = Arc::new(factory.literal_set());
         endpoints.set(initial.list.len() as i64);
@@ -164,8 +169,18 @@ impl OtlpExporter {
             set: rx,
             rr: AtomicUsize::new(0),
             resolver: Mutex::new(resolver),
-            refused: Counter::new(t, "sonde_otlp_exporter_refused_calls_total", "Export calls not made because every endpoint's circuit was open.", &[("exporter", &name), ("reason", "circuit_open")]),
-            failovers: Counter::new(t, "sonde_otlp_exporter_failovers_total", "Batches (or trace-ID parts) sent to another endpoint after one failed.", &labels),
+            refused: Counter::new(
+                t,
+                "sonde_otlp_exporter_refused_calls_total",
+                "Export calls not made because every endpoint's circuit was open.",
+                &[("exporter", &name), ("reason", "circuit_open")],
+            ),
+            failovers: Counter::new(
+                t,
+                "sonde_otlp_exporter_failovers_total",
+                "Batches (or trace-ID parts) sent to another endpoint after one failed.",
+                &labels,
+            ),
             warn_partial: RateLimit::new(Duration::from_secs(10)),
             warn_refused: RateLimit::new(Duration::from_secs(10)),
             name,
@@ -213,7 +228,8 @@ impl OtlpExporter {
     async fn export_batch(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         let set = self.endpoints().await?;
         let n = set.list.len();
-        let by_trace = self.balance == OtlpBalance::TraceId && batch.signal == Signal::Traces && n > 1;
+        let by_trace =
+            self.balance == OtlpBalance::TraceId && batch.signal == Signal::Traces && n > 1;
         // Endpoints that failed during this call are not tried again in it.
         let mut excluded = vec![false; n];
         let mut pending: Vec<(Bytes, u64)> = vec![(batch.payload.clone(), batch.items)];
@@ -240,14 +256,16 @@ impl OtlpExporter {
             for (payload, items) in pending.drain(..) {
                 if by_trace {
                     let parts = split_by_trace(&payload, n, |tid| {
-                        set.ring
-                            .pick(trace_point(tid), |i| usable[i])
-                            .unwrap_or(0)
+                        set.ring.pick(trace_point(tid), |i| usable[i]).unwrap_or(0)
                     })
-                    .map_err(|e| ExportError::permanent(format!("cannot split the batch by trace ID: {e}")))?;
+                    .map_err(|e| {
+                        ExportError::permanent(format!("cannot split the batch by trace ID: {e}"))
+                    })?;
                     sends.extend(parts.into_iter().map(|p| (p.endpoint, p.payload, p.items)));
                 } else {
-                    let pick = (0..n).map(|k| (rr_start + round + k) % n).find(|i| usable[*i]);
+                    let pick = (0..n)
+                        .map(|k| (rr_start + round + k) % n)
+                        .find(|i| usable[*i]);
                     if let Some(i) = pick {
                         sends.push((i, payload, items));
                     }
@@ -256,10 +274,11 @@ impl OtlpExporter {
             if round > 0 {
                 self.failovers.add(sends.len() as u64);
             }
-            let results = futures_util::future::join_all(sends.iter().map(|(i, payload, _)| {
-                self.attempt(&set.list[*i], batch.signal, payload.clone())
-            }))
-            .await;
+            let results =
+                futures_util::future::join_all(sends.iter().map(|(i, payload, _)| {
+                    self.attempt(&set.list[*i], batch.signal, payload.clone())
+                }))
+                .await;
             for ((i, payload, items), result) in sends.into_iter().zip(results) {
                 let ep = &set.list[i];
                 match result {
@@ -341,7 +360,12 @@ impl Exporter for OtlpExporter {
     }
 
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ExportError>> {
-        if let Some(h) = self.resolver.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(h) = self
+            .resolver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             h.abort();
         }
         Box::pin(async { Ok(()) })
@@ -350,7 +374,12 @@ impl Exporter for OtlpExporter {
 
 impl Drop for OtlpExporter {
     fn drop(&mut self) {
-        if let Some(h) = self.resolver.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(h) = self
+            .resolver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             h.abort();
         }
     }
