@@ -76,7 +76,12 @@ fn batch(n: usize) -> Batch {
             ..Default::default()
         }],
     };
-    Batch::new(Signal::Traces, req.encode_to_vec().into(), Arc::from("bench")).unwrap()
+    Batch::new(
+        Signal::Traces,
+        req.encode_to_vec().into(),
+        Arc::from("bench"),
+    )
+    .unwrap()
 }
 
 async fn send(protocol: &str, endpoint: &str, size: usize, compression: &str, total: u64) {
@@ -84,9 +89,12 @@ async fn send(protocol: &str, endpoint: &str, size: usize, compression: &str, to
         "[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\nprotocol = \"{protocol}\"\nendpoint = \"{endpoint}\"\ncompression = \"{compression}\"\n"
     );
     let cfg = sonde_config::load_str(&text, "bench").unwrap();
-    let exporter =
-        sonde_exporters::build("x", &cfg.exporters["x"], Arc::new(LocalTelemetry::default()))
-            .unwrap();
+    let exporter = sonde_exporters::build(
+        "x",
+        &cfg.exporters["x"],
+        Arc::new(LocalTelemetry::default()),
+    )
+    .unwrap();
     let b = batch(size);
     eprintln!("span bytes ≈ {}", b.payload.len() / size);
     let sent = Arc::new(AtomicU64::new(0));
@@ -115,7 +123,9 @@ async fn send(protocol: &str, endpoint: &str, size: usize, compression: &str, to
 }
 
 async fn sink(port: u16) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let spans = Arc::new(AtomicU64::new(0));
     let s2 = spans.clone();
     tokio::spawn(async move {
@@ -128,52 +138,72 @@ async fn sink(port: u16) {
         let (tcp, _) = listener.accept().await.unwrap();
         let spans = spans.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let spans = spans.clone();
-                async move {
-                    let grpc = req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-                    let enc = req
-                        .headers()
-                        .get(if grpc { "grpc-encoding" } else { "content-encoding" })
-                        .map(|v| v.to_str().unwrap_or("").to_string());
-                    let mut body = req.into_body().collect().await.unwrap().to_bytes();
-                    let compressed = if grpc {
-                        let flag = body.get_u8();
-                        let _len = body.get_u32();
-                        flag == 1
-                    } else {
-                        enc.is_some()
-                    };
-                    let data: Bytes = match (compressed, enc.as_deref()) {
-                        (true, Some("gzip")) => {
-                            let mut out = Vec::new();
-                            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
-                            out.into()
-                        }
-                        (true, Some("zstd")) => zstd::decode_all(&body[..]).unwrap().into(),
-                        _ => body,
-                    };
-                    spans.fetch_add(wire::validate(Signal::Traces, &data).unwrap_or(0), Ordering::Relaxed);
-                    let resp = if grpc {
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                        let frames = vec![
-                            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
-                            Ok(Frame::trailers(trailers)),
-                        ];
-                        hyper::Response::builder()
-                            .header("content-type", "application/grpc")
-                            .body(http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed())
-                            .unwrap()
-                    } else {
-                        hyper::Response::builder()
-                            .header("content-type", "application/x-protobuf")
-                            .body(Full::new(Bytes::new()).boxed())
-                            .unwrap()
-                    };
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let spans = spans.clone();
+                    async move {
+                        let grpc = req
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                        let enc = req
+                            .headers()
+                            .get(if grpc {
+                                "grpc-encoding"
+                            } else {
+                                "content-encoding"
+                            })
+                            .map(|v| v.to_str().unwrap_or("").to_string());
+                        let mut body = req.into_body().collect().await.unwrap().to_bytes();
+                        let compressed = if grpc {
+                            let flag = body.get_u8();
+                            let _len = body.get_u32();
+                            flag == 1
+                        } else {
+                            enc.is_some()
+                        };
+                        let data: Bytes = match (compressed, enc.as_deref()) {
+                            (true, Some("gzip")) => {
+                                let mut out = Vec::new();
+                                flate2::read::GzDecoder::new(&body[..])
+                                    .read_to_end(&mut out)
+                                    .unwrap();
+                                out.into()
+                            }
+                            (true, Some("zstd")) => zstd::decode_all(&body[..]).unwrap().into(),
+                            _ => body,
+                        };
+                        spans.fetch_add(
+                            wire::validate(Signal::Traces, &data).unwrap_or(0),
+                            Ordering::Relaxed,
+                        );
+                        let resp = if grpc {
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            let frames = vec![
+                                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(
+                                    &[0, 0, 0, 0, 0],
+                                ))),
+                                Ok(Frame::trailers(trailers)),
+                            ];
+                            hyper::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(
+                                    http_body_util::StreamBody::new(futures_util::stream::iter(
+                                        frames,
+                                    ))
+                                    .boxed(),
+                                )
+                                .unwrap()
+                        } else {
+                            hyper::Response::builder()
+                                .header("content-type", "application/x-protobuf")
+                                .body(Full::new(Bytes::new()).boxed())
+                                .unwrap()
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
@@ -197,6 +227,8 @@ fn main() {
             &args[5],
             args[6].parse().unwrap(),
         )),
-        _ => eprintln!("usage: otlp_bench sink PORT | send PROTOCOL ENDPOINT BATCH COMPRESSION TOTAL"),
+        _ => eprintln!(
+            "usage: otlp_bench sink PORT | send PROTOCOL ENDPOINT BATCH COMPRESSION TOTAL"
+        ),
     }
 }
