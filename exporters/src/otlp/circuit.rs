@@ -4,8 +4,9 @@
 //! circuit, its failure opens it again).
 //!
 //! It only decides and records; it never sleeps. A call that was let through must be reported
-//! with [`Circuit::success`] or [`Circuit::failure`]; a [`Permit`] dropped without either counts as
-//! a failure (the worker's timeout dropped the call), so a hanging endpoint opens its circuit too.
+//! with [`Circuit::success`] or [`Circuit::failure`]; the exporter's call guard reports a call
+//! dropped before it finished (the worker's timeout) as a failure, so a hanging endpoint opens
+//! its circuit too.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
