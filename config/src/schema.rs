@@ -5,6 +5,7 @@
 //! settings are split by [`crate::load`]: the keys every exporter shares ([`ExporterCommon`]) and
 //! the keys of its type, each checked with `deny_unknown_fields`.
 
+pub use crate::otlp::*;
 use crate::units::{ByteSize, Duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -530,7 +531,10 @@ impl Default for BatchConfig {
 pub struct RetryConfig {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// Give up on a batch after retrying this long (counted as dropped).
+    /// Give up on a batch after retrying this long (counted as dropped). `"0s"` or
+    /// `"unlimited"`: never give up (for a disk buffer; with a memory buffer a dead destination
+    /// then holds the buffer full and `when_full` applies upstream).
+    #[serde(deserialize_with = "crate::units::duration_or_unlimited")]
     pub max_elapsed: Duration,
 }
 
@@ -545,18 +549,21 @@ impl Default for RetryConfig {
 }
 
 /// The type-specific settings of an exporter.
+// Built once at load time: the size difference between variants costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
     Stdout(StdoutConfig),
+    Otlp(OtlpExporterConfig),
 }
 
 impl ExporterKind {
-    pub const TYPES: &'static [&'static str] = &["stdout"];
+    pub const TYPES: &'static [&'static str] = &["stdout", "otlp"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             ExporterKind::Stdout(_) => "stdout",
+            ExporterKind::Otlp(_) => "otlp",
         }
     }
 
@@ -564,6 +571,7 @@ impl ExporterKind {
     pub fn default_concurrency(&self) -> usize {
         match self {
             ExporterKind::Stdout(_) => 1,
+            ExporterKind::Otlp(_) => 4,
         }
     }
 
@@ -571,6 +579,7 @@ impl ExporterKind {
     pub fn accepts(&self) -> &'static [Signal] {
         match self {
             ExporterKind::Stdout(_) => &Signal::ALL,
+            ExporterKind::Otlp(_) => &Signal::ALL,
         }
     }
 }

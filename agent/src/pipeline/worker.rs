@@ -317,7 +317,9 @@ impl Shared {
                     reason,
                     retry_after,
                 } => {
-                    if started.elapsed() >= self.cfg.retry.max_elapsed.get() {
+                    // A zero `max_elapsed` ("unlimited") never gives up: the data waits.
+                    let max_elapsed = self.cfg.retry.max_elapsed.get();
+                    if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {
                         self.counters.dropped_exhausted.add(batch.items);
                         error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "giving up on a batch after retrying for {:?}", self.cfg.retry.max_elapsed.get());
                         return Done::Finished;
