@@ -143,13 +143,16 @@ fn commit(
     let mut i = 0;
     let n = group.len();
     let fail = |active: &mut Active, at: u64, e: &io::Error| -> WriteError {
-        if active.file.set_len(at).is_ok() {
-            active.len = at;
-        } else {
-            active.len = at;
+        let err = WriteError::of(e);
+        // If the cut fails, the file's end is unknown: seal it where the good data ends. On a
+        // full disk, seal it too: the next append starts a new segment, so this one can be
+        // deleted once exported even if nothing else ever rolls it (a disk smaller than a
+        // segment).
+        if active.file.set_len(at).is_err() || (err == WriteError::NoSpace && at > 0) {
             active.sealed = true;
         }
-        WriteError::of(e)
+        active.len = at;
+        err
     };
     while i < n {
         let need = group[i].reservation.bytes();
