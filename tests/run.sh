@@ -11,8 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
-echo "== cargo build (binary for the end-to-end tests)"
-cargo build --bins
+echo "== cargo build (binary and tools for the end-to-end tests)"
+cargo build --bins --example spool_tool
 
 echo "== python venv"
 PY=${PYTHON:-python3}
