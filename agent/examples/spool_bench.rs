@@ -10,6 +10,8 @@
 //!    buffer versus memory buffer, same batches, same run;
 //! 4. start-up time with a 1 GiB and a 10 GiB backlog, and the drain rate of the big one.
 
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
 use bytes::Bytes;
 use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{self, Wait};
@@ -30,7 +32,12 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn batch(size: usize) -> Batch {
     // Payload bytes need not be OTLP here: the spool stores them verbatim.
-    Batch::from_trusted(Signal::Logs, Bytes::from(vec![7u8; size]), 10, Arc::from("bench"))
+    Batch::from_trusted(
+        Signal::Logs,
+        Bytes::from(vec![7u8; size]),
+        10,
+        Arc::from("bench"),
+    )
 }
 
 fn cfg(dir: &Path, fsync: Fsync) -> SpoolConfig {
@@ -106,7 +113,13 @@ async fn pipeline(data: &Path, kind: BufferKind, n: u64, size: usize) -> f64 {
         retry: RetryConfig::default(),
         concurrency: 1,
     };
-    let w = tokio::spawn(worker::run(wcfg, null.clone(), rx, r, CancellationToken::new()));
+    let w = tokio::spawn(worker::run(
+        wcfg,
+        null.clone(),
+        rx,
+        r,
+        CancellationToken::new(),
+    ));
     let router = Router::new(vec![Route {
         exporter: "e2e".into(),
         inputs: None,
@@ -150,13 +163,19 @@ fn drop_caches() -> bool {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let root = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "/tmp/spool-bench".into()));
+    let root = PathBuf::from(
+        args.get(1)
+            .cloned()
+            .unwrap_or_else(|| "/tmp/spool-bench".into()),
+    );
     let big_gib: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     std::fs::create_dir_all(&root).unwrap();
     let size = 16 << 10;
 
     println!("## append and drain, 8 producers, 16 KiB batches");
-    println!("| fsync | appended | append MB/s | append batches/s | drain MB/s | drain batches/s |");
+    println!(
+        "| fsync | appended | append MB/s | append batches/s | drain MB/s | drain batches/s |"
+    );
     println!("|---|---|---|---|---|---|");
     for (fsync, total) in [
         (Fsync::Never, 512u64 << 20),
@@ -164,7 +183,9 @@ async fn main() {
         (Fsync::Always, 32 << 20),
     ] {
         let dir = fresh(&root, "append");
-        let (tx, mut rx, _) = spool::open(cfg(&dir, fsync), &Registry::default()).await.unwrap();
+        let (tx, mut rx, _) = spool::open(cfg(&dir, fsync), &Registry::default())
+            .await
+            .unwrap();
         let secs = append(&tx, total, size, 8).await;
         let n = total / size as u64;
         let (dn, dbytes, dsecs) = drain(&mut rx).await;
@@ -181,7 +202,9 @@ async fn main() {
         rx.close().await;
     }
 
-    println!("\n## pipeline end to end (router → buffer → worker → null destination), 4 KiB batches");
+    println!(
+        "\n## pipeline end to end (router → buffer → worker → null destination), 4 KiB batches"
+    );
     let n = 100_000;
     let mut mem = Vec::new();
     let mut disk = Vec::new();
@@ -206,7 +229,9 @@ async fn main() {
     let mut written = 0u64;
     let mut write_secs = 0.0;
     for target in [1u64, big_gib] {
-        let (tx, rx, _) = spool::open(cfg(&dir, Fsync::Batch), &Registry::default()).await.unwrap();
+        let (tx, rx, _) = spool::open(cfg(&dir, Fsync::Batch), &Registry::default())
+            .await
+            .unwrap();
         let add = (target << 30) - written;
         write_secs += append(&tx, add, big, 8).await;
         written += add;
@@ -214,7 +239,9 @@ async fn main() {
         rx.close().await;
         let cold = drop_caches();
         let started = Instant::now();
-        let (tx, rx, rec) = spool::open(cfg(&dir, Fsync::Batch), &Registry::default()).await.unwrap();
+        let (tx, rx, rec) = spool::open(cfg(&dir, Fsync::Batch), &Registry::default())
+            .await
+            .unwrap();
         let open_secs = started.elapsed().as_secs_f64();
         println!(
             "backlog {} GiB ({} segments): open took {:.3} s ({} page cache)",
@@ -228,7 +255,9 @@ async fn main() {
     }
     let write_rate = written as f64 / MIB / write_secs;
     let cold = drop_caches();
-    let (tx, mut rx, _) = spool::open(cfg(&dir, Fsync::Batch), &Registry::default()).await.unwrap();
+    let (tx, mut rx, _) = spool::open(cfg(&dir, Fsync::Batch), &Registry::default())
+        .await
+        .unwrap();
     let (_, bytes, secs) = drain(&mut rx).await;
     println!(
         "drain of the {big_gib} GiB backlog: {:.0} MB/s ({} page cache); it was written at {:.0} MB/s; drain/write = {:.2}",

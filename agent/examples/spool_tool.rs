@@ -40,7 +40,12 @@ fn log_batch(id: u64, pad: usize) -> Batch {
             ..Default::default()
         }],
     };
-    Batch::from_trusted(Signal::Logs, req.encode_to_vec().into(), 1, Arc::from("tool"))
+    Batch::from_trusted(
+        Signal::Logs,
+        req.encode_to_vec().into(),
+        1,
+        Arc::from("tool"),
+    )
 }
 
 fn main() -> ExitCode {

@@ -36,13 +36,8 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
     let mut routes = Vec::new();
     for (name, ecfg) in &config.exporters {
         let exporter = sonde_exporters::build(name, &ecfg.kind)?;
-        let (tx, rx) = buffer::open(
-            name,
-            &ecfg.common.buffer,
-            &config.agent.data_dir,
-            &metrics,
-        )
-        .await?;
+        let (tx, rx) =
+            buffer::open(name, &ecfg.common.buffer, &config.agent.data_dir, &metrics).await?;
         let accepts = ecfg.kind.accepts();
         routes.push(router::Route {
             exporter: Arc::from(name.as_str()),

@@ -1,5 +1,7 @@
 //! The disk spool through its public API: order, acknowledgement, restart, damage, limits.
 
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
 mod common;
 
 use common::*;
@@ -16,7 +18,10 @@ async fn records_come_back_in_order_and_survive_a_restart_until_acked() {
     let (tx, mut rx, rec) = open(&cfg, &r).await;
     assert_eq!(rec.backlog_bytes, 0);
     for i in 0..100 {
-        assert_eq!(tx.push(log_batch(i, 100), Wait::No).await, Ok(Pushed::Queued));
+        assert_eq!(
+            tx.push(log_batch(i, 100), Wait::No).await,
+            Ok(Pushed::Queued)
+        );
     }
     assert!(seg_files(d.path()).len() > 3, "small segments roll");
     // Take 30; ack 0..10 and 20..30 (out of order): the cursor stops at 10.
@@ -35,7 +40,10 @@ async fn records_come_back_in_order_and_survive_a_restart_until_acked() {
     }
     drop(held); // 10..20 cut off, as by a shutdown: kept
     drop(tx);
-    assert!(rx.recv().await.is_none(), "closed once the senders are gone");
+    assert!(
+        rx.recv().await.is_none(),
+        "closed once the senders are gone"
+    );
     rx.close().await;
 
     let (tx, mut rx, rec) = open(&cfg, &r).await;
@@ -48,7 +56,11 @@ async fn records_come_back_in_order_and_survive_a_restart_until_acked() {
     let (_tx, mut rx, rec) = open(&cfg, &r).await;
     assert_eq!(rec.backlog_bytes, 0);
     assert!(drain(&mut rx).await.is_empty());
-    assert_eq!(seg_files(d.path()).len(), 1, "exported segments are deleted");
+    assert_eq!(
+        seg_files(d.path()).len(),
+        1,
+        "exported segments are deleted"
+    );
 }
 
 #[tokio::test]
@@ -74,7 +86,10 @@ async fn block_refuses_when_full_and_resumes_when_acked() {
     let waiter = tokio::spawn(async move { tx2.push(log_batch(3, 1000), Wait::Forever).await });
     let (_, t) = rx.recv().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(!waiter.is_finished(), "reading is not enough; the ack frees the space");
+    assert!(
+        !waiter.is_finished(),
+        "reading is not enough; the ack frees the space"
+    );
     t.ack();
     assert_eq!(waiter.await.unwrap(), Ok(Pushed::Queued));
     assert_eq!(drain(&mut rx).await, [1, 2, 3]);
@@ -143,12 +158,8 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
     }
     // Resent from the oldest segment (0..5 again: duplicates, not loss), minus exactly the damage.
     assert_eq!(got, want);
-    let damaged = |reason| {
-        r.counter_sum(
-            "sonde_spool_damaged_records_total",
-            &[("reason", reason)],
-        )
-    };
+    let damaged =
+        |reason| r.counter_sum("sonde_spool_damaged_records_total", &[("reason", reason)]);
     assert_eq!(damaged("bad_crc"), 1);
     assert_eq!(damaged("truncated"), 1);
     assert_eq!(damaged("bad_frame"), 1);
@@ -233,10 +244,7 @@ async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
         "between max_size less a segment and max_size: {}",
         kept.len()
     );
-    let evicted = r.counter_sum(
-        "sonde_buffer_dropped_items_total",
-        &[("reason", "evicted")],
-    );
+    let evicted = r.counter_sum("sonde_buffer_dropped_items_total", &[("reason", "evicted")]);
     // Everything not delivered is counted: 40 sent = 1 exported by the worker + kept + evicted.
     assert_eq!(evicted, 40 - 1 - kept.len() as u64);
     // Discarded segments are deleted once the cursor past them is persisted (its own thread).

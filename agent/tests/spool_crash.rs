@@ -6,6 +6,8 @@
 //!
 //! The child is this same test binary, re-run with `CHILD` set (see `child_process_mode`).
 
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
 mod common;
 
 use common::*;
@@ -133,7 +135,10 @@ fn child_process_mode() {
             if Instant::now() > deadline {
                 break;
             }
-            router.send(log_batch(id, 200), Wait::Forever).await.unwrap();
+            router
+                .send(log_batch(id, 200), Wait::Forever)
+                .await
+                .unwrap();
             writeln!(out, "ACK {id}").unwrap();
             out.flush().unwrap();
         }
@@ -153,7 +158,12 @@ fn kill_dash_nine_loses_no_acknowledged_batch() {
     for round in 0..6u64 {
         let up = round >= 3;
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_process_mode", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_process_mode",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(
                 CHILD,
                 format!(

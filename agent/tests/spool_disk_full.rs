@@ -2,6 +2,8 @@
 //! gets backpressure (or the drop policy), nothing crashes, and appends resume once exported
 //! segments are deleted. Needs `mount` (root); skipped with a message where it is not allowed.
 
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
 mod common;
 
 use common::*;
@@ -55,7 +57,9 @@ async fn fill_until_refused(
 async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
     let d = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run");
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
         return;
     };
     let r = Registry::default();
@@ -66,12 +70,7 @@ async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
     let (at, refused) = fill_until_refused(&tx, &mut next).await;
     assert_eq!(refused, Err(PushError::Full), "block: backpressure");
     assert!(at > 10, "some batches fit first");
-    assert!(
-        r.counter_sum(
-            "sonde_spool_write_errors_total",
-            &[("reason", "disk_full")]
-        ) >= 1
-    );
+    assert!(r.counter_sum("sonde_spool_write_errors_total", &[("reason", "disk_full")]) >= 1);
     // Still refusing while nothing is exported.
     assert_eq!(
         tx.push(log_batch(at, 20_000), soon(50)).await,
@@ -79,10 +78,17 @@ async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
     );
     // Export (read and ack) everything: segments go, space returns, appends resume.
     let got = drain(&mut rx).await;
-    assert_eq!(got, (0..at).collect::<Vec<_>>(), "everything acknowledged is there");
     assert_eq!(
-        tx.push(log_batch(at, 20_000), Wait::Until(tokio::time::Instant::now() + Duration::from_secs(10)))
-            .await,
+        got,
+        (0..at).collect::<Vec<_>>(),
+        "everything acknowledged is there"
+    );
+    assert_eq!(
+        tx.push(
+            log_batch(at, 20_000),
+            Wait::Until(tokio::time::Instant::now() + Duration::from_secs(10))
+        )
+        .await,
         Ok(Pushed::Queued),
         "appends resume once space returns"
     );
@@ -104,11 +110,18 @@ async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
 async fn a_full_disk_under_drop_newest_drops_and_counts() {
     let d = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run");
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
         return;
     };
     let r = Registry::default();
-    let cfg = config(&fs.0.join("spool"), 64 << 20, 256 << 10, WhenFull::DropNewest);
+    let cfg = config(
+        &fs.0.join("spool"),
+        64 << 20,
+        256 << 10,
+        WhenFull::DropNewest,
+    );
     let (tx, mut rx, _) = open(&cfg, &r).await;
     let mut next = 0;
     let (at, refused) = fill_until_refused(&tx, &mut next).await;

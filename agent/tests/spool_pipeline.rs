@@ -1,6 +1,8 @@
 //! The disk buffer inside the pipeline: router → disk buffer → export worker → a destination
 //! that can be down.
 
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
 mod common;
 
 use common::*;
@@ -51,7 +53,13 @@ struct Pipeline {
 async fn start(data: &Path, cfg: &BufferConfig, sink: Arc<Sink>, r: &Registry) -> Pipeline {
     let (tx, rx) = buffer::open("t", cfg, data, r).await.unwrap();
     let abort = CancellationToken::new();
-    let worker = tokio::spawn(worker::run(worker_cfg(), sink, rx, r.clone(), abort.clone()));
+    let worker = tokio::spawn(worker::run(
+        worker_cfg(),
+        sink,
+        rx,
+        r.clone(),
+        abort.clone(),
+    ));
     let router = Router::new(vec![Route {
         exporter: "t".into(),
         inputs: None,
@@ -82,7 +90,10 @@ async fn an_outage_fills_the_spool_and_everything_arrives_in_order_after() {
     let p = start(d.path(), &disk(2 << 20), sink.clone(), &r).await;
     let n = 2000;
     for i in 0..n {
-        p.router.send(log_batch(i, 300), Wait::Forever).await.unwrap();
+        p.router
+            .send(log_batch(i, 300), Wait::Forever)
+            .await
+            .unwrap();
     }
     let spool = d.path().join("buffers/t");
     assert!(
@@ -100,10 +111,7 @@ async fn an_outage_fills_the_spool_and_everything_arrives_in_order_after() {
         seg_files(&spool).len() == 1
     })
     .await;
-    assert_eq!(
-        r.counter_sum("sonde_exporter_dropped_items_total", &[]),
-        0
-    );
+    assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[]), 0);
     drop(p.router);
     p.worker.await.unwrap();
 }
@@ -116,7 +124,10 @@ async fn a_stop_during_an_outage_keeps_everything_for_the_next_start() {
     sink.down.store(true, Ordering::SeqCst);
     let p = start(d.path(), &disk(4 << 20), sink.clone(), &r).await;
     for i in 0..300 {
-        p.router.send(log_batch(i, 100), Wait::Forever).await.unwrap();
+        p.router
+            .send(log_batch(i, 100), Wait::Forever)
+            .await
+            .unwrap();
     }
     // Stop as the topology does: close the buffer, then the shutdown deadline passes.
     drop(p.router);
@@ -138,7 +149,10 @@ async fn a_stop_during_an_outage_keeps_everything_for_the_next_start() {
     sink.down.store(false, Ordering::SeqCst);
     let r2 = Registry::default();
     let p = start(d.path(), &disk(4 << 20), sink.clone(), &r2).await;
-    wait_for("the kept backlog", 30, || sink.got.lock().unwrap().len() >= 300).await;
+    wait_for("the kept backlog", 30, || {
+        sink.got.lock().unwrap().len() >= 300
+    })
+    .await;
     assert_eq!(*sink.got.lock().unwrap(), (0..300).collect::<Vec<_>>());
     drop(p.router);
     p.worker.await.unwrap();
@@ -149,7 +163,9 @@ async fn concurrent_exports_ack_out_of_order_and_lose_nothing_across_a_restart()
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
     let sink = Arc::new(Sink::default());
-    let (tx, rx) = buffer::open("t", &disk(8 << 20), d.path(), &r).await.unwrap();
+    let (tx, rx) = buffer::open("t", &disk(8 << 20), d.path(), &r)
+        .await
+        .unwrap();
     let abort = CancellationToken::new();
     let mut wc = worker_cfg();
     wc.concurrency = 4;

@@ -2,6 +2,8 @@
 //! contents and order. After a reopen everything from the first unacknowledged record on comes
 //! again (acknowledgements past a gap are not remembered), and nothing before it does.
 
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
 mod common;
 
 use common::*;

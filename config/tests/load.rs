@@ -327,7 +327,10 @@ buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync 
     assert_eq!(b.when_full, WhenFull::DropOldest);
     assert_eq!(b.fsync, Fsync::Never);
     assert_eq!(
-        load(MINIMAL).unwrap().exporters["out"].common.buffer.max_size,
+        load(MINIMAL).unwrap().exporters["out"]
+            .common
+            .buffer
+            .max_size,
         ByteSize::mib(64)
     );
 }

@@ -59,7 +59,9 @@ pub struct Queued {
 
 enum Hold {
     /// Held for its `Drop`, which gives the space back.
-    Memory { _hold: MemoryHold },
+    Memory {
+        _hold: MemoryHold,
+    },
     Disk(Ticket),
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the spool's integration tests: batches that carry an id, spools opened in a
 //! temp dir, and a destination that can be down.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};

@@ -53,7 +53,10 @@ pub fn load(dir: &Path) -> Result<Option<Pos>, CursorError> {
             })
         }
     };
-    let damaged = |what| CursorError::Damaged { path: shown(), what };
+    let damaged = |what| CursorError::Damaged {
+        path: shown(),
+        what,
+    };
     let b: [u8; LEN] = bytes
         .as_slice()
         .try_into()

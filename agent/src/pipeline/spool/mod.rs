@@ -34,10 +34,10 @@
 //! another process.
 
 pub mod cursor;
-pub mod record;
-pub mod segment;
 mod reader;
+pub mod record;
 mod recover;
+pub mod segment;
 mod sender;
 mod writer;
 
@@ -432,7 +432,11 @@ impl Core {
         let doomed: Vec<u64> = {
             let mut st = self.lock();
             st.persisted = Some(pos);
-            let doomed: Vec<u64> = st.segments.range(..pos.segment).map(|(id, _)| *id).collect();
+            let doomed: Vec<u64> = st
+                .segments
+                .range(..pos.segment)
+                .map(|(id, _)| *id)
+                .collect();
             for id in &doomed {
                 st.segments.remove(id);
             }
@@ -445,7 +449,9 @@ impl Core {
         for id in &doomed {
             let path = segment::path(&self.dir, *id);
             match std::fs::remove_file(&path) {
-                Ok(()) => debug!(exporter = %self.name, file = %path.display(), "segment exported; deleted"),
+                Ok(()) => {
+                    debug!(exporter = %self.name, file = %path.display(), "segment exported; deleted")
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     warn!(exporter = %self.name, file = %path.display(), error = %e, "cannot delete an exported segment")
@@ -508,14 +514,15 @@ pub async fn open(
 ) -> Result<(SpoolSender, SpoolReceiver, Recovered), SpoolError> {
     let metrics = metrics.clone();
     let when_full = cfg.when_full;
-    let (core, active, recovered) = tokio::task::spawn_blocking(move || recover::recover(cfg, &metrics))
-        .await
-        .map_err(|e| SpoolError::Io {
-            exporter: String::new(),
-            what: "open",
-            path: String::new(),
-            source: io::Error::other(e.to_string()),
-        })??;
+    let (core, active, recovered) =
+        tokio::task::spawn_blocking(move || recover::recover(cfg, &metrics))
+            .await
+            .map_err(|e| SpoolError::Io {
+                exporter: String::new(),
+                what: "open",
+                path: String::new(),
+                source: io::Error::other(e.to_string()),
+            })??;
     let core = Arc::new(core);
     let (tx, rx) = mpsc::channel(1024);
     let (wake_tx, wake_rx) = sync_channel(1);
@@ -578,4 +585,3 @@ fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
-

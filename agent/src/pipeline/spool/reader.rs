@@ -3,7 +3,6 @@
 
 use super::*;
 
-
 /// The export worker's side.
 pub struct SpoolReceiver {
     pub(super) handle: Arc<Handle>,
@@ -99,7 +98,8 @@ impl SpoolReceiver {
         let core = handle.core.clone();
         let _ = tokio::task::spawn_blocking(move || core.persist()).await;
         let last = Arc::strong_count(&handle) == 1;
-        let threads = std::mem::take(&mut *handle.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads =
+            std::mem::take(&mut *handle.threads.lock().unwrap_or_else(|p| p.into_inner()));
         drop(handle);
         if !last {
             return;

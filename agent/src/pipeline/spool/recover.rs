@@ -40,7 +40,10 @@ fn lock_dir(dir: &Path, name: &str) -> Result<File, SpoolError> {
 /// Start-up: lists the segments, reads the cursor, removes what a crash left behind, cuts a torn
 /// tail off the last segment, and opens a fresh segment to append to. Reads no segment but the
 /// last, so it takes the same time whatever the backlog.
-pub(super) fn recover(cfg: SpoolConfig, metrics: &Registry) -> Result<(Core, Active, Recovered), SpoolError> {
+pub(super) fn recover(
+    cfg: SpoolConfig,
+    metrics: &Registry,
+) -> Result<(Core, Active, Recovered), SpoolError> {
     let name = cfg.name.to_string();
     let dir = cfg.dir.clone();
     let io_err = |what, path: &Path, source| SpoolError::Io {
@@ -109,7 +112,11 @@ pub(super) fn recover(cfg: SpoolConfig, metrics: &Registry) -> Result<(Core, Act
 
     // Segments before the cursor were exported; a crash between the cursor write and their
     // deletion leaves them behind.
-    for id in segments.range(..cursor.segment).map(|(id, _)| *id).collect::<Vec<_>>() {
+    for id in segments
+        .range(..cursor.segment)
+        .map(|(id, _)| *id)
+        .collect::<Vec<_>>()
+    {
         let _ = std::fs::remove_file(segment::path(&dir, id));
         segments.remove(&id);
     }
@@ -230,4 +237,3 @@ pub(super) fn recover(cfg: SpoolConfig, metrics: &Registry) -> Result<(Core, Act
     };
     Ok((core, active, recovered))
 }
-

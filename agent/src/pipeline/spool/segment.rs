@@ -122,7 +122,9 @@ pub fn resync(file: &File, from: u64, limit: u64) -> io::Result<u64> {
             break;
         }
         // Overlap so a magic split across two chunks is still seen.
-        at += (n as u64).saturating_sub(record::MAGIC.len() as u64 - 1).max(1);
+        at += (n as u64)
+            .saturating_sub(record::MAGIC.len() as u64 - 1)
+            .max(1);
     }
     Ok(limit)
 }
@@ -263,7 +265,9 @@ mod tests {
         let file = f.reopen().unwrap();
         file.write_all_at(&[0xff], off[1] + 30).unwrap();
         let len = file.metadata().unwrap().len();
-        assert!(matches!(read_at(&file, off[0], len).unwrap(), Read::Frame { next, .. } if next == off[1]));
+        assert!(
+            matches!(read_at(&file, off[0], len).unwrap(), Read::Frame { next, .. } if next == off[1])
+        );
         match read_at(&file, off[1], len).unwrap() {
             Read::Damaged { reason, next } => {
                 assert_eq!(reason, Damage::BadCrc);
@@ -323,6 +327,9 @@ mod tests {
         std::fs::write(path(d.path(), 3), b"abc").unwrap();
         std::fs::write(d.path().join("cursor"), b"x").unwrap();
         std::fs::write(d.path().join("12.seg"), b"x").unwrap();
-        assert_eq!(list(d.path()).unwrap().into_iter().collect::<Vec<_>>(), [(3, 3)]);
+        assert_eq!(
+            list(d.path()).unwrap().into_iter().collect::<Vec<_>>(),
+            [(3, 3)]
+        );
     }
 }

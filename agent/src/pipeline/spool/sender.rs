@@ -3,7 +3,6 @@
 
 use super::*;
 
-
 /// The producers' side. Cloning is cheap; when the last clone is gone the writer stops and the
 /// reader returns `None`.
 #[derive(Clone)]
@@ -200,4 +199,3 @@ impl SpoolSender {
         true
     }
 }
-

@@ -107,8 +107,12 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 last_log = Some(Instant::now());
                 match e {
-                    WriteError::NoSpace => warn!(exporter = %core.name, dir = %core.dir.display(), batches = failed, "disk full: the spool refuses appends until space returns (when_full applies)"),
-                    WriteError::Io => error!(exporter = %core.name, dir = %core.dir.display(), batches = failed, "spool write failed; the batches were refused"),
+                    WriteError::NoSpace => {
+                        warn!(exporter = %core.name, dir = %core.dir.display(), batches = failed, "disk full: the spool refuses appends until space returns (when_full applies)")
+                    }
+                    WriteError::Io => {
+                        error!(exporter = %core.name, dir = %core.dir.display(), batches = failed, "spool write failed; the batches were refused")
+                    }
                 }
             }
         }
