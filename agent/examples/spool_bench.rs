@@ -7,7 +7,7 @@
 //! 1. append throughput per `fsync` mode (8 concurrent producers, 16 KiB batches);
 //! 2. drain throughput (read + ack) of what was appended;
 //! 3. the pipeline end to end (router → buffer → export worker → a null destination), disk
-//!    buffer versus memory buffer, same batches, same run;
+//!    buffer (fsync batch and never) versus memory buffer, same batches, same run;
 //! 4. start-up time with a 1 GiB and a 10 GiB backlog, and the drain rate of the big one.
 
 #![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
@@ -92,12 +92,21 @@ impl Exporter for Null {
     }
 }
 
-/// Router → buffer → worker → null; returns batches/s for `n` batches of `size` bytes.
-async fn pipeline(data: &Path, kind: BufferKind, n: u64, size: usize) -> f64 {
+/// Router → buffer → worker → null; returns batches/s for `n` batches of `size` bytes sent by
+/// `producers` concurrent tasks.
+async fn pipeline(
+    data: &Path,
+    kind: BufferKind,
+    fsync: Fsync,
+    n: u64,
+    size: usize,
+    producers: u64,
+) -> f64 {
     let r = Registry::default();
     let bcfg = BufferConfig {
         kind,
         max_size: ByteSize::mib(256),
+        fsync,
         ..BufferConfig::default()
     };
     let (tx, rx) = buffer::open("e2e", &bcfg, data, &r).await.unwrap();
@@ -128,11 +137,11 @@ async fn pipeline(data: &Path, kind: BufferKind, n: u64, size: usize) -> f64 {
     }]);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..producers {
         let router = router.clone();
         let b = batch(size);
         tasks.push(tokio::spawn(async move {
-            for _ in 0..n / 8 {
+            for _ in 0..n / producers {
                 router.send(b.clone(), Wait::Forever).await.unwrap();
             }
         }));
@@ -140,14 +149,14 @@ async fn pipeline(data: &Path, kind: BufferKind, n: u64, size: usize) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    let want = (n / 8) * 8 * 10;
+    let want = (n / producers) * producers * 10;
     while null.0.load(Ordering::Relaxed) < want {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let secs = started.elapsed().as_secs_f64();
     drop(router);
     w.await.unwrap();
-    ((n / 8) * 8) as f64 / secs
+    ((n / producers) * producers) as f64 / secs
 }
 
 fn fresh(root: &Path, name: &str) -> PathBuf {
@@ -203,25 +212,39 @@ async fn main() {
     }
 
     println!(
-        "\n## pipeline end to end (router → buffer → worker → null destination), 4 KiB batches"
+        "\n## pipeline end to end (router → buffer → worker → null destination), medians of 3"
     );
-    let n = 100_000;
-    let mut mem = Vec::new();
-    let mut disk = Vec::new();
-    for _ in 0..3 {
-        mem.push(pipeline(&fresh(&root, "e2e"), BufferKind::Memory, n, 4096).await);
-        disk.push(pipeline(&fresh(&root, "e2e"), BufferKind::Disk, n, 4096).await);
+    println!("| batch | producers | memory batches/s | disk batch batches/s (MB/s) | disk/memory | disk never batches/s | never/memory |");
+    println!("|---|---|---|---|---|---|---|");
+    for (size, producers, total) in [
+        (4096usize, 8u64, 256u64 << 20),
+        (64 << 10, 16, 1 << 30),
+        (256 << 10, 16, 1 << 30),
+    ] {
+        let n = total / size as u64;
+        let (mut mem, mut disk, mut never) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let d = fresh(&root, "e2e");
+            mem.push(pipeline(&d, BufferKind::Memory, Fsync::Batch, n, size, producers).await);
+            let d = fresh(&root, "e2e");
+            disk.push(pipeline(&d, BufferKind::Disk, Fsync::Batch, n, size, producers).await);
+            let d = fresh(&root, "e2e");
+            never.push(pipeline(&d, BufferKind::Disk, Fsync::Never, n, size, producers).await);
+        }
+        for v in [&mut mem, &mut disk, &mut never] {
+            v.sort_by(f64::total_cmp);
+        }
+        println!(
+            "| {} KiB | {producers} | {:.0} | {:.0} ({:.0}) | {:.2} | {:.0} | {:.2} |",
+            size >> 10,
+            mem[1],
+            disk[1],
+            disk[1] * size as f64 / MIB,
+            disk[1] / mem[1],
+            never[1],
+            never[1] / mem[1]
+        );
     }
-    mem.sort_by(f64::total_cmp);
-    disk.sort_by(f64::total_cmp);
-    println!(
-        "memory: {:.0} batches/s ({:.0} MB/s); disk (fsync = batch): {:.0} batches/s ({:.0} MB/s); disk/memory = {:.2} (medians of 3)",
-        mem[1],
-        mem[1] * 4096.0 / MIB,
-        disk[1],
-        disk[1] * 4096.0 / MIB,
-        disk[1] / mem[1]
-    );
 
     println!("\n## start-up with a backlog, and its drain (64 KiB batches, fsync = batch)");
     let dir = fresh(&root, "backlog");

@@ -570,6 +570,7 @@ pub async fn open(
         file: None,
         last_source: None,
         io_failures: 0,
+        ahead: VecDeque::new(),
     };
     Ok((sender, receiver, recovered))
 }

@@ -9,7 +9,13 @@ pub struct SpoolReceiver {
     pub(super) file: Option<(u64, Arc<File>)>,
     pub(super) last_source: Option<Arc<str>>,
     pub(super) io_failures: u32,
+    /// Frames read ahead of the worker (at most [`READ_AHEAD`] bytes), each with its position.
+    pub(super) ahead: VecDeque<(Pos, segment::Read)>,
 }
+
+/// How much the reader reads in one go. Bounds the memory a drain uses besides what the worker
+/// holds.
+pub const READ_AHEAD: u64 = 1 << 20;
 
 /// A record handed to the export worker. [`Ticket::ack`] when it is finished with (sent, or
 /// dropped for good and counted); dropping it without `ack` leaves it in the spool, to be sent
@@ -151,29 +157,54 @@ impl SpoolReceiver {
                 Claim::Wait => return None,
                 Claim::Read { pos, limit } => (pos, limit),
             };
-            let file = match &self.file {
-                Some((id, f)) if *id == pos.segment => f.clone(),
-                _ => match File::open(segment::path(&core.dir, pos.segment)) {
-                    Ok(f) => {
-                        let f = Arc::new(f);
-                        self.file = Some((pos.segment, f.clone()));
-                        f
-                    }
-                    Err(e) => {
-                        self.read_failed(pos, limit, e).await;
-                        continue;
-                    }
-                },
+            let read = match self.ahead.front() {
+                Some((p, _)) if *p == pos => self.ahead.pop_front().map(|(_, r)| r),
+                _ => None,
             };
-            let read =
-                tokio::task::spawn_blocking(move || segment::read_at(&file, pos.offset, limit))
+            let read = match read {
+                Some(r) => r,
+                None => {
+                    self.ahead.clear();
+                    let file = match &self.file {
+                        Some((id, f)) if *id == pos.segment => f.clone(),
+                        _ => match File::open(segment::path(&core.dir, pos.segment)) {
+                            Ok(f) => {
+                                let f = Arc::new(f);
+                                self.file = Some((pos.segment, f.clone()));
+                                f
+                            }
+                            Err(e) => {
+                                self.read_failed(pos, limit, e).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let read = tokio::task::spawn_blocking(move || {
+                        segment::read_ahead(&file, pos.offset, limit, READ_AHEAD)
+                    })
                     .await
                     .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
-            let read = match read {
-                Ok(r) => r,
-                Err(e) => {
-                    self.read_failed(pos, limit, e).await;
-                    continue;
+                    match read {
+                        Ok(frames) => {
+                            self.ahead.extend(frames.into_iter().map(|(offset, r)| {
+                                (
+                                    Pos {
+                                        segment: pos.segment,
+                                        offset,
+                                    },
+                                    r,
+                                )
+                            }));
+                            match self.ahead.pop_front() {
+                                Some((_, r)) => r,
+                                None => continue,
+                            }
+                        }
+                        Err(e) => {
+                            self.read_failed(pos, limit, e).await;
+                            continue;
+                        }
+                    }
                 }
             };
             self.io_failures = 0;
@@ -183,7 +214,9 @@ impl SpoolReceiver {
                         Some(batch) => {
                             let mut st = core.lock();
                             if st.read != pos {
-                                continue; // discarded by drop_oldest meanwhile
+                                // Discarded by drop_oldest meanwhile.
+                                self.ahead.clear();
+                                continue;
                             }
                             st.read = Pos {
                                 segment: pos.segment,

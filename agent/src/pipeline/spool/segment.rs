@@ -178,6 +178,46 @@ pub fn read_at(file: &File, at: u64, limit: u64) -> io::Result<Read> {
     })
 }
 
+/// Reads up to `budget` bytes from `at` in one call and returns every whole, valid frame in them
+/// (their bodies share the chunk's memory), so that draining a backlog costs one read per chunk,
+/// not two per record. Anything else at the start (damage, a frame larger than the budget) is
+/// left to [`read_at`], whose single result is returned then.
+pub fn read_ahead(file: &File, at: u64, limit: u64, budget: u64) -> io::Result<Vec<(u64, Read)>> {
+    let want = (limit - at).min(budget.max(HEADER_LEN));
+    let mut buf = vec![0u8; want as usize];
+    file.read_exact_at(&mut buf, at)?;
+    let chunk = Bytes::from(buf);
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    while chunk.len() - i >= HEADER_LEN as usize {
+        let mut h = [0u8; HEADER_LEN as usize];
+        h.copy_from_slice(&chunk[i..i + HEADER_LEN as usize]);
+        let Some(header) = record::parse_header(&h) else {
+            break;
+        };
+        let end = i + (HEADER_LEN + header.body_len) as usize;
+        if end > chunk.len() {
+            break;
+        }
+        let body = chunk.slice(i + HEADER_LEN as usize..end);
+        if !record::body_ok(header, &body) {
+            break;
+        }
+        out.push((
+            at + i as u64,
+            Read::Frame {
+                body,
+                next: at + end as u64,
+            },
+        ));
+        i = end;
+    }
+    if out.is_empty() {
+        out.push((at, read_at(file, at, limit)?));
+    }
+    Ok(out)
+}
+
 /// The end of the valid data of a segment: where its last valid frame ends, if what follows is
 /// not followed by any valid frame (a torn tail). `None` when the file ends cleanly or when the
 /// damage is followed by valid frames (then it is damage for the reader to skip and count, not a
@@ -288,6 +328,26 @@ mod tests {
             Read::Damaged { next, .. } => assert_eq!(next, off[1]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn read_ahead_returns_whole_frames_and_leaves_damage_to_read_at() {
+        let (f, off) = write_frames(4);
+        let file = f.reopen().unwrap();
+        let len = file.metadata().unwrap().len();
+        // A budget of two and a half frames: two frames.
+        let got = read_ahead(&file, 0, len, off[2] + 10).unwrap();
+        assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), off[..2]);
+        file.write_all_at(&[0xff], off[2] + 30).unwrap();
+        let got = read_ahead(&file, off[2], len, 1 << 20).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(
+            matches!(got[0], (o, Read::Damaged { reason: Damage::BadCrc, next })
+            if o == off[2] && next == off[3])
+        );
+        // A budget smaller than one frame still makes progress.
+        let got = read_ahead(&file, 0, len, 5).unwrap();
+        assert!(matches!(got[0], (0, Read::Frame { next, .. }) if next == off[1]));
     }
 
     #[test]
