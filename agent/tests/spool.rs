@@ -264,3 +264,35 @@ async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_drained_backlog_is_deleted_even_when_nothing_follows() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
+    let (tx, rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..100 {
+        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
+    }
+    drop(tx);
+    rx.close().await;
+    // After a restart the backlog is behind a fresh, empty segment: the last ack leaves the
+    // cursor at the end of a finished segment, and moving it to the next costs zero bytes.
+    let (_tx, mut rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..100 {
+        let (b, t) = rx.recv().await.unwrap();
+        assert_eq!(ids(&b), [i]);
+        t.ack();
+    }
+    // Let the cursor thread write the cursor of the last ack before the reader moves on.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(rx.try_recv().await.is_none());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seg_files(d.path()).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drained segments left behind: {:?}",
+            seg_files(d.path())
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -229,20 +229,22 @@ impl State {
         }
     }
 
-    /// Moves the cursor over finished records; returns the bytes freed.
-    fn advance_cursor(&mut self) -> u64 {
+    /// Moves the cursor over finished records; returns the bytes freed, or `None` when it did
+    /// not move (it may move by zero bytes, from the end of a segment to the start of the next:
+    /// that still lets the finished segment be deleted).
+    fn advance_cursor(&mut self) -> Option<u64> {
         while self.inflight.front().is_some_and(|e| e.done) {
             self.inflight.pop_front();
             self.front += 1;
         }
         let new = self.inflight.front().map_or(self.read, |e| e.start);
         if new <= self.cursor {
-            return 0;
+            return None;
         }
         let freed = self.dist(self.cursor, new);
         self.cursor = new;
         self.set_used(self.used.saturating_sub(freed));
-        freed
+        Some(freed)
     }
 }
 

@@ -31,16 +31,16 @@ impl Ticket {
     pub fn ack(mut self) {
         self.acked = true;
         let core = &self.handle.core;
-        let freed = {
+        let moved = {
             let mut st = core.lock();
             if let Some(i) = self.id.checked_sub(st.front) {
                 if let Some(e) = st.inflight.get_mut(i as usize) {
                     e.done = true;
                 }
             }
-            st.advance_cursor()
+            st.advance_cursor().is_some()
         };
-        if freed > 0 {
+        if moved {
             core.space.notify_waiters();
             self.handle.wake_cursor();
         }
@@ -122,10 +122,10 @@ impl SpoolReceiver {
             let notified = core.data.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (claim, freed) = {
+            let (claim, moved) = {
                 let mut st = core.lock();
                 st.normalize_read();
-                let freed = st.advance_cursor();
+                let moved = st.advance_cursor().is_some();
                 let end = st.end();
                 let claim = if st.closed {
                     Claim::Closed
@@ -142,9 +142,9 @@ impl SpoolReceiver {
                 } else {
                     Claim::Wait
                 };
-                (claim, freed)
+                (claim, moved)
             };
-            if freed > 0 {
+            if moved {
                 core.space.notify_waiters();
                 self.handle.wake_cursor();
             }
