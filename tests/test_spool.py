@@ -176,3 +176,37 @@ def test_a_full_disk_pushes_back_and_the_agent_recovers(run_agent, tmp_path):
         assert agent.stop(signal.SIGTERM) == 0, agent.stderr_tail()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_the_agent_starts_again_after_kill_9(run_agent, tmp_path):
+    data = tmp_path / "data"
+    config = CONFIG.format(data=data, interval="100ms", max_size="64MiB")
+    for _ in range(3):
+        agent = run_agent(config)
+        seen = 0
+        for line in agent.lines(timeout=20):
+            if '"resourceMetrics"' in line:
+                seen += 1
+                if seen >= 3:
+                    break
+        assert seen >= 3, agent.stderr_tail()
+        agent.proc.send_signal(signal.SIGKILL)
+        agent.proc.wait(timeout=5)
+    spool = data / "buffers" / "out"
+    assert (spool / "cursor").exists() and segments(spool)
+    agent = run_agent(config)
+    assert agent.wait_stderr("disk buffer opened", 10), agent.stderr_tail()
+    assert next((l for l in agent.lines(timeout=20) if '"resourceMetrics"' in l), None), agent.stderr_tail()
+    assert agent.stop(signal.SIGTERM) == 0, agent.stderr_tail()
+
+
+def test_a_second_agent_on_the_same_data_dir_is_refused(run_agent, tmp_path):
+    data = tmp_path / "data"
+    config = CONFIG.format(data=data, interval="1h", max_size="64MiB")
+    first = run_agent(config)
+    assert first.wait_stderr("disk buffer opened", 10), first.stderr_tail()
+    second = run_agent(config)
+    assert second.proc.wait(timeout=20) == 1
+    assert second.wait_stderr("in use by another process", 5), second.stderr_tail()
+    assert first.proc.poll() is None
+    assert first.stop(signal.SIGTERM) == 0
