@@ -172,8 +172,8 @@ struct State {
     used_gauge: Gauge,
     /// Every sender is gone: the reader stops (what is left stays on disk for the next start).
     closed: bool,
-    /// Appends are refused until then after a failed write (a full disk).
-    disk_full_until: Option<Instant>,
+    /// Appends are refused until then after a failed write (a full disk above all), and why.
+    write_failed: Option<(Instant, WriteError)>,
 }
 
 impl State {
@@ -259,7 +259,7 @@ struct Counters {
 
 impl Counters {
     fn new(r: &Registry, name: &str) -> Self {
-        let dropped = ["buffer_full", "evicted", "disk_full", "too_large"]
+        let dropped = ["buffer_full", "evicted", "disk_full", "io", "too_large"]
             .into_iter()
             .map(|reason| {
                 let labels = [("exporter", name), ("reason", reason)];
@@ -268,7 +268,7 @@ impl Counters {
                     (
                         r.counter(
                             "sonde_buffer_dropped_items_total",
-                            "Items a buffer dropped, by reason (buffer_full: drop_newest refused them; evicted: drop_oldest discarded them; disk_full; too_large).",
+                            "Items a buffer dropped, by reason (buffer_full: drop_newest refused them; evicted: drop_oldest discarded them; disk_full and io: the spool could not write; too_large).",
                             &labels,
                         ),
                         r.counter(
@@ -444,7 +444,7 @@ impl Core {
             }
             self.gauges.segments.set(st.segments.len() as i64);
             if !doomed.is_empty() {
-                st.disk_full_until = None;
+                st.write_failed = None;
             }
             doomed
         };

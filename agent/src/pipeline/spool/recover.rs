@@ -202,7 +202,7 @@ pub(super) fn recover(
         used: 0,
         used_gauge,
         closed: false,
-        disk_full_until: None,
+        write_failed: None,
     };
     st.normalize_read();
     st.cursor = st.read;

@@ -25,7 +25,8 @@ impl Drop for SenderInner {
 
 enum Refused {
     Full,
-    DiskFull(Instant),
+    /// A write failed a moment ago (a full disk, or an I/O error): refused until then.
+    WriteFailed(Instant, WriteError),
 }
 
 impl SpoolSender {
@@ -54,10 +55,10 @@ impl SpoolSender {
             notified.as_mut().enable();
             let refused = {
                 let mut st = core.lock();
-                match st.disk_full_until {
-                    Some(t) if Instant::now() < t => Some(Refused::DiskFull(t)),
+                match st.write_failed {
+                    Some((t, e)) if Instant::now() < t => Some(Refused::WriteFailed(t, e)),
                     _ => {
-                        st.disk_full_until = None;
+                        st.write_failed = None;
                         if st.used == 0 || st.used + need <= core.max_size {
                             let used = st.used + need;
                             st.set_used(used);
@@ -92,7 +93,7 @@ impl SpoolSender {
             };
             let reason = match refused {
                 Refused::Full => "buffer_full",
-                Refused::DiskFull(_) => "disk_full",
+                Refused::WriteFailed(_, e) => e.reason(),
             };
             match when_full {
                 WhenFull::DropNewest => {
@@ -100,7 +101,7 @@ impl SpoolSender {
                     return Ok(Pushed::Dropped);
                 }
                 WhenFull::DropOldest => {
-                    let disk = matches!(refused, Refused::DiskFull(_));
+                    let disk = matches!(refused, Refused::WriteFailed(..));
                     if disk && evicted_for_disk {
                         core.counters.drop(reason, 1, batch.items);
                         return Ok(Pushed::Dropped);
@@ -122,7 +123,7 @@ impl SpoolSender {
                         Wait::Forever => None,
                     };
                     let retry = match refused {
-                        Refused::DiskFull(t) => Some(tokio::time::Instant::from_std(t)),
+                        Refused::WriteFailed(t, _) => Some(tokio::time::Instant::from_std(t)),
                         Refused::Full => None,
                     };
                     let wake = match (until, retry) {

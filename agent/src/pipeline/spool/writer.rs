@@ -23,7 +23,7 @@ use tracing::{error, warn};
 
 /// Most bytes appended in one group before the group is committed.
 pub const GROUP_BYTES: u64 = 8 << 20;
-/// How long appends are refused after the disk said it is full (unless space returns sooner).
+/// How long appends are refused after a failed write (unless space returns sooner).
 pub const DISK_FULL_PAUSE: Duration = Duration::from_millis(500);
 
 /// One producer's record.
@@ -95,8 +95,9 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             for a in &mut group[..written] {
                 a.reservation.disarm();
             }
-            if failure == Some(WriteError::NoSpace) {
-                st.disk_full_until = Some(Instant::now() + DISK_FULL_PAUSE);
+            if let Some(e) = failure {
+                // Retrying at once would fail the same way: producers wait, drop or evict.
+                st.write_failed = Some((Instant::now() + DISK_FULL_PAUSE, e));
             }
             core.gauges.segments.set(st.segments.len() as i64);
         }
