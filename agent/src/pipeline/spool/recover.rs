@@ -148,7 +148,7 @@ pub(super) fn recover(
         cursor.offset = cursor.offset.min(*len);
     }
 
-    let active_id = segments
+    let new_id = segments
         .keys()
         .next_back()
         .copied()
@@ -156,21 +156,33 @@ pub(super) fn recover(
         .map_or(0, |id| id + 1);
     if segments.is_empty() {
         cursor = Pos {
-            segment: active_id,
+            segment: new_id,
             offset: 0,
         };
     }
-    let active_path = segment::path(&dir, active_id);
-    let _ = std::fs::remove_file(&active_path);
-    let file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&active_path)
-        .map_err(|e| io_err("create", &active_path, e))?;
-    if cfg.fsync != Fsync::Never {
-        cursor::sync_dir(&dir).map_err(|e| io_err("sync", &dir, e))?;
-    }
-    segments.insert(active_id, 0);
+    let (active_id, file, active_len) = match start_segment(&dir, new_id, cfg.fsync) {
+        Ok(file) => (new_id, file, 0),
+        Err(e) => {
+            // A full disk may refuse even an empty file: append to the last segment instead
+            // rather than refuse to start.
+            let last = segments.iter().next_back().map(|(id, len)| (*id, *len));
+            let reopened = last.and_then(|(id, len)| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(segment::path(&dir, id))
+                    .ok()
+                    .map(|f| (id, f, len))
+            });
+            match reopened {
+                Some(r) => {
+                    warn!(exporter = %name, dir = %dir.display(), error = %e, "cannot start a new segment; appending to the last one");
+                    r
+                }
+                None => return Err(io_err("create", &segment::path(&dir, new_id), e)),
+            }
+        }
+    };
+    segments.insert(active_id, active_len);
 
     let labels = [("exporter", &*name)];
     let used_gauge = metrics.gauge(
@@ -232,8 +244,26 @@ pub(super) fn recover(
     let active = Active {
         id: active_id,
         file,
-        len: 0,
+        len: active_len,
         sealed: false,
     };
     Ok((core, active, recovered))
+}
+
+/// Creates segment `id` to append to, durably (the directory entry too, unless `fsync = never`).
+/// A file left by an earlier attempt that failed after creating it holds nothing and is replaced.
+pub(super) fn start_segment(dir: &Path, id: u64, fsync: Fsync) -> io::Result<File> {
+    let path = segment::path(dir, id);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(&path)?;
+    if fsync != Fsync::Never {
+        cursor::sync_dir(dir)?;
+    }
+    Ok(file)
 }

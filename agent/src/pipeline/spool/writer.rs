@@ -11,10 +11,10 @@
 //! for a short while (the producers' `when_full` policy applies). If the cut itself fails, the
 //! segment is sealed where its good data ends and the next append starts a new one.
 
-use super::{cursor, record, segment, Core, Reservation};
+use super::{record, Core, Reservation};
 use sonde_config::Fsync;
 use sonde_exporters::Batch;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -230,20 +230,7 @@ fn commit(
 
 /// Creates segment `id` (and makes its directory entry durable).
 pub fn roll(core: &Core, id: u64) -> io::Result<File> {
-    let path = segment::path(&core.dir, id);
-    // Left over by an earlier roll that failed after creating the file: it holds nothing.
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&path)?;
-    if core.fsync != Fsync::Never {
-        cursor::sync_dir(&core.dir)?;
-    }
-    Ok(file)
+    super::recover::start_segment(&core.dir, id, core.fsync)
 }
 
 #[cfg(test)]
