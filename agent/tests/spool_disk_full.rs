@@ -135,3 +135,50 @@ async fn a_full_disk_under_drop_newest_drops_and_counts() {
     drop(tx);
     rx.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_data() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
+        return;
+    };
+    let r = Registry::default();
+    let cfg = config(
+        &fs.0.join("spool"),
+        64 << 20,
+        128 << 10,
+        WhenFull::DropOldest,
+    );
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    let total = 200u64; // ~4 MB into a 1 MiB file system, nothing exported
+    let mut queued = 0;
+    for i in 0..total {
+        if tx.push(log_batch(i, 20_000), Wait::No).await.unwrap() == Pushed::Queued {
+            queued += 1;
+        }
+    }
+    assert!(
+        queued > total * 3 / 4,
+        "most new batches are taken: {queued}"
+    );
+    let kept = drain(&mut rx).await;
+    assert!(!kept.is_empty());
+    assert_eq!(*kept.last().unwrap(), total - 1, "the newest is kept");
+    assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
+    let evicted = r.counter_sum("sonde_buffer_dropped_items_total", &[("reason", "evicted")]);
+    let dropped = r.counter_sum(
+        "sonde_buffer_dropped_items_total",
+        &[("reason", "disk_full")],
+    );
+    assert!(evicted > 0);
+    assert_eq!(
+        kept.len() as u64 + evicted + dropped,
+        total,
+        "every batch is delivered or counted"
+    );
+    drop(tx);
+    rx.close().await;
+}

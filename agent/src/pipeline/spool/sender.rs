@@ -111,9 +111,18 @@ impl SpoolSender {
                         return Ok(Pushed::Dropped);
                     }
                     if disk {
-                        // Space on disk returns when the cursor thread deletes the segment.
+                        // Space on disk returns when the cursor thread has deleted the segment
+                        // (which also lifts the pause on appends). Wait for that, not for the
+                        // wake-up the eviction itself just sent.
                         evicted_for_disk = true;
-                        let _ = tokio::time::timeout(writer::DISK_FULL_PAUSE, notified).await;
+                        let deleted = core.space.notified();
+                        let pause = match refused {
+                            Refused::WriteFailed(t, _) => {
+                                t.saturating_duration_since(Instant::now())
+                            }
+                            Refused::Full => writer::DISK_FULL_PAUSE,
+                        };
+                        let _ = tokio::time::timeout(pause, deleted).await;
                     }
                 }
                 WhenFull::Block => {
