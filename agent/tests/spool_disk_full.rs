@@ -65,7 +65,7 @@ async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
     let r = Registry::default();
     // The limit is far above the file system's size: the disk is what fills.
     let cfg = config(&fs.0.join("spool"), 64 << 20, 256 << 10, WhenFull::Block);
-    let (tx, mut rx, _) = open(&cfg, &r).await;
+    let (tx, rx, _) = open(&cfg, &r).await;
     let mut next = 0;
     let (at, refused) = fill_until_refused(&tx, &mut next).await;
     assert_eq!(refused, Err(PushError::Full), "block: backpressure");
