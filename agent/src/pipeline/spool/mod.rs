@@ -7,7 +7,7 @@
 //!   its record to be      publish the end,                  │ (persisted by the cursor
 //!   durable)              acknowledge all)                  │  thread, then older segments
 //!                                                           │  are deleted)
-//!  export worker ◄── recv: one record at a time (spawn_blocking), ack when finished with
+//!  export worker ◄── recv: one record at a time (read ahead ≤ 1 MiB on spawn_blocking), ack
 //! ```
 //!
 //! Positions are `(segment id, byte offset)`. Three of them matter:
@@ -25,9 +25,14 @@
 //! cursor passes it. The files may hold more than `used` by the consumed part of the oldest
 //! segment, so `max_size` is never exceeded by more than one segment.
 //!
-//! Memory: the reader holds one record at a time; a backlog of any size drains with the memory
-//! of a few batches. Start-up reads only the last segment (to cut a torn tail); damage elsewhere
+//! Memory: the reader reads at most 1 MiB ahead and hands out one record at a time; a backlog
+//! of any size drains with the memory of a few batches. Start-up reads only the last segment (to cut a torn tail); damage elsewhere
 //! is found, skipped and counted when the reader reaches it.
+//!
+//! Failures: a failed append (a full disk) pauses appends briefly and the producers'
+//! `when_full` policy applies; a full disk also seals the active segment so that it can be
+//! deleted once exported. A failed cursor write is retried at the next acknowledgement (in
+//! place when there is no room for a new file).
 //!
 //! This module never panics on what it reads and never refuses to start because of what it
 //! finds on disk; it fails to open only when the directory itself is unusable or locked by
