@@ -31,8 +31,8 @@
 //!
 //! Failures: a failed append (a full disk) pauses appends briefly and the producers'
 //! `when_full` policy applies; a full disk also seals the active segment so that it can be
-//! deleted once exported. A failed cursor write is retried at the next acknowledgement (in
-//! place when there is no room for a new file).
+//! deleted once exported. A failed cursor write is retried every second (in place when there
+//! is no room for a new file).
 //!
 //! This module never panics on what it reads and never refuses to start because of what it
 //! finds on disk; it fails to open only when the directory itself is unusable or locked by
@@ -326,7 +326,7 @@ impl Counters {
             write_errors,
             cursor_errors: c(
                 "sonde_spool_cursor_errors_total",
-                "Failures to persist a spool's cursor (retried at the next acknowledgement).",
+                "Failures to persist a spool's cursor (retried every second).",
             ),
         }
     }
@@ -583,10 +583,12 @@ pub async fn open(
 }
 
 fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
     loop {
-        let r = wake.recv();
+        // Woken by acknowledgements; the timeout retries a cursor write that failed.
+        let r = wake.recv_timeout(Duration::from_secs(1));
         core.persist();
-        if r.is_err() {
+        if r == Err(RecvTimeoutError::Disconnected) {
             return;
         }
         // Coalesce bursts of acknowledgements into one write.
