@@ -199,8 +199,12 @@ fn kill_dash_nine_loses_no_acknowledged_batch() {
             assert!(Instant::now() < deadline, "child never became ready");
             std::thread::sleep(Duration::from_millis(5));
         }
-        // A random point under load.
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..700)));
+        // A random point under load (once the load has begun).
+        while seen.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "child never acknowledged a batch");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..600)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();
