@@ -201,7 +201,10 @@ fn kill_dash_nine_loses_no_acknowledged_batch() {
         }
         // A random point under load (once the load has begun).
         while seen.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "child never acknowledged a batch");
+            assert!(
+                Instant::now() < deadline,
+                "child never acknowledged a batch"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(50..600)));

@@ -106,23 +106,19 @@ impl SpoolSender {
                         core.counters.drop(reason, 1, batch.items);
                         return Ok(Pushed::Dropped);
                     }
+                    // On a full disk, space returns when the cursor thread has deleted the
+                    // evicted segment (which also lifts the pause on appends): listen before
+                    // evicting so that news is not missed.
+                    let deleted = core.space.notified();
+                    tokio::pin!(deleted);
+                    deleted.as_mut().enable();
                     if !self.evict_oldest().await {
                         core.counters.drop(reason, 1, batch.items);
                         return Ok(Pushed::Dropped);
                     }
                     if disk {
-                        // Space on disk returns when the cursor thread has deleted the segment
-                        // (which also lifts the pause on appends). Wait for that, not for the
-                        // wake-up the eviction itself just sent.
                         evicted_for_disk = true;
-                        let deleted = core.space.notified();
-                        let pause = match refused {
-                            Refused::WriteFailed(t, _) => {
-                                t.saturating_duration_since(Instant::now())
-                            }
-                            Refused::Full => writer::DISK_FULL_PAUSE,
-                        };
-                        let _ = tokio::time::timeout(pause, deleted).await;
+                        let _ = tokio::time::timeout(writer::DISK_FULL_PAUSE, deleted).await;
                     }
                 }
                 WhenFull::Block => {
@@ -192,8 +188,9 @@ impl SpoolSender {
             (s, held, unread)
         };
         let (s, held, unread) = plan;
+        // Every producer of this spool is under drop_oldest: none waits for space, so only the
+        // cursor thread is told (it deletes the segment, then wakes whoever waits for disk).
         self.inner.handle.wake_cursor();
-        core.space.notify_waiters();
         let (records, items) = match unread {
             Some((f, (from, to))) => {
                 tokio::task::spawn_blocking(move || segment::count(&f, from, to).unwrap_or((0, 0)))
