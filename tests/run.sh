@@ -37,7 +37,7 @@ echo "== cargo test"
 # from this venv.
 SONDE_TEST_VENV="$PWD/.venv" cargo test --workspace
 echo "== cargo build (binary for the end-to-end tests)"
-cargo build --bins
+cargo build --bins --example spool_tool
 
 echo "== end-to-end tests"
 SONDE_BIN="$PWD/target/debug/sonde" .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"

@@ -4,7 +4,8 @@
 //!
 //! Stop order: sources stop (no new data) → the router is dropped, closing every buffer → each
 //! worker flushes its pending batches and drains its buffer → past `agent.shutdown_timeout`
-//! whatever is still unsent is dropped and counted.
+//! whatever is still unsent is dropped and counted. A disk buffer is not drained at stop: what
+//! it holds, and whatever its worker could not finish, stays on disk for the next start.
 
 use crate::health::{ExporterHealth, Health};
 use crate::metrics::Registry;
@@ -45,7 +46,8 @@ pub async fn start(
         let exporter_health = Arc::new(ExporterHealth::default());
         watched.insert(name.clone(), exporter_health.clone());
         let exporter = sonde_exporters::build(name, ecfg, Arc::new(metrics.clone()))?;
-        let (tx, rx) = buffer::channel(name, &ecfg.common.buffer, &metrics);
+        let (tx, rx) =
+            buffer::open(name, &ecfg.common.buffer, &config.agent.data_dir, &metrics).await?;
         let accepts = ecfg.kind.accepts();
         routes.push(router::Route {
             exporter: Arc::from(name.as_str()),

@@ -7,6 +7,7 @@
 use crate::error::{line_col, ConfigError, ConfigErrors};
 use crate::interpolate::interpolate;
 use crate::schema::*;
+use crate::units::ByteSize;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -470,6 +471,18 @@ impl Loader<'_> {
                         "the buffer ({}) must hold at least one full batch (batch.max_bytes = {})",
                         c.buffer.max_size, c.batch.max_bytes
                     ),
+                );
+            }
+            if c.buffer.when_full == WhenFull::DropOldest && c.buffer.kind != BufferKind::Disk {
+                self.error(
+                    &[key("exporters"), key(name), key("buffer"), key("when_full")],
+                    "`drop_oldest` needs `type = \"disk\"`: a memory buffer can `block` or `drop_newest`",
+                );
+            }
+            if c.buffer.kind == BufferKind::Disk && c.buffer.max_size < ByteSize::kib(64) {
+                self.error(
+                    &[key("exporters"), key(name), key("buffer"), key("max_size")],
+                    "a disk buffer needs at least 64KiB",
                 );
             }
             if c.concurrency == Some(0) {

@@ -468,22 +468,76 @@ impl Default for ExporterCommon {
 }
 
 /// The per-exporter buffer between the router and the export worker.
+///
+/// `max_size` defaults by type: 64 MiB in memory, 2 GiB on disk. Deserialization goes through
+/// [`BufferConfigRaw`] so that a disk buffer written without `max_size` gets the disk default,
+/// and `print-config` shows the size that applies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "BufferConfigRaw")]
 pub struct BufferConfig {
     #[serde(rename = "type")]
     pub kind: BufferKind,
-    /// Upper bound on the encoded bytes held.
+    /// Upper bound on the encoded bytes held (on disk: the bytes of the records not yet
+    /// exported; the files may pass it by at most one segment).
     pub max_size: ByteSize,
     pub when_full: WhenFull,
+    /// When a disk buffer's appends are flushed to stable storage (ignored in memory).
+    pub fsync: Fsync,
+}
+
+impl BufferConfig {
+    /// The default `max_size` of a buffer of type `kind`.
+    pub fn default_max_size(kind: BufferKind) -> ByteSize {
+        match kind {
+            BufferKind::Memory => ByteSize::mib(64),
+            BufferKind::Disk => ByteSize::gib(2),
+        }
+    }
 }
 
 impl Default for BufferConfig {
     fn default() -> Self {
         Self {
             kind: BufferKind::Memory,
-            max_size: ByteSize::mib(64),
+            max_size: BufferConfig::default_max_size(BufferKind::Memory),
             when_full: WhenFull::Block,
+            fsync: Fsync::Batch,
+        }
+    }
+}
+
+/// `buffer` as written in the file: `max_size` may be left out and then depends on `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfigRaw {
+    #[serde(rename = "type")]
+    pub kind: BufferKind,
+    pub max_size: Option<ByteSize>,
+    pub when_full: WhenFull,
+    pub fsync: Fsync,
+}
+
+impl Default for BufferConfigRaw {
+    fn default() -> Self {
+        let d = BufferConfig::default();
+        Self {
+            kind: d.kind,
+            max_size: None,
+            when_full: d.when_full,
+            fsync: d.fsync,
+        }
+    }
+}
+
+impl From<BufferConfigRaw> for BufferConfig {
+    fn from(raw: BufferConfigRaw) -> Self {
+        Self {
+            kind: raw.kind,
+            max_size: raw
+                .max_size
+                .unwrap_or_else(|| BufferConfig::default_max_size(raw.kind)),
+            when_full: raw.when_full,
+            fsync: raw.fsync,
         }
     }
 }
@@ -491,7 +545,11 @@ impl Default for BufferConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BufferKind {
+    /// Batches wait in memory; lost if the process dies.
     Memory,
+    /// Batches wait in a segmented log under `agent.data_dir/buffers/<exporter>/` and survive
+    /// restarts and crashes.
+    Disk,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -501,6 +559,20 @@ pub enum WhenFull {
     Block,
     /// Refuse the new batch and count it as dropped.
     DropNewest,
+    /// Discard the oldest unexported data (a segment at a time) to make room; counted. Disk only.
+    DropOldest,
+}
+
+/// When a disk buffer makes its appends durable before acknowledging the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fsync {
+    /// Group commit: append every waiting batch, one fsync, then acknowledge them all.
+    Batch,
+    /// One fsync per batch.
+    Always,
+    /// Written to the operating system only: survives a crash of the agent, not of the machine.
+    Never,
 }
 
 /// How batches are merged before an export call.

@@ -380,3 +380,86 @@ tls = { cert_file = "/c.pem" }
     );
     assert_eq!(e.path, "exporters.gw.tls");
 }
+
+#[test]
+fn a_disk_buffer_defaults_to_two_gib_and_batch_fsync() {
+    let c = load(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.out]
+type = "stdout"
+buffer = { type = "disk" }
+"#,
+    )
+    .unwrap();
+    let b = &c.exporters["out"].common.buffer;
+    assert_eq!(b.kind, BufferKind::Disk);
+    assert_eq!(b.max_size, ByteSize::gib(2));
+    assert_eq!(b.fsync, Fsync::Batch);
+    assert_eq!(b.when_full, WhenFull::Block);
+    // print-config shows the size that applies, and its output loads back to the same config.
+    let text = c.to_toml();
+    assert!(text.contains("max_size = \"2GiB\""), "{text}");
+    assert_eq!(load(&text).unwrap(), c);
+}
+
+#[test]
+fn an_explicit_disk_buffer_size_and_policy_are_kept() {
+    let c = load(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.out]
+type = "stdout"
+buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync = "never" }
+"#,
+    )
+    .unwrap();
+    let b = &c.exporters["out"].common.buffer;
+    assert_eq!(b.max_size, ByteSize::mib(100));
+    assert_eq!(b.when_full, WhenFull::DropOldest);
+    assert_eq!(b.fsync, Fsync::Never);
+    assert_eq!(
+        load(MINIMAL).unwrap().exporters["out"]
+            .common
+            .buffer
+            .max_size,
+        ByteSize::mib(64)
+    );
+}
+
+#[test]
+fn drop_oldest_is_refused_for_a_memory_buffer() {
+    let e = one_error(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.out]
+type = "stdout"
+buffer = { when_full = "drop_oldest" }
+"#,
+    );
+    assert_eq!(e.path, "exporters.out.buffer.when_full");
+    assert!(e.message.contains("disk"), "{}", e.message);
+    assert_eq!(e.line, Some(7));
+}
+
+#[test]
+fn an_unknown_buffer_key_is_named() {
+    let e = one_error(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.out]
+type = "stdout"
+buffer = { type = "disk", fsink = "always" }
+"#,
+    );
+    assert_eq!(e.path, "exporters.out.buffer.fsink");
+    assert!(e.message.contains("unknown field"), "{}", e.message);
+}

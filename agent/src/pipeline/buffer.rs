@@ -1,13 +1,23 @@
-//! The in-memory buffer of one exporter: a queue bounded by encoded bytes (`buffer.max_size`)
-//! with a `when_full` policy.
+//! The buffer of one exporter, between the router and the export worker: in memory (the
+//! default) or on disk ([`super::spool`]), behind one API.
 //!
-//! Space is a semaphore of bytes. A batch takes its bytes' worth of permits when it is pushed and
-//! gives them back only when the batch is dropped after its export finished (success, permanent
-//! failure or give-up), so the bound covers everything the exporter holds, not just the queue.
+//! - Producers (the router) call [`BufferSender::push`], which returns once the batch is
+//!   accepted: queued in memory, or durable on disk per `fsync`. That is what a source may
+//!   acknowledge upstream.
+//! - The export worker calls [`BufferReceiver::recv`] and [`Queued::ack`]s each batch once its
+//!   export is finished (sent, or dropped for good and counted). A batch dropped without `ack`
+//!   was cut off by the shutdown deadline: a disk buffer keeps it and sends it after a restart.
+//!
+//! Memory: space is a semaphore of bytes (`buffer.max_size`). A batch takes its bytes' worth of
+//! permits when pushed and gives them back only when it is dropped after its export finished, so
+//! the bound covers everything the exporter holds, not just the queue. Disk: the same bound
+//! holds for the bytes from the spool's cursor to its end.
 
+use super::spool::{self, SpoolConfig, SpoolError, SpoolReceiver, SpoolSender, Ticket};
 use crate::metrics::{Counter, Gauge, Registry};
-use sonde_config::{BufferConfig, WhenFull};
+use sonde_config::{BufferConfig, BufferKind, WhenFull};
 use sonde_exporters::Batch;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -36,30 +46,48 @@ pub enum PushError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
-    /// Refused under `when_full = "drop_newest"`: counted, and reported to the producer as
-    /// accepted (the policy chose to lose it).
+    /// Refused under `when_full = "drop_newest"` (or `drop_oldest` when nothing older could
+    /// go): counted, and reported to the producer as accepted (the policy chose to lose it).
     Dropped,
 }
 
-/// A batch in the buffer, holding its share of the buffer's space until dropped.
+/// A batch in the buffer, holding its share of the buffer's space until finished with.
 pub struct Queued {
     pub batch: Batch,
-    _permit: OwnedSemaphorePermit,
-    gauges: BufferGauges,
+    hold: Hold,
+}
+
+enum Hold {
+    /// Held for its `Drop`, which gives the space back.
+    Memory {
+        _hold: MemoryHold,
+    },
+    Disk(Ticket),
 }
 
 impl Queued {
     /// Marks the batch as finished with (exported, or given up on and counted). A batch dropped
     /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time.
     pub fn ack(self) {
-        drop(self);
+        match self.hold {
+            Hold::Memory { .. } => {}
+            Hold::Disk(t) => t.ack(),
+        }
     }
 }
 
-impl Drop for Queued {
+/// A memory batch's space: permits and gauges are given back on drop.
+struct MemoryHold {
+    _permit: OwnedSemaphorePermit,
+    gauges: BufferGauges,
+    bytes: i64,
+    items: i64,
+}
+
+impl Drop for MemoryHold {
     fn drop(&mut self) {
-        self.gauges.bytes.add(-(self.batch.payload.len() as i64));
-        self.gauges.items.add(-(self.batch.items as i64));
+        self.gauges.bytes.add(-self.bytes);
+        self.gauges.items.add(-self.items);
     }
 }
 
@@ -69,8 +97,20 @@ struct BufferGauges {
     items: Gauge,
 }
 
+/// The producers' handle. Cloning is cheap; when every clone is gone the buffer closes.
 #[derive(Clone)]
 pub struct BufferSender {
+    inner: SenderKind,
+}
+
+#[derive(Clone)]
+enum SenderKind {
+    Memory(MemorySender),
+    Disk(SpoolSender),
+}
+
+#[derive(Clone)]
+struct MemorySender {
     tx: mpsc::Sender<Queued>,
     space: Arc<Semaphore>,
     max_bytes: u32,
@@ -80,17 +120,67 @@ pub struct BufferSender {
     dropped_batches: Counter,
 }
 
+/// The export worker's handle.
 pub struct BufferReceiver {
-    rx: mpsc::Receiver<Queued>,
+    inner: ReceiverKind,
+}
+
+enum ReceiverKind {
+    Memory(mpsc::Receiver<Queued>),
+    Disk(SpoolReceiver),
 }
 
 impl BufferReceiver {
+    /// The next batch. `None` once the buffer is closed: a memory buffer first hands out
+    /// everything it holds; a disk buffer stops at once and keeps the rest for the next start.
     pub async fn recv(&mut self) -> Option<Queued> {
-        self.rx.recv().await
+        match &mut self.inner {
+            ReceiverKind::Memory(rx) => rx.recv().await,
+            ReceiverKind::Disk(rx) => rx.recv().await.map(|(batch, t)| Queued {
+                batch,
+                hold: Hold::Disk(t),
+            }),
+        }
+    }
+
+    /// Whether what is not acknowledged survives a restart (a disk buffer).
+    pub fn persistent(&self) -> bool {
+        matches!(self.inner, ReceiverKind::Disk(_))
+    }
+
+    /// Called by the worker when it is done: a disk buffer persists its cursor.
+    pub async fn close(self) {
+        if let ReceiverKind::Disk(rx) = self.inner {
+            rx.close().await;
+        }
     }
 }
 
-/// Creates the buffer of exporter `name`.
+/// Creates the buffer of exporter `name` as its config says: in memory, or on disk under
+/// `data_dir/buffers/<name>/` (recovering what a previous run left there).
+pub async fn open(
+    name: &str,
+    cfg: &BufferConfig,
+    data_dir: &Path,
+    metrics: &Registry,
+) -> Result<(BufferSender, BufferReceiver), SpoolError> {
+    match cfg.kind {
+        BufferKind::Memory => Ok(channel(name, cfg, metrics)),
+        BufferKind::Disk => {
+            let (tx, rx, _) = spool::open(SpoolConfig::new(data_dir, name, cfg), metrics).await?;
+            Ok((
+                BufferSender {
+                    inner: SenderKind::Disk(tx),
+                },
+                BufferReceiver {
+                    inner: ReceiverKind::Disk(rx),
+                },
+            ))
+        }
+    }
+}
+
+/// Creates the in-memory buffer of exporter `name` (whatever `cfg.kind` says).
 pub fn channel(
     name: &str,
     cfg: &BufferConfig,
@@ -109,7 +199,7 @@ pub fn channel(
         ),
         items: metrics.gauge(
             "sonde_buffer_items",
-            "Items held by an exporter's buffer.",
+            "Items held by an exporter's memory buffer.",
             &labels,
         ),
     };
@@ -131,7 +221,7 @@ pub fn channel(
             &[("exporter", name), ("reason", "buffer_full")],
         )
     };
-    let sender = BufferSender {
+    let sender = MemorySender {
         tx,
         space: Arc::new(Semaphore::new(max_bytes as usize)),
         max_bytes,
@@ -140,20 +230,37 @@ pub fn channel(
         dropped_items: dropped("items"),
         dropped_batches: dropped("batches"),
     };
-    (sender, BufferReceiver { rx })
+    (
+        BufferSender {
+            inner: SenderKind::Memory(sender),
+        },
+        BufferReceiver {
+            inner: ReceiverKind::Memory(rx),
+        },
+    )
 }
 
 impl BufferSender {
-    /// Offers a batch. Under `block` waits for space as `wait` allows; under `drop_newest` never
-    /// waits.
+    /// Offers a batch. Under `block` waits for space as `wait` allows; under `drop_newest` (and
+    /// `drop_oldest`) never waits. A disk buffer returns once the batch is durable.
     pub async fn push(&self, batch: Batch, wait: Wait) -> Result<Pushed, PushError> {
+        match &self.inner {
+            SenderKind::Memory(m) => m.push(batch, wait).await,
+            SenderKind::Disk(d) => d.push(batch, wait).await,
+        }
+    }
+}
+
+impl MemorySender {
+    async fn push(&self, batch: Batch, wait: Wait) -> Result<Pushed, PushError> {
         // A batch larger than the whole buffer takes all of it rather than waiting forever.
         let need = u32::try_from(batch.payload.len())
             .unwrap_or(u32::MAX)
             .clamp(1, self.max_bytes);
         let wait = match self.when_full {
-            WhenFull::DropNewest => Wait::No,
             WhenFull::Block => wait,
+            // drop_oldest is refused for memory by config validation; it degrades to drop_newest.
+            WhenFull::DropNewest | WhenFull::DropOldest => Wait::No,
         };
         let acquired = match wait {
             Wait::No => self
@@ -181,19 +288,27 @@ impl BufferSender {
         };
         let permit = match acquired {
             Ok(p) => p,
-            Err(PushError::Full) if self.when_full == WhenFull::DropNewest => {
+            Err(PushError::Full) if self.when_full != WhenFull::Block => {
                 self.dropped_batches.inc();
                 self.dropped_items.add(batch.items);
                 return Ok(Pushed::Dropped);
             }
             Err(e) => return Err(e),
         };
-        self.gauges.bytes.add(batch.payload.len() as i64);
-        self.gauges.items.add(batch.items as i64);
+        let bytes = batch.payload.len() as i64;
+        let items = batch.items as i64;
+        self.gauges.bytes.add(bytes);
+        self.gauges.items.add(items);
         let queued = Queued {
             batch,
-            _permit: permit,
-            gauges: self.gauges.clone(),
+            hold: Hold::Memory {
+                _hold: MemoryHold {
+                    _permit: permit,
+                    gauges: self.gauges.clone(),
+                    bytes,
+                    items,
+                },
+            },
         };
         self.tx.send(queued).await.map_err(|_| PushError::Closed)?;
         Ok(Pushed::Queued)
@@ -216,6 +331,7 @@ mod tests {
             kind: BufferKind::Memory,
             max_size: ByteSize(max),
             when_full,
+            ..BufferConfig::default()
         }
     }
 

@@ -6,7 +6,8 @@
 //! then drop and count (`reason="retries_exhausted"`); permanent → drop and count at once
 //! (`reason="rejected"`) so one poisonous batch never blocks the queue. When the agent's shutdown
 //! deadline passes (`abort`), whatever is still unsent is dropped and counted
-//! (`reason="shutdown"`).
+//! (`reason="shutdown"`) — unless the buffer is on disk: then it is simply not acknowledged and
+//! stays in the spool for the next start.
 
 use super::backoff::Backoff;
 use super::buffer::{BufferReceiver, Queued};
@@ -118,6 +119,7 @@ pub async fn run(
     let max_items = cfg.batch.max_items as u64;
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let shared = Arc::new(Shared {
+        persistent: rx.persistent(),
         cfg,
         exporter,
         counters,
@@ -166,6 +168,7 @@ pub async fn run(
         start_flush(&shared, &slots, &mut inflight, rest).await;
     }
     while inflight.join_next().await.is_some() {}
+    rx.close().await;
     if let Err(e) = shared.exporter.shutdown().await {
         warn!(exporter = %shared.cfg.name, error = %e, "exporter did not shut down cleanly");
     }
@@ -210,6 +213,8 @@ enum Done {
 }
 
 struct Shared {
+    /// The buffer keeps what is not acknowledged (disk): nothing is lost at shutdown.
+    persistent: bool,
     cfg: WorkerConfig,
     exporter: DynExporter,
     counters: Counters,
@@ -282,7 +287,9 @@ impl Shared {
         );
         loop {
             if self.abort.is_cancelled() {
-                self.counters.dropped_shutdown.add(batch.items);
+                if !self.persistent {
+                    self.counters.dropped_shutdown.add(batch.items);
+                }
                 return Done::Aborted;
             }
             let attempt = tokio::select! {

@@ -1,0 +1,597 @@
+//! The disk spool: one exporter's persistent buffer, a segmented append-only log under
+//! `agent.data_dir/buffers/<exporter>/`.
+//!
+//! ```text
+//!  producers ──Append──► writer thread ──group commit──► 00…07.seg 00…08.seg (active)
+//!  (push waits for       (write, one fsync,                 ▲ cursor        ▲ read   ▲ end
+//!   its record to be      publish the end,                  │ (persisted by the cursor
+//!   durable)              acknowledge all)                  │  thread, then older segments
+//!                                                           │  are deleted)
+//!  export worker ◄── recv: one record at a time (read ahead ≤ 1 MiB on spawn_blocking), ack
+//! ```
+//!
+//! Positions are `(segment id, byte offset)`. Three of them matter:
+//! - the **end**: what the writer has appended and published;
+//! - the **read** position: the next record to hand to the export worker;
+//! - the **cursor**: the start of the oldest record not yet finished with. Records are handed
+//!   out in order, but acknowledged in any order (`concurrency > 1`): the cursor moves only over
+//!   a contiguous run of acknowledged records. It is persisted ([`cursor`]) by a dedicated
+//!   thread, and only after that are the segments wholly before it deleted. After a crash,
+//!   everything from the persisted cursor on is sent again: duplicates are possible and
+//!   bounded, loss of an acknowledged record is not.
+//!
+//! Space: `used` is the bytes from the cursor to the end plus the space reserved by appends in
+//! progress; a producer reserves its frame before appending and the space returns when the
+//! cursor passes it. The files may hold more than `used` by the consumed part of the oldest
+//! segment, so `max_size` is never exceeded by more than one segment.
+//!
+//! Memory: the reader reads at most 1 MiB ahead and hands out one record at a time; a backlog
+//! of any size drains with the memory of a few batches. Start-up reads only the last segment (to cut a torn tail); damage elsewhere
+//! is found, skipped and counted when the reader reaches it.
+//!
+//! Failures: a failed append (a full disk) pauses appends briefly and the producers'
+//! `when_full` policy applies; a full disk also seals the active segment so that it can be
+//! deleted once exported. A failed cursor write is retried every second (in place when there
+//! is no room for a new file).
+//!
+//! This module never panics on what it reads and never refuses to start because of what it
+//! finds on disk; it fails to open only when the directory itself is unusable or locked by
+//! another process.
+
+pub mod cursor;
+mod reader;
+pub mod record;
+mod recover;
+pub mod segment;
+mod sender;
+mod writer;
+
+pub use reader::{SpoolReceiver, Ticket};
+pub use sender::SpoolSender;
+
+use crate::metrics::{Counter, Gauge, Registry};
+use crate::pipeline::buffer::{PushError, Pushed, Wait};
+use sonde_config::{BufferConfig, Fsync, WhenFull};
+use sonde_exporters::Batch;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, error, info, warn};
+use writer::{Active, Append, WriteError};
+
+/// A place in the log: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", segment::file_name(self.segment), self.offset)
+    }
+}
+
+/// What a spool is opened with.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// The exporter's name, for logs and metric labels.
+    pub name: Arc<str>,
+    pub max_size: u64,
+    pub when_full: WhenFull,
+    pub fsync: Fsync,
+    /// A segment is closed and a new one started once the next record would pass this size.
+    pub segment_size: u64,
+}
+
+impl SpoolConfig {
+    /// The spool of exporter `name` under `data_dir/buffers/<name>/`.
+    pub fn new(data_dir: &Path, name: &str, cfg: &BufferConfig) -> Self {
+        let max_size = cfg.max_size.get().max(1);
+        Self {
+            dir: data_dir.join("buffers").join(name),
+            name: Arc::from(name),
+            max_size,
+            when_full: cfg.when_full,
+            fsync: cfg.fsync,
+            segment_size: default_segment_size(max_size),
+        }
+    }
+}
+
+/// An eighth of `max_size`, between 64 KiB and 64 MiB: small enough that deleting a segment at a
+/// time keeps close to the limit, large enough that there are few files.
+pub fn default_segment_size(max_size: u64) -> u64 {
+    (max_size / 8).clamp(64 << 10, 64 << 20)
+}
+
+/// Why a spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("disk buffer of exporter `{exporter}`: cannot {what} {path}: {source}")]
+    Io {
+        exporter: String,
+        what: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    #[error("disk buffer of exporter `{exporter}`: {path} is in use by another process")]
+    Locked { exporter: String, path: String },
+}
+
+/// What the spool found when it opened (also logged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Segments holding unexported data.
+    pub segments: usize,
+    /// Bytes from the cursor to the end.
+    pub backlog_bytes: u64,
+    pub cursor: CursorFound,
+    /// Bytes cut from the end of the last segment (a record torn by a crash).
+    pub torn_tail_bytes: u64,
+}
+
+/// The state of the cursor file at start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CursorFound {
+    #[default]
+    Valid,
+    /// No cursor file: everything on disk is sent.
+    Missing,
+    /// A damaged cursor file, or one pointing outside the log: everything on disk is sent.
+    Damaged,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state
+
+/// A record handed to the export worker and not yet finished with.
+#[derive(Debug)]
+struct Entry {
+    start: Pos,
+    done: bool,
+    /// Dropped by `drop_oldest` while the worker held it: if the worker gives it up at shutdown,
+    /// it is lost and counted.
+    evicted: bool,
+}
+
+struct State {
+    /// Segment id → committed length.
+    segments: BTreeMap<u64, u64>,
+    active: u64,
+    read: Pos,
+    cursor: Pos,
+    /// The cursor on disk; `None` when the file is missing or damaged.
+    persisted: Option<Pos>,
+    inflight: VecDeque<Entry>,
+    /// Ticket id of `inflight[0]`.
+    front: u64,
+    used: u64,
+    used_gauge: Gauge,
+    /// Every sender is gone: the reader stops (what is left stays on disk for the next start).
+    closed: bool,
+    /// Appends are refused until then after a failed write (a full disk above all), and why.
+    write_failed: Option<(Instant, WriteError)>,
+}
+
+impl State {
+    fn seg_len(&self, id: u64) -> u64 {
+        self.segments.get(&id).copied().unwrap_or(0)
+    }
+
+    fn end(&self) -> Pos {
+        Pos {
+            segment: self.active,
+            offset: self.seg_len(self.active),
+        }
+    }
+
+    /// Bytes of log between `a` and `b`.
+    fn dist(&self, a: Pos, b: Pos) -> u64 {
+        if b <= a {
+            return 0;
+        }
+        if a.segment == b.segment {
+            return b.offset - a.offset;
+        }
+        let middle: u64 = self
+            .segments
+            .range(a.segment + 1..b.segment)
+            .map(|(_, l)| *l)
+            .sum();
+        self.seg_len(a.segment).saturating_sub(a.offset) + middle + b.offset
+    }
+
+    fn set_used(&mut self, used: u64) {
+        self.used = used;
+        self.used_gauge.set(i64::try_from(used).unwrap_or(i64::MAX));
+    }
+
+    /// Moves the read position off the end of finished segments.
+    fn normalize_read(&mut self) {
+        while self.read.segment < self.active {
+            match self.segments.get(&self.read.segment) {
+                Some(len) if self.read.offset < *len => return,
+                _ => {
+                    let next = self
+                        .segments
+                        .range(self.read.segment + 1..)
+                        .next()
+                        .map_or(self.active, |(id, _)| *id);
+                    self.read = Pos {
+                        segment: next,
+                        offset: 0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Moves the cursor over finished records; returns the bytes freed, or `None` when it did
+    /// not move (it may move by zero bytes, from the end of a segment to the start of the next:
+    /// that still lets the finished segment be deleted).
+    fn advance_cursor(&mut self) -> Option<u64> {
+        while self.inflight.front().is_some_and(|e| e.done) {
+            self.inflight.pop_front();
+            self.front += 1;
+        }
+        let new = self.inflight.front().map_or(self.read, |e| e.start);
+        if new <= self.cursor {
+            return None;
+        }
+        let freed = self.dist(self.cursor, new);
+        self.cursor = new;
+        self.set_used(self.used.saturating_sub(freed));
+        Some(freed)
+    }
+}
+
+struct Counters {
+    dropped: BTreeMap<&'static str, (Counter, Counter)>,
+    damaged_records: BTreeMap<&'static str, Counter>,
+    damaged_bytes: Counter,
+    torn_tail_bytes: Counter,
+    write_errors: BTreeMap<&'static str, Counter>,
+    cursor_errors: Counter,
+}
+
+impl Counters {
+    fn new(r: &Registry, name: &str) -> Self {
+        let dropped = ["buffer_full", "evicted", "disk_full", "io", "too_large"]
+            .into_iter()
+            .map(|reason| {
+                let labels = [("exporter", name), ("reason", reason)];
+                (
+                    reason,
+                    (
+                        r.counter(
+                            "sonde_buffer_dropped_items_total",
+                            "Items a buffer dropped, by reason (buffer_full: drop_newest refused them; evicted: drop_oldest discarded them; disk_full and io: the spool could not write; too_large).",
+                            &labels,
+                        ),
+                        r.counter(
+                            "sonde_buffer_dropped_batches_total",
+                            "Batches a buffer dropped, by reason.",
+                            &labels,
+                        ),
+                    ),
+                )
+            })
+            .collect();
+        let damaged_records = ["bad_crc", "bad_frame", "truncated", "undecodable", "io"]
+            .into_iter()
+            .map(|reason| {
+                (
+                    reason,
+                    r.counter(
+                        "sonde_spool_damaged_records_total",
+                        "Damaged stretches of a spool skipped by the reader (each at least one record lost), by reason.",
+                        &[("exporter", name), ("reason", reason)],
+                    ),
+                )
+            })
+            .collect();
+        let write_errors = ["disk_full", "io"]
+            .into_iter()
+            .map(|reason| {
+                (
+                    reason,
+                    r.counter(
+                        "sonde_spool_write_errors_total",
+                        "Appends to a spool that failed (the producer's when_full policy applied), by reason.",
+                        &[("exporter", name), ("reason", reason)],
+                    ),
+                )
+            })
+            .collect();
+        let c = |n, h| r.counter(n, h, &[("exporter", name)]);
+        Counters {
+            dropped,
+            damaged_records,
+            damaged_bytes: c(
+                "sonde_spool_damaged_bytes_total",
+                "Bytes of damaged spool data skipped by the reader.",
+            ),
+            torn_tail_bytes: c(
+                "sonde_spool_torn_tail_bytes_total",
+                "Bytes of a torn last record cut from a spool at start-up.",
+            ),
+            write_errors,
+            cursor_errors: c(
+                "sonde_spool_cursor_errors_total",
+                "Failures to persist a spool's cursor (retried every second).",
+            ),
+        }
+    }
+
+    fn drop(&self, reason: &str, batches: u64, items: u64) {
+        if let Some((i, b)) = self.dropped.get(reason) {
+            i.add(items);
+            b.add(batches);
+        }
+    }
+
+    fn damaged(&self, reason: &str, bytes: u64) {
+        if let Some(c) = self.damaged_records.get(reason) {
+            c.inc();
+        }
+        self.damaged_bytes.add(bytes);
+    }
+
+    fn write_errors(&self, e: WriteError) -> Counter {
+        self.write_errors
+            .get(e.reason())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+struct Gauges {
+    segments: Gauge,
+}
+
+/// One warning per interval at most.
+#[derive(Default)]
+struct RateLimit(Mutex<Option<Instant>>);
+
+impl RateLimit {
+    fn ready(&self) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What every part of one spool shares: its state and its files.
+pub(crate) struct Core {
+    name: Arc<str>,
+    dir: PathBuf,
+    fsync: Fsync,
+    segment_size: u64,
+    max_size: u64,
+    state: Mutex<State>,
+    /// Space was freed (producers waiting under `block`).
+    space: Notify,
+    /// New data was published, or the spool was closed (the reader).
+    data: Notify,
+    counters: Counters,
+    gauges: Gauges,
+    /// Serializes writes of the cursor file.
+    persist_lock: Mutex<()>,
+    warn_full: RateLimit,
+    warn_cursor: RateLimit,
+    /// The directory lock (`flock` on `lock`), released when the last part is gone.
+    _lock: File,
+}
+
+impl Core {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before anything that can panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn release(&self, bytes: u64) {
+        {
+            let mut st = self.lock();
+            let used = st.used.saturating_sub(bytes);
+            st.set_used(used);
+        }
+        self.space.notify_waiters();
+    }
+
+    /// Writes the in-memory cursor if it moved, then deletes the segments wholly before it.
+    /// Blocking.
+    fn persist(&self) {
+        let _serial = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (pos, persisted) = {
+            let st = self.lock();
+            (st.cursor, st.persisted)
+        };
+        if persisted == Some(pos) {
+            return;
+        }
+        let sync = self.fsync != Fsync::Never;
+        let stored = cursor::store(&self.dir, pos, sync).or_else(|e| {
+            if WriteError::of(&e) == WriteError::NoSpace {
+                cursor::store_in_place(&self.dir, pos, sync)
+            } else {
+                Err(e)
+            }
+        });
+        if let Err(e) = stored {
+            self.counters.cursor_errors.inc();
+            if self.warn_cursor.ready() {
+                warn!(exporter = %self.name, dir = %self.dir.display(), error = %e, "cannot persist the spool cursor; will retry (a crash now means resending, not losing)");
+            }
+            return;
+        }
+        let doomed: Vec<u64> = {
+            let mut st = self.lock();
+            st.persisted = Some(pos);
+            let doomed: Vec<u64> = st
+                .segments
+                .range(..pos.segment)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &doomed {
+                st.segments.remove(id);
+            }
+            self.gauges.segments.set(st.segments.len() as i64);
+            if !doomed.is_empty() {
+                st.write_failed = None;
+            }
+            doomed
+        };
+        for id in &doomed {
+            let path = segment::path(&self.dir, *id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    debug!(exporter = %self.name, file = %path.display(), "segment exported; deleted")
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(exporter = %self.name, file = %path.display(), error = %e, "cannot delete an exported segment")
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            self.space.notify_waiters();
+        }
+    }
+}
+
+/// Space reserved by one append; given back on drop unless the record was written.
+pub(crate) struct Reservation {
+    core: Arc<Core>,
+    bytes: u64,
+    armed: bool,
+}
+
+impl Reservation {
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    /// The record is in the log: its space is now counted as log, not as reservation.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.armed {
+            self.core.release(self.bytes);
+        }
+    }
+}
+
+/// What senders, receiver and tickets share; when the last is gone the cursor thread makes its
+/// final write and stops.
+struct Handle {
+    core: Arc<Core>,
+    wake: SyncSender<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Handle {
+    fn wake_cursor(&self) {
+        let _ = self.wake.try_send(());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening and recovery
+
+/// Opens (creating or recovering) the spool described by `cfg` and starts its writer and cursor
+/// threads.
+pub async fn open(
+    cfg: SpoolConfig,
+    metrics: &Registry,
+) -> Result<(SpoolSender, SpoolReceiver, Recovered), SpoolError> {
+    let metrics = metrics.clone();
+    let when_full = cfg.when_full;
+    let (core, active, recovered) =
+        tokio::task::spawn_blocking(move || recover::recover(cfg, &metrics))
+            .await
+            .map_err(|e| SpoolError::Io {
+                exporter: String::new(),
+                what: "open",
+                path: String::new(),
+                source: io::Error::other(e.to_string()),
+            })??;
+    let core = Arc::new(core);
+    let (tx, rx) = mpsc::channel(1024);
+    let (wake_tx, wake_rx) = sync_channel(1);
+    let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map_err(|e| SpoolError::Io {
+                exporter: core.name.to_string(),
+                what: "start a thread for",
+                path: core.dir.display().to_string(),
+                source: e,
+            })
+    };
+    let w = {
+        let core = core.clone();
+        spawn(
+            "sonde-spool-w".into(),
+            Box::new(move || writer::run(core, rx, active)),
+        )?
+    };
+    let c = {
+        let core = core.clone();
+        spawn(
+            "sonde-spool-c".into(),
+            Box::new(move || cursor_thread(core, wake_rx)),
+        )?
+    };
+    let handle = Arc::new(Handle {
+        core,
+        wake: wake_tx,
+        threads: Mutex::new(vec![w, c]),
+    });
+    // A missing or corrected cursor is written at once.
+    handle.wake_cursor();
+    let sender = SpoolSender {
+        inner: Arc::new(sender::SenderInner {
+            handle: handle.clone(),
+            tx,
+            when_full,
+        }),
+    };
+    let receiver = SpoolReceiver {
+        handle,
+        file: None,
+        last_source: None,
+        io_failures: 0,
+        ahead: VecDeque::new(),
+    };
+    Ok((sender, receiver, recovered))
+}
+
+fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        // Woken by acknowledgements; the timeout retries a cursor write that failed.
+        let r = wake.recv_timeout(Duration::from_secs(1));
+        core.persist();
+        if r == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
+        // Coalesce bursts of acknowledgements into one write.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,255 @@
+//! The writer thread: appends with group commit.
+//!
+//! Producers send an [`Append`] (the batch and the space it reserved) and wait for the reply.
+//! The thread takes one append, then every other one already waiting (up to [`GROUP_BYTES`]),
+//! writes their frames in as few `write` calls as the segment boundaries allow, fsyncs once
+//! (`fsync = "batch"`; `"always"`: once per record; `"never"`: not at all), publishes the new end
+//! of the log to the reader, and only then acknowledges every producer of the group.
+//!
+//! A failed write (a full disk above all) never kills the thread: the segment is cut back to its
+//! last good length, the failed producers get [`WriteError`], and the spool refuses new appends
+//! for a short while (the producers' `when_full` policy applies). If the cut itself fails, the
+//! segment is sealed where its good data ends and the next append starts a new one.
+
+use super::{record, Core, Reservation};
+use sonde_config::Fsync;
+use sonde_exporters::Batch;
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+/// Most bytes appended in one group before the group is committed.
+pub const GROUP_BYTES: u64 = 8 << 20;
+/// How long appends are refused after a failed write (unless space returns sooner).
+pub const DISK_FULL_PAUSE: Duration = Duration::from_millis(500);
+
+/// One producer's record.
+pub struct Append {
+    pub batch: Batch,
+    pub reservation: Reservation,
+    pub reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// Why an append failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The file system is full (ENOSPC, EDQUOT).
+    NoSpace,
+    /// Any other I/O error.
+    Io,
+}
+
+impl WriteError {
+    pub fn of(e: &io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => WriteError::NoSpace,
+            _ => WriteError::Io,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            WriteError::NoSpace => "disk_full",
+            WriteError::Io => "io",
+        }
+    }
+}
+
+/// The segment being appended to.
+pub struct Active {
+    pub id: u64,
+    pub file: File,
+    pub len: u64,
+    /// The file could not be cut back after a failed write: start a new segment before the next
+    /// append.
+    pub sealed: bool,
+}
+
+pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut last_log: Option<Instant> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        let mut bytes = group[0].reservation.bytes();
+        while bytes < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(a) => {
+                    bytes += a.reservation.bytes();
+                    group.push(a);
+                }
+                Err(_) => break,
+            }
+        }
+        let (written, failure, sealed) = commit(&core, &mut active, &group, &mut buf);
+        // Publish before acknowledging: a producer told "durable" finds its record readable.
+        {
+            let mut st = core.lock();
+            for (id, len) in &sealed {
+                st.segments.insert(*id, *len);
+            }
+            st.segments.insert(active.id, active.len);
+            st.active = active.id;
+            for a in &mut group[..written] {
+                a.reservation.disarm();
+            }
+            if let Some(e) = failure {
+                // Retrying at once would fail the same way: producers wait, drop or evict.
+                st.write_failed = Some((Instant::now() + DISK_FULL_PAUSE, e));
+            }
+            core.gauges.segments.set(st.segments.len() as i64);
+        }
+        core.data.notify_one();
+        if let Some(e) = failure {
+            let failed = group.len() - written;
+            core.counters.write_errors(e).add(failed as u64);
+            if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                last_log = Some(Instant::now());
+                match e {
+                    WriteError::NoSpace => {
+                        warn!(exporter = %core.name, dir = %core.dir.display(), batches = failed, "disk full: the spool refuses appends until space returns (when_full applies)")
+                    }
+                    WriteError::Io => {
+                        error!(exporter = %core.name, dir = %core.dir.display(), batches = failed, "spool write failed; the batches were refused")
+                    }
+                }
+            }
+        }
+        for (i, a) in group.into_iter().enumerate() {
+            let r = if i < written {
+                Ok(())
+            } else {
+                Err(failure.unwrap_or(WriteError::Io))
+            };
+            // A producer that stopped waiting no longer needs the answer.
+            let _ = a.reply.send(r);
+            // Dropping `a` releases the space of a failed record (its reservation is armed).
+        }
+    }
+    if core.fsync != Fsync::Never {
+        let _ = active.file.sync_data();
+    }
+}
+
+/// Writes `group`; returns how many records (a prefix) are durable, the error that stopped the
+/// rest, and the segments that were finished (id, final length) along the way.
+fn commit(
+    core: &Core,
+    active: &mut Active,
+    group: &[Append],
+    buf: &mut Vec<u8>,
+) -> (usize, Option<WriteError>, Vec<(u64, u64)>) {
+    let mut sealed = Vec::new();
+    // Records [seg_first, i) are in the current segment since `seg_start` and not yet synced.
+    let mut seg_first = 0;
+    let mut seg_start = active.len;
+    let mut i = 0;
+    let n = group.len();
+    let fail = |active: &mut Active, at: u64, e: &io::Error| -> WriteError {
+        let err = WriteError::of(e);
+        // If the cut fails, the file's end is unknown: seal it where the good data ends. On a
+        // full disk, seal it too: the next append starts a new segment, so this one can be
+        // deleted once exported even if nothing else ever rolls it (a disk smaller than a
+        // segment).
+        if active.file.set_len(at).is_err() || (err == WriteError::NoSpace && at > 0) {
+            active.sealed = true;
+        }
+        active.len = at;
+        err
+    };
+    while i < n {
+        let need = group[i].reservation.bytes();
+        if active.sealed || (active.len > 0 && active.len + need > core.segment_size) {
+            if core.fsync != Fsync::Never && active.len > seg_start {
+                if let Err(e) = active.file.sync_data() {
+                    let err = fail(active, seg_start, &e);
+                    return (seg_first, Some(err), sealed);
+                }
+            }
+            match roll(core, active.id + 1) {
+                Ok(file) => {
+                    sealed.push((active.id, active.len));
+                    *active = Active {
+                        id: active.id + 1,
+                        file,
+                        len: 0,
+                        sealed: false,
+                    };
+                    seg_first = i;
+                    seg_start = 0;
+                }
+                Err(e) => return (i, Some(WriteError::of(&e)), sealed),
+            }
+        }
+        buf.clear();
+        let mut j = i;
+        loop {
+            record::encode(&group[j].batch, buf);
+            j += 1;
+            if core.fsync == Fsync::Always || j == n {
+                break;
+            }
+            let next = group[j].reservation.bytes();
+            if active.len + buf.len() as u64 + next > core.segment_size {
+                break;
+            }
+        }
+        if let Err(e) = active.file.write_all(buf) {
+            let at = active.len;
+            let err = fail(active, at, &e);
+            // What was written to this segment before this chunk is still good: sync it.
+            if core.fsync != Fsync::Never && active.len > seg_start {
+                if let Err(e2) = active.file.sync_data() {
+                    let _ = fail(active, seg_start, &e2);
+                    return (seg_first, Some(WriteError::of(&e2)), sealed);
+                }
+            }
+            return (i, Some(err), sealed);
+        }
+        active.len += buf.len() as u64;
+        if core.fsync == Fsync::Always {
+            if let Err(e) = active.file.sync_data() {
+                let at = active.len - buf.len() as u64;
+                return (i, Some(fail(active, at, &e)), sealed);
+            }
+            seg_first = j;
+            seg_start = active.len;
+        }
+        i = j;
+    }
+    if core.fsync == Fsync::Batch && active.len > seg_start {
+        if let Err(e) = active.file.sync_data() {
+            let err = fail(active, seg_start, &e);
+            return (seg_first, Some(err), sealed);
+        }
+    }
+    (n, None, sealed)
+}
+
+/// Creates segment `id` (and makes its directory entry durable).
+pub fn roll(core: &Core, id: u64) -> io::Result<File> {
+    super::recover::start_segment(&core.dir, id, core.fsync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enospc_and_edquot_are_a_full_disk() {
+        assert_eq!(
+            WriteError::of(&io::Error::from_raw_os_error(libc::ENOSPC)),
+            WriteError::NoSpace
+        );
+        assert_eq!(
+            WriteError::of(&io::Error::from_raw_os_error(libc::EDQUOT)),
+            WriteError::NoSpace
+        );
+        assert_eq!(
+            WriteError::of(&io::Error::from_raw_os_error(libc::EIO)),
+            WriteError::Io
+        );
+    }
+}

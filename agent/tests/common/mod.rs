@@ -1,0 +1,112 @@
+//! Helpers shared by the spool's integration tests: batches that carry an id, spools opened in a
+//! temp dir, and a destination that can be down.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message;
+use sonde::metrics::Registry;
+use sonde::pipeline::spool::{self, Recovered, SpoolConfig, SpoolReceiver, SpoolSender};
+use sonde_config::{Fsync, WhenFull};
+use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A logs batch with one record whose body is `id-<id>`, padded to about `pad` bytes.
+pub fn log_batch(id: u64, pad: usize) -> Batch {
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(format!(
+                            "id-{id} {}",
+                            "x".repeat(pad)
+                        ))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    Batch::new(Signal::Logs, req.encode_to_vec().into(), Arc::from("test")).unwrap()
+}
+
+/// The ids in a (possibly merged) logs batch, in order.
+pub fn ids(batch: &Batch) -> Vec<u64> {
+    let req = ExportLogsServiceRequest::decode(&batch.payload[..]).unwrap();
+    let mut out = Vec::new();
+    for rl in &req.resource_logs {
+        for sl in &rl.scope_logs {
+            for r in &sl.log_records {
+                if let Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(s)),
+                }) = &r.body
+                {
+                    let n = s.trim_start_matches("id-").split(' ').next().unwrap();
+                    out.push(n.parse().unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn config(dir: &Path, max_size: u64, segment_size: u64, when_full: WhenFull) -> SpoolConfig {
+    SpoolConfig {
+        dir: dir.to_path_buf(),
+        name: Arc::from("t"),
+        max_size,
+        when_full,
+        fsync: Fsync::Batch,
+        segment_size,
+    }
+}
+
+pub async fn open(cfg: &SpoolConfig, r: &Registry) -> (SpoolSender, SpoolReceiver, Recovered) {
+    spool::open(cfg.clone(), r).await.unwrap()
+}
+
+/// Reads everything ready now, acknowledging it; returns the ids in order.
+pub async fn drain(rx: &mut SpoolReceiver) -> Vec<u64> {
+    let mut out = Vec::new();
+    while let Some((b, t)) = rx.try_recv().await {
+        out.extend(ids(&b));
+        t.ack();
+    }
+    out
+}
+
+pub fn seg_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A destination that records the ids it receives and refuses everything while `down`.
+#[derive(Default)]
+pub struct Sink {
+    pub down: AtomicBool,
+    pub got: Mutex<Vec<u64>>,
+}
+
+impl Exporter for Sink {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ExportError::retryable("sink down"));
+            }
+            self.got.lock().unwrap().extend(ids(batch));
+            Ok(ExportOutcome::default())
+        })
+    }
+}

@@ -1,0 +1,299 @@
+//! The disk spool through its public API: order, acknowledgement, restart, damage, limits.
+
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
+mod common;
+
+use common::*;
+use sonde::metrics::Registry;
+use sonde::pipeline::buffer::{PushError, Pushed, Wait};
+use sonde::pipeline::spool::CursorFound;
+use sonde_config::WhenFull;
+
+#[tokio::test]
+async fn records_come_back_in_order_and_survive_a_restart_until_acked() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
+    let (tx, mut rx, rec) = open(&cfg, &r).await;
+    assert_eq!(rec.backlog_bytes, 0);
+    for i in 0..100 {
+        assert_eq!(
+            tx.push(log_batch(i, 100), Wait::No).await,
+            Ok(Pushed::Queued)
+        );
+    }
+    assert!(seg_files(d.path()).len() > 3, "small segments roll");
+    // Take 30; ack 0..10 and 20..30 (out of order): the cursor stops at 10.
+    let mut held = Vec::new();
+    for i in 0..30 {
+        let (b, t) = rx.recv().await.unwrap();
+        assert_eq!(ids(&b), [i]);
+        held.push(t);
+    }
+    let rest: Vec<_> = held.drain(20..).collect();
+    for t in rest.into_iter().rev() {
+        t.ack();
+    }
+    for t in held.drain(..10) {
+        t.ack();
+    }
+    drop(held); // 10..20 cut off, as by a shutdown: kept
+    drop(tx);
+    assert!(
+        rx.recv().await.is_none(),
+        "closed once the senders are gone"
+    );
+    rx.close().await;
+
+    let (tx, mut rx, rec) = open(&cfg, &r).await;
+    assert_eq!(rec.cursor, CursorFound::Valid);
+    let got = drain(&mut rx).await;
+    assert_eq!(got, (10..100).collect::<Vec<_>>());
+    drop(tx);
+    rx.close().await;
+
+    let (_tx, mut rx, rec) = open(&cfg, &r).await;
+    assert_eq!(rec.backlog_bytes, 0);
+    assert!(drain(&mut rx).await.is_empty());
+    assert_eq!(
+        seg_files(d.path()).len(),
+        1,
+        "exported segments are deleted"
+    );
+}
+
+#[tokio::test]
+async fn block_refuses_when_full_and_resumes_when_acked() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let one = sonde::pipeline::spool::record::frame_len(&log_batch(0, 1000));
+    let cfg = config(d.path(), one * 3, 64 << 10, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    for i in 0..3 {
+        tx.push(log_batch(i, 1000), Wait::No).await.unwrap();
+    }
+    assert_eq!(
+        tx.push(log_batch(3, 1000), Wait::No).await,
+        Err(PushError::Full)
+    );
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(30);
+    assert_eq!(
+        tx.push(log_batch(3, 1000), Wait::Until(soon)).await,
+        Err(PushError::Full)
+    );
+    let tx2 = tx.clone();
+    let waiter = tokio::spawn(async move { tx2.push(log_batch(3, 1000), Wait::Forever).await });
+    let (_, t) = rx.recv().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        !waiter.is_finished(),
+        "reading is not enough; the ack frees the space"
+    );
+    t.ack();
+    assert_eq!(waiter.await.unwrap(), Ok(Pushed::Queued));
+    assert_eq!(drain(&mut rx).await, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
+    use sonde::pipeline::spool::segment;
+    use std::os::unix::fs::FileExt;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..100 {
+        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
+    }
+    // Five records are exported and acknowledged before the damage.
+    for _ in 0..5 {
+        rx.recv().await.unwrap().1.ack();
+    }
+    drop(tx);
+    rx.close().await;
+    let files = seg_files(d.path());
+    assert!(files.len() >= 4, "{files:?}");
+    // Which ids live where.
+    let mut ids_of = Vec::new();
+    let mut next = 0u64;
+    for f in &files {
+        let n = segment::frames(f).unwrap().len() as u64;
+        ids_of.push((next..next + n).collect::<Vec<_>>());
+        next += n;
+    }
+    assert_eq!(next, 100);
+    let (a, b, c, last) = (&files[0], &files[1], &files[2], &files[files.len() - 1]);
+    // A: one flipped byte in the payload of its third record.
+    let fa = segment::frames(a).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(a).unwrap();
+    file.write_all_at(&[0xAA], fa[2].offset + 60).unwrap();
+    // B: cut in the middle of its fifth record.
+    let fb = segment::frames(b).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(b).unwrap();
+    file.set_len(fb[4].offset + 10).unwrap();
+    // C: zeros over the whole file.
+    let len = std::fs::metadata(c).unwrap().len();
+    std::fs::write(c, vec![0u8; len as usize]).unwrap();
+    // The last segment: a torn half-record at its end, as a crash mid-write leaves it.
+    let fl = segment::frames(last).unwrap();
+    let torn = std::fs::read(last).unwrap()[..(fl[0].len / 2) as usize].to_vec();
+    let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    std::io::Write::write_all(&mut f, &torn).unwrap();
+    // And no cursor.
+    std::fs::remove_file(d.path().join("cursor")).unwrap();
+
+    let r = Registry::default();
+    let (_tx, mut rx, rec) = open(&cfg, &r).await;
+    assert_eq!(rec.cursor, CursorFound::Missing);
+    assert_eq!(rec.torn_tail_bytes, fl[0].len / 2);
+    let got = drain(&mut rx).await;
+    let mut want = Vec::new();
+    for (k, seg_ids) in ids_of.iter().enumerate() {
+        for (j, id) in seg_ids.iter().enumerate() {
+            let lost = (k == 0 && j == 2) || (k == 1 && j >= 4) || k == 2;
+            if !lost {
+                want.push(*id);
+            }
+        }
+    }
+    // Resent from the oldest segment (0..5 again: duplicates, not loss), minus exactly the damage.
+    assert_eq!(got, want);
+    let damaged =
+        |reason| r.counter_sum("sonde_spool_damaged_records_total", &[("reason", reason)]);
+    assert_eq!(damaged("bad_crc"), 1);
+    assert_eq!(damaged("truncated"), 1);
+    assert_eq!(damaged("bad_frame"), 1);
+    assert_eq!(
+        r.counter_sum("sonde_spool_torn_tail_bytes_total", &[]),
+        fl[0].len / 2
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_cursor_falls_back_to_resending() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..10 {
+        tx.push(log_batch(i, 10), Wait::No).await.unwrap();
+    }
+    for _ in 0..4 {
+        rx.recv().await.unwrap().1.ack();
+    }
+    drop(tx);
+    rx.close().await;
+    std::fs::write(d.path().join("cursor"), b"garbage that is not a cursor").unwrap();
+    let (_tx, mut rx, rec) = open(&cfg, &Registry::default()).await;
+    assert_eq!(rec.cursor, CursorFound::Damaged);
+    assert_eq!(drain(&mut rx).await, (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn drop_newest_keeps_the_oldest_and_counts_the_rest() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let one = sonde::pipeline::spool::record::frame_len(&log_batch(0, 100));
+    let cfg = config(d.path(), one * 10, one * 3, WhenFull::DropNewest);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    let mut dropped = 0;
+    for i in 0..15 {
+        if tx.push(log_batch(i, 100), Wait::Forever).await.unwrap() == Pushed::Dropped {
+            dropped += 1;
+        }
+    }
+    assert_eq!(dropped, 5);
+    assert_eq!(
+        r.counter_sum(
+            "sonde_buffer_dropped_items_total",
+            &[("reason", "buffer_full")]
+        ),
+        5
+    );
+    assert_eq!(drain(&mut rx).await, (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let one = sonde::pipeline::spool::record::frame_len(&log_batch(0, 100));
+    // Three records a segment, nine in all.
+    let cfg = config(d.path(), one * 9, one * 3, WhenFull::DropOldest);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    tx.push(log_batch(0, 100), Wait::No).await.unwrap();
+    tx.push(log_batch(1, 100), Wait::No).await.unwrap();
+    // The worker holds 0 and 1 when their segment is discarded: 0 is then exported, 1 is
+    // given up at shutdown.
+    let (b0, t0) = rx.recv().await.unwrap();
+    let (b1, t1) = rx.recv().await.unwrap();
+    assert_eq!((ids(&b0), ids(&b1)), (vec![0], vec![1]));
+    for i in 2..40 {
+        assert_eq!(
+            tx.push(log_batch(i, 100), Wait::No).await,
+            Ok(Pushed::Queued),
+            "drop_oldest never refuses the new batch"
+        );
+    }
+    t0.ack();
+    drop(t1);
+    let kept = drain(&mut rx).await;
+    let first = kept[0];
+    assert_eq!(kept, (first..40).collect::<Vec<_>>(), "a suffix, in order");
+    assert!(
+        kept.len() >= 6 && kept.len() <= 9,
+        "between max_size less a segment and max_size: {}",
+        kept.len()
+    );
+    let evicted = r.counter_sum("sonde_buffer_dropped_items_total", &[("reason", "evicted")]);
+    // Everything not delivered is counted: 40 sent = 1 exported by the worker + kept + evicted.
+    assert_eq!(evicted, 40 - 1 - kept.len() as u64);
+    // Discarded segments are deleted once the cursor past them is persisted (its own thread).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let files: u64 = seg_files(d.path())
+            .iter()
+            // A file may be deleted between the listing and this look.
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        if files <= one * 12 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the files stay within max_size + one segment: {files}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_drained_backlog_is_deleted_even_when_nothing_follows() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
+    let (tx, rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..100 {
+        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
+    }
+    drop(tx);
+    rx.close().await;
+    // After a restart the backlog is behind a fresh, empty segment: the last ack leaves the
+    // cursor at the end of a finished segment, and moving it to the next costs zero bytes.
+    let (_tx, mut rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..100 {
+        let (b, t) = rx.recv().await.unwrap();
+        assert_eq!(ids(&b), [i]);
+        t.ack();
+    }
+    // Let the cursor thread write the cursor of the last ack before the reader moves on.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(rx.try_recv().await.is_none());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seg_files(d.path()).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drained segments left behind: {:?}",
+            seg_files(d.path())
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,181 @@
+//! A full disk: a 1 MiB tmpfs as the spool's directory. Appends fail with ENOSPC; the producer
+//! gets backpressure (or the drop policy), nothing crashes, and appends resume once exported
+//! segments are deleted. Needs `mount` (root); skipped with a message where it is not allowed.
+
+#![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
+
+mod common;
+
+use common::*;
+use sonde::metrics::Registry;
+use sonde::pipeline::buffer::{PushError, Pushed, Wait};
+use sonde_config::WhenFull;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn soon(ms: u64) -> Wait {
+    Wait::Until(tokio::time::Instant::now() + Duration::from_millis(ms))
+}
+
+async fn fill_until_refused(
+    tx: &sonde::pipeline::spool::SpoolSender,
+    next: &mut u64,
+) -> (u64, Result<Pushed, PushError>) {
+    for _ in 0..10_000 {
+        let r = tx.push(log_batch(*next, 20_000), soon(100)).await;
+        if r != Ok(Pushed::Queued) {
+            return (*next, r);
+        }
+        *next += 1;
+    }
+    panic!("a 1 MiB file system never filled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
+        return;
+    };
+    let r = Registry::default();
+    // The limit is far above the file system's size: the disk is what fills.
+    let cfg = config(&fs.0.join("spool"), 64 << 20, 256 << 10, WhenFull::Block);
+    let (tx, rx, _) = open(&cfg, &r).await;
+    let mut next = 0;
+    let (at, refused) = fill_until_refused(&tx, &mut next).await;
+    assert_eq!(refused, Err(PushError::Full), "block: backpressure");
+    assert!(at > 10, "some batches fit first");
+    assert!(r.counter_sum("sonde_spool_write_errors_total", &[("reason", "disk_full")]) >= 1);
+    // Still refusing while nothing is exported.
+    assert_eq!(
+        tx.push(log_batch(at, 20_000), soon(50)).await,
+        Err(PushError::Full)
+    );
+    // A restart on the full disk: the spool opens and serves its backlog.
+    drop(tx);
+    rx.close().await;
+    let (tx, mut rx, rec) = open(&cfg, &r).await;
+    assert!(rec.backlog_bytes > 0);
+    // Export (read and ack) everything: segments go, space returns, appends resume.
+    let got = drain(&mut rx).await;
+    assert_eq!(
+        got,
+        (0..at).collect::<Vec<_>>(),
+        "everything acknowledged is there"
+    );
+    assert_eq!(
+        tx.push(
+            log_batch(at, 20_000),
+            Wait::Until(tokio::time::Instant::now() + Duration::from_secs(10))
+        )
+        .await,
+        Ok(Pushed::Queued),
+        "appends resume once space returns"
+    );
+    let (b, t) = rx.recv().await.unwrap();
+    assert_eq!(ids(&b), [at]);
+    t.ack();
+    drop(tx);
+    rx.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_drop_newest_drops_and_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
+        return;
+    };
+    let r = Registry::default();
+    let cfg = config(
+        &fs.0.join("spool"),
+        64 << 20,
+        256 << 10,
+        WhenFull::DropNewest,
+    );
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    let mut next = 0;
+    let (at, refused) = fill_until_refused(&tx, &mut next).await;
+    assert_eq!(refused, Ok(Pushed::Dropped));
+    assert_eq!(
+        r.counter_sum(
+            "sonde_buffer_dropped_items_total",
+            &[("reason", "disk_full")]
+        ),
+        1
+    );
+    assert_eq!(drain(&mut rx).await, (0..at).collect::<Vec<_>>());
+    drop(tx);
+    rx.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_data() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
+        return;
+    };
+    let r = Registry::default();
+    let cfg = config(
+        &fs.0.join("spool"),
+        64 << 20,
+        128 << 10,
+        WhenFull::DropOldest,
+    );
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    let total = 200u64; // ~4 MB into a 1 MiB file system, nothing exported
+    let mut queued = 0;
+    for i in 0..total {
+        if tx.push(log_batch(i, 20_000), Wait::No).await.unwrap() == Pushed::Queued {
+            queued += 1;
+        }
+    }
+    assert!(queued > total / 2, "most new batches are taken: {queued}");
+    let kept = drain(&mut rx).await;
+    assert!(!kept.is_empty());
+    assert_eq!(*kept.last().unwrap(), total - 1, "the newest is kept");
+    assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
+    let evicted = r.counter_sum("sonde_buffer_dropped_items_total", &[("reason", "evicted")]);
+    let dropped = r.counter_sum(
+        "sonde_buffer_dropped_items_total",
+        &[("reason", "disk_full")],
+    );
+    assert!(evicted > 0);
+    assert_eq!(
+        kept.len() as u64 + evicted + dropped,
+        total,
+        "every batch is delivered or counted"
+    );
+    drop(tx);
+    rx.close().await;
+}
