@@ -82,6 +82,7 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
             router: router.clone(),
             shutdown: stop_sources.child_token(),
             metrics: metrics.clone(),
+            data_dir: config.agent.data_dir.clone(),
         };
         let task = sources::build(scfg, cx)
             .await

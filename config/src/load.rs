@@ -344,6 +344,7 @@ impl Loader<'_> {
         let value = toml::Value::Table(table);
         match ty.as_str() {
             "host_metrics" => self.typed(value, &at).map(SourceConfig::HostMetrics),
+            "file" => self.typed(value, &at).map(SourceConfig::File),
             _ => None,
         }
     }
@@ -495,6 +496,16 @@ impl Loader<'_> {
                         );
                     }
                 }
+                SourceConfig::File(f) => {
+                    for (k, message) in crate::file::validate(f) {
+                        let mut path = vec![key("sources"), key(name)];
+                        path.extend(k.iter().map(|s| match s.parse::<usize>() {
+                            Ok(i) => Seg::Index(i),
+                            Err(_) => key(s),
+                        }));
+                        self.error(&path, message);
+                    }
+                }
             }
         }
     }
@@ -561,6 +572,7 @@ impl Config {
         for (name, s) in &self.sources {
             let mut t = match s {
                 SourceConfig::HostMetrics(c) => to_table(c),
+                SourceConfig::File(c) => to_table(c),
             };
             t.insert("type".into(), s.type_name().into());
             sources.insert(name.clone(), toml::Value::Table(t));

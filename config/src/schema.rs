@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use crate::file::*;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -101,15 +103,17 @@ impl std::fmt::Display for Signal {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
+    File(FileSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
-    pub const TYPES: &'static [&'static str] = &["host_metrics"];
+    pub const TYPES: &'static [&'static str] = &["host_metrics", "file"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::HostMetrics(_) => "host_metrics",
+            SourceConfig::File(_) => "file",
         }
     }
 
@@ -117,6 +121,7 @@ impl SourceConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             SourceConfig::HostMetrics(_) => &[Signal::Metrics],
+            SourceConfig::File(_) => &[Signal::Logs],
         }
     }
 }

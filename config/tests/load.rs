@@ -37,7 +37,9 @@ type = "stdout"
 #[test]
 fn minimal_config_gets_every_default() {
     let c = load(MINIMAL).unwrap();
-    let SourceConfig::HostMetrics(h) = &c.sources["host"];
+    let SourceConfig::HostMetrics(h) = &c.sources["host"] else {
+        panic!("not host_metrics")
+    };
     assert_eq!(h.interval, Duration::from_secs(10));
     assert_eq!(h.conventions, Conventions::Semconv);
     let out = &c.exporters["out"];
@@ -67,7 +69,9 @@ batch = { max_age = "${UNSET_AGE:-1s}" }
 "#,
     )
     .unwrap();
-    let SourceConfig::HostMetrics(h) = &c.sources["host"];
+    let SourceConfig::HostMetrics(h) = &c.sources["host"] else {
+        panic!("not host_metrics")
+    };
     assert_eq!(h.interval, Duration::from_secs(2));
     let out = &c.exporters["out"];
     assert_eq!(

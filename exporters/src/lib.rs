@@ -4,11 +4,13 @@
 //! An exporter never knows about sources: it receives batches from an export worker and says
 //! whether each one went out, failed for good, or should be retried.
 
+pub mod ack;
 pub mod batch;
 pub mod exporter;
 pub mod stdout;
 pub mod wire;
 
+pub use ack::Ack;
 pub use batch::{Batch, Signal};
 pub use exporter::{BoxFuture, DynExporter, ExportError, ExportOutcome, Exporter};
 

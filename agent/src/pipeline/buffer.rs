@@ -50,14 +50,19 @@ pub struct Queued {
 
 impl Queued {
     /// Marks the batch as finished with (exported, or given up on and counted). A batch dropped
-    /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time.
-    pub fn ack(self) {
-        drop(self);
+    /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time,
+    /// and its source's [`sonde_exporters::Ack`] hears it was not finished.
+    pub fn ack(mut self) {
+        // Finished: let the source's token go without abandoning it.
+        self.batch.ack = None;
     }
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
+        if let Some(a) = self.batch.ack.take() {
+            a.abandon();
+        }
         self.gauges.bytes.add(-(self.batch.payload.len() as i64));
         self.gauges.items.add(-(self.batch.items as i64));
     }

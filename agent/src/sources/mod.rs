@@ -4,12 +4,14 @@
 //!
 //! Everything a source needs arrives in its [`SourceContext`]; no globals.
 
+pub mod file;
 pub mod host_metrics;
 
 use crate::metrics::Registry;
 use crate::pipeline::router::Router;
 use sonde_config::SourceConfig;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,8 @@ pub struct SourceContext {
     pub router: Router,
     pub shutdown: CancellationToken,
     pub metrics: Registry,
+    /// `agent.data_dir`: where a source keeps its state (e.g. file checkpoints).
+    pub data_dir: PathBuf,
 }
 
 /// A source's task; it finishes when `shutdown` fires and its last data is handed on.
@@ -32,5 +36,6 @@ pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> anyhow::Result<SourceTask> {
     match cfg {
         SourceConfig::HostMetrics(c) => Ok(Box::pin(host_metrics::run(c.clone(), cx))),
+        SourceConfig::File(c) => Ok(Box::pin(file::build(c, cx)?)),
     }
 }
