@@ -82,6 +82,7 @@ class Writer:
         self.seq = 0
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.rotations = {"rename": 0, "copytruncate": 0, "delete": 0}
+        self.history = []  # (event, gen, seq, time) for failure reports
 
     def write(self, n: int):
         pad = "x" * 40
@@ -94,8 +95,15 @@ class Writer:
         self.gen += 1
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def rotate(self, kind: str):
+    def rotate(self, kind: str, pid: int):
+        """Rotates; first waits until the tailer (process `pid`) holds open the file the rotation
+        destroys. A file deleted before any tailer opened it is lost to every tailer; that is not
+        what this test is about."""
+        self.history.append((kind, self.gen, self.seq, round(time.monotonic(), 3)))
         old = self.path.with_name(self.path.name + ".1")
+        doomed = self.path if kind == "delete" else old
+        if doomed.exists():
+            wait_held(pid, doomed)
         if kind == "rename":
             os.rename(self.path, old)  # replaces (deletes) the previous .1
             self.reopen()
@@ -116,6 +124,25 @@ class Writer:
 
 
 KINDS = ["rename", "copytruncate", "delete"]
+
+
+def wait_held(pid: int, path: Path, timeout: float = 15):
+    """Waits until process `pid` has `path` open."""
+    deadline = time.monotonic() + timeout
+    want = str(path)
+    while time.monotonic() < deadline:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:
+            return
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                    return
+            except OSError:
+                pass
+        time.sleep(0.01)
+    pytest.fail(f"sonde did not open {path} within {timeout}s")
 
 
 def check_delivery(got, writers, allow_duplicates=False):
@@ -141,7 +168,9 @@ def check_delivery(got, writers, allow_duplicates=False):
         for s in range(wr.seq):
             if (f"w{wr.k}", s) not in seen:
                 missing.append((wr.k, s))
-    assert not missing, f"{len(missing)} lines missing, first: {missing[:10]}"
+    if missing:
+        hist = {wr.k: [h for h in wr.history if abs(h[2] - missing[0][1]) < 5000] for wr in writers}
+        pytest.fail(f"{len(missing)} lines missing, first: {missing[:5]} last: {missing[-5:]}; rotations near: {hist}")
     return dups
 
 
@@ -177,7 +206,7 @@ def test_rotation_torture_every_line_exactly_once_in_order(run_agent, tmp_path):
             w.write(per_chunk)
         if time.monotonic() >= next_rotation:
             w = writers[step % len(writers)]
-            w.rotate(KINDS[(step // len(writers)) % len(KINDS)])
+            w.rotate(KINDS[(step // len(writers)) % len(KINDS)], agent.proc.pid)
             step += 1
             next_rotation = time.monotonic() + 0.25
         time.sleep(0.004)
@@ -232,18 +261,19 @@ def test_restart_with_sigkill_loses_nothing(tmp_path):
                 agent.proc.wait(timeout=5)
                 pump.join(timeout=10)
                 kills += 1
+                for w in writers:
+                    w.history.append(("kill", w.gen, w.seq, round(time.monotonic(), 3)))
                 # Writers go on while it is down (no rotation: a file deleted while nobody
-                # holds it open is lost to any tailer).
+                # holds it open is lost to any tailer; `rotate` waits for it to be reopened).
                 for _ in range(rng.randint(1, 20)):
                     for w in writers:
                         w.write(50)
                 agent, pump = start()
                 assert agent.wait_stderr("file source starting", 10), agent.stderr_tail()
-                time.sleep(0.3)  # the first scan opens every file before rotation resumes
                 next_kill = time.monotonic() + rng.uniform(0.8, 2.0)
             elif now >= next_rotation:
                 w = writers[step % len(writers)]
-                w.rotate(KINDS[(step // len(writers)) % len(KINDS)])
+                w.rotate(KINDS[(step // len(writers)) % len(KINDS)], agent.proc.pid)
                 step += 1
                 next_rotation = now + 0.3
             time.sleep(0.004)
@@ -281,7 +311,7 @@ def rss_kib(pid):
 def test_backpressure_blocked_exporter_bounds_memory_and_loses_nothing(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    n = 400_000
+    n = 250_000
     line_len = 200
     with open(logs / "big.log", "w") as f:
         for i in range(n):
@@ -311,7 +341,7 @@ def test_backpressure_blocked_exporter_bounds_memory_and_loses_nothing(tmp_path)
             peak = max(peak, rss_kib(proc.pid))
             time.sleep(0.1)
         print(f"\nbackpressure: {size_mb:.0f} MiB of logs waiting, RSS peak while blocked {peak / 1024:.1f} MiB")
-        assert peak < 64 * 1024, f"RSS {peak} KiB while blocked with a 2 MiB buffer"
+        assert peak < 40 * 1024, f"RSS {peak} KiB while blocked with a 2 MiB buffer"
         # Now read everything.
         seen = set()
         dups = 0
