@@ -166,7 +166,10 @@ pub fn validate(c: &FileSourceConfig) -> Vec<(Vec<String>, String)> {
                 );
             }
             if let Err(e) = globset::Glob::new(p) {
-                err(&[list, &idx], format!("invalid pattern `{p}`: {}", e.kind()));
+                err(
+                    &[list, &idx],
+                    format!("invalid pattern `{p}`: {}", e.kind()),
+                );
             }
         }
     }
@@ -219,7 +222,10 @@ pub fn validate(c: &FileSourceConfig) -> Vec<(Vec<String>, String)> {
             );
         }
         if m.timeout.get().is_zero() {
-            err(&["multiline", "timeout"], "must be greater than zero".into());
+            err(
+                &["multiline", "timeout"],
+                "must be greater than zero".into(),
+            );
         }
     }
     errs

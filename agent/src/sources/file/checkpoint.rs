@@ -92,7 +92,15 @@ impl Tracker {
 
     /// Registers a file (or updates what identifies it) without moving its delivered offset;
     /// `offset` is used when the file is new to the tracker.
-    pub fn upsert(&mut self, id: u64, fp: Fingerprint, dev: u64, ino: u64, path: &Path, offset: u64) {
+    pub fn upsert(
+        &mut self,
+        id: u64,
+        fp: Fingerprint,
+        dev: u64,
+        ino: u64,
+        path: &Path,
+        offset: u64,
+    ) {
         match self.entries.get_mut(&id) {
             Some(e) => {
                 if e.fp() != fp || e.dev != dev || e.ino != ino || e.path != path {
@@ -150,7 +158,11 @@ impl Tracker {
         else {
             return;
         };
-        slot.2 = if delivered { State::Done } else { State::Failed };
+        slot.2 = if delivered {
+            State::Done
+        } else {
+            State::Failed
+        };
         while let Some((_, _, State::Done)) = self.inflight.front() {
             let Some((_, positions, _)) = self.inflight.pop_front() else {
                 break;

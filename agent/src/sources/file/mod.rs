@@ -78,14 +78,22 @@ impl Counters {
     pub fn new(r: &Registry, source: &str) -> Self {
         let l = [("source", source)];
         let c = |name, help| r.counter(name, help, &l);
-        let reason = |name, help, reason| r.counter(name, help, &[("source", source), ("reason", reason)]);
+        let reason =
+            |name, help, reason| r.counter(name, help, &[("source", source), ("reason", reason)]);
         Counters {
             records: c(
                 "sonde_source_received_items_total",
                 "Items a source produced or received.",
             ),
-            read_bytes: c("sonde_file_read_bytes_total", "Bytes read from tailed files."),
-            open_files: r.gauge("sonde_file_open_files", "Files held open by the tailer.", &l),
+            read_bytes: c(
+                "sonde_file_read_bytes_total",
+                "Bytes read from tailed files.",
+            ),
+            open_files: r.gauge(
+                "sonde_file_open_files",
+                "Files held open by the tailer.",
+                &l,
+            ),
             tracked_files: r.gauge(
                 "sonde_file_tracked_files",
                 "Files the tailer knows (open, or closed with a checkpoint).",
@@ -348,7 +356,10 @@ async fn run(
         .await
         .is_err()
     {
-        warn!(source = name, "tailer thread did not stop in time (a read is hanging)");
+        warn!(
+            source = name,
+            "tailer thread did not stop in time (a read is hanging)"
+        );
     }
     info!(
         source = name,
@@ -359,7 +370,9 @@ async fn run(
         long_lines_truncated = counters.long_truncated.get(),
         invalid_text_records = counters.invalid_utf8.get(),
         parse_errors = counters.parse_errors.get(),
-        read_errors = counters.read_errors_open.get() + counters.read_errors_read.get() + counters.read_errors_walk.get(),
+        read_errors = counters.read_errors_open.get()
+            + counters.read_errors_read.get()
+            + counters.read_errors_walk.get(),
         unacknowledged_batches = lock(&tracker).pending(),
         "file source stopped"
     );
@@ -430,5 +443,110 @@ impl Persist {
             self.last_warn = Some(Instant::now());
             warn!(source = %self.counters.source, error = %err, "cannot write checkpoints; retrying (a restart would read lines again)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::buffer::{channel, BufferReceiver};
+    use crate::pipeline::router::{Route, Router};
+    use sonde_config::BufferConfig;
+    use std::path::Path;
+    use tokio_util::sync::CancellationToken;
+
+    fn start(
+        logs: &Path,
+        data: &Path,
+    ) -> (
+        BufferReceiver,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let metrics = Registry::default();
+        let (tx, rx) = channel("e", &BufferConfig::default(), &metrics);
+        let router = Router::new(vec![Route {
+            exporter: "e".into(),
+            inputs: None,
+            signals: vec![Signal::Logs],
+            buffer: tx,
+        }]);
+        let shutdown = CancellationToken::new();
+        let cx = SourceContext {
+            name: "f".into(),
+            router,
+            shutdown: shutdown.clone(),
+            metrics,
+            data_dir: data.to_path_buf(),
+        };
+        let cfg = FileSourceConfig {
+            include: vec![format!("{}/*.log", logs.display())],
+            start_at: StartAt::Beginning,
+            scan_interval: sonde_config::Duration::from_millis(20),
+            poll_interval: sonde_config::Duration::from_millis(10),
+            checkpoint_interval: sonde_config::Duration::from_millis(10),
+            ..Default::default()
+        };
+        let task = tokio::spawn(build(&cfg, cx).unwrap());
+        (rx, shutdown, task)
+    }
+
+    fn offsets(data: &Path) -> Vec<u64> {
+        match Store::open(data, "f").unwrap().load().unwrap() {
+            Some(e) => e.iter().map(|e| e.offset).collect(),
+            None => vec![],
+        }
+    }
+
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpoint_advances_only_when_the_export_has_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("a.log"), "one\ntwo\n").unwrap();
+        let (mut rx, shutdown, task) = start(&logs, &data);
+        let q = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(q.batch.items, 2);
+        // Accepted by the buffer but not exported: the position stays at the start.
+        eventually("the file to be registered", || offsets(&data) == [0]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(offsets(&data), [0]);
+        q.ack();
+        eventually("the checkpoint to advance", || offsets(&data) == [8]).await;
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_dropped_at_shutdown_is_read_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("a.log"), "one\n").unwrap();
+        let (mut rx, shutdown, task) = start(&logs, &data);
+        let q = rx.recv().await.unwrap();
+        drop(q); // interrupted: never exported
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(offsets(&data), [0]);
+        std::fs::write(logs.join("a.log"), "one\ntwo\n").unwrap();
+        let (mut rx, shutdown, task) = start(&logs, &data);
+        let q = rx.recv().await.unwrap();
+        assert_eq!(q.batch.items, 2, "both lines, from the checkpoint");
+        q.ack();
+        eventually("the checkpoint to advance", || offsets(&data) == [8]).await;
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }

@@ -207,8 +207,9 @@ fn severity(v: &Value) -> (SeverityNumber, String) {
                 "info" | "i" | "information" | "informational" | "notice" => S::Info,
                 "warn" | "w" | "warning" => S::Warn,
                 "error" | "e" | "err" => S::Error,
-                "fatal" | "f" | "critical" | "crit" | "alert" | "emerg" | "emergency"
-                | "panic" => S::Fatal,
+                "fatal" | "f" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => {
+                    S::Fatal
+                }
                 _ => S::Unspecified,
             };
             (n, s.clone())
@@ -296,15 +297,27 @@ mod tests {
         assert_eq!(rfc3339("2023-13-14T22:13:20Z"), None);
         assert_eq!(rfc3339("yesterday"), None);
         let n = |v: serde_json::Value| timestamp(&v);
-        assert_eq!(n(serde_json::json!(1_700_000_000)), Some(1_700_000_000_000_000_000));
-        assert_eq!(n(serde_json::json!(1_700_000_000_123u64)), Some(1_700_000_000_123_000_000));
+        assert_eq!(
+            n(serde_json::json!(1_700_000_000)),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            n(serde_json::json!(1_700_000_000_123u64)),
+            Some(1_700_000_000_123_000_000)
+        );
         assert_eq!(n(serde_json::json!(1.5)), Some(1_500_000_000));
     }
 
     #[test]
     fn severities_map_from_names_and_numbers() {
-        assert_eq!(severity(&serde_json::json!("ERROR")).0, SeverityNumber::Error);
+        assert_eq!(
+            severity(&serde_json::json!("ERROR")).0,
+            SeverityNumber::Error
+        );
         assert_eq!(severity(&serde_json::json!(30)).0, SeverityNumber::Info);
-        assert_eq!(severity(&serde_json::json!("odd")).0, SeverityNumber::Unspecified);
+        assert_eq!(
+            severity(&serde_json::json!("odd")).0,
+            SeverityNumber::Unspecified
+        );
     }
 }

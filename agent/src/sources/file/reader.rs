@@ -153,7 +153,10 @@ impl Splitter {
             let nl = i + rel;
             let end = pos + (nl + nl_len) as u64;
             let segment = &data[i..nl];
-            if self.carry.is_empty() && !self.skipping && !self.splitting && segment.len() <= cfg.max
+            if self.carry.is_empty()
+                && !self.skipping
+                && !self.splitting
+                && segment.len() <= cfg.max
             {
                 // The fast path: the whole line is in this read.
                 emit(RawLine {

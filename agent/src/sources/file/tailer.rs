@@ -392,7 +392,10 @@ impl Tailer {
                     closed += 1;
                 }
             }
-            debug!(deferred, closed, "max_open_files reached; idle files closed to make room");
+            debug!(
+                deferred,
+                closed, "max_open_files reached; idle files closed to make room"
+            );
         }
         self.first_scan = false;
         self.c.open_files.set(self.open_count() as i64);
