@@ -28,6 +28,8 @@ class Agent:
     def __init__(self, args, env=None, cwd=None):
         full_env = dict(os.environ)
         full_env.setdefault("SONDE_LOG", "info")
+        # Tests run side by side: let the OS pick the admin port (the agent logs it).
+        full_env.setdefault("SONDE_ADMIN", "127.0.0.1:0")
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [sonde_bin(), *args],
@@ -79,6 +81,20 @@ class Agent:
                 return any(needle in l for l in self.stderr_lines)
             time.sleep(0.05)
         return False
+
+    def admin_url(self, timeout: float = 10) -> str:
+        """The admin server's base URL, read from the agent's 'admin server listening' log line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for l in self.stderr_lines:
+                if "admin server listening" in l:
+                    try:
+                        addr = json.loads(l)["address"]
+                    except (ValueError, KeyError):
+                        addr = l.split("address=")[1].split()[0]
+                    return f"http://{addr}"
+            time.sleep(0.05)
+        raise AssertionError(f"no admin address logged; stderr: {self.stderr_tail()}")
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:

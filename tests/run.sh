@@ -14,6 +14,17 @@ cargo test --workspace
 echo "== cargo build (binary for the end-to-end tests)"
 cargo build --bins
 
+echo "== tools the tests need"
+# systemd-analyze (unit verification) and dpkg-deb come from Debian packages.
+if ! command -v systemd-analyze >/dev/null || ! command -v dpkg-deb >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd dpkg >/dev/null
+fi
+# cargo-deb builds the Debian package in the packaging tests.
+if [ ! -x .tools/bin/cargo-deb ]; then
+  cargo install --quiet --locked cargo-deb --version 3.8.0 --root .tools
+fi
+export PATH="$PWD/.tools/bin:$PATH"
+
 echo "== python venv"
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

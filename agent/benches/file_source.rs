@@ -8,6 +8,8 @@
 //! - steady: a writer in a child process appends 200-byte lines at `--rate` lines/s (default
 //!   10k) for 10 s; prints the agent's CPU per 10k lines/s.
 
+#![allow(clippy::unwrap_used)] // a benchmark: failing loudly is right
+
 use sonde::metrics::Registry;
 use sonde::pipeline::{buffer, router, worker};
 use sonde::sources::{file, SourceContext};
@@ -76,6 +78,7 @@ async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry
         timeout: Duration::from_secs(10),
         retry: RetryConfig::default(),
         concurrency: 1,
+        health: Default::default(),
     };
     tokio::spawn(worker::run(
         wcfg,

@@ -4,10 +4,14 @@
 //! Data flow: source → [`pipeline::router`] → per-exporter [`pipeline::buffer`] →
 //! [`pipeline::worker`] (merge, timeout, retry) → an exporter from `sonde-exporters`.
 
+pub mod admin;
+pub mod health;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod sources;
+pub mod systemd;
 pub mod topology;
 
 /// The configuration used when none is given and `/etc/sonde/sonde.toml` does not exist.

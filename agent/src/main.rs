@@ -2,11 +2,11 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sonde::{logging, metrics::Registry, topology, DEFAULT_CONFIG, SYSTEM_CONFIG};
-use sonde_config::{Config, ConfigErrors};
+use sonde::{lifecycle, logging, DEFAULT_CONFIG, SYSTEM_CONFIG};
+use sonde_config::{Config, ConfigErrors, Listen};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tracing::{error, info};
+use tracing::error;
 
 /// Sonde: a lightweight per-host observability agent.
 ///
@@ -19,6 +19,11 @@ struct Cli {
     /// default (host metrics every 10 s printed to stdout).
     #[arg(long, short, global = true, value_name = "FILE", env = "SONDE_CONFIG")]
     config: Option<PathBuf>,
+
+    /// Admin server address (`/metrics`, `/health/*`, `/config`), or `off`; overrides
+    /// `agent.admin`. Port 0 picks a free port (logged at start).
+    #[arg(long, global = true, value_name = "ADDR", env = "SONDE_ADMIN")]
+    admin: Option<Listen>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -33,6 +38,25 @@ enum Command {
     Validate,
     /// Print the effective configuration: every default filled in, secrets redacted.
     PrintConfig,
+    /// Probe a running agent's health endpoint: exit 0 on HTTP 200, 1 otherwise (for container
+    /// HEALTHCHECKs and exec probes, where no curl is at hand).
+    Health {
+        /// The URL to GET (plain HTTP).
+        #[arg(long, default_value = "http://127.0.0.1:13133/health/ready")]
+        url: String,
+        /// Time limit for the whole probe.
+        #[arg(long, default_value = "3s")]
+        timeout: sonde_config::Duration,
+    },
+}
+
+/// The file the configuration is read from, if any: `--config`, else the system file if it
+/// exists, else none (the embedded default).
+fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    explicit.map(Path::to_path_buf).or_else(|| {
+        let system = Path::new(SYSTEM_CONFIG);
+        system.exists().then(|| system.to_path_buf())
+    })
 }
 
 /// Where the configuration comes from, in order of precedence.
@@ -64,6 +88,16 @@ fn load(explicit: Option<&Path>) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Health { url, timeout } => match probe(&url, timeout.get()) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{url}: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Validate => {
             let Some(path) = cli.config.as_deref() else {
                 eprintln!("error: `sonde validate` needs --config FILE");
@@ -92,14 +126,20 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Run => match load(cli.config.as_deref()) {
-            Ok(c) => run(c),
+            Ok(c) => run(
+                c,
+                lifecycle::Options {
+                    config_path: config_path(cli.config.as_deref()),
+                    admin: cli.admin,
+                },
+            ),
             Err(code) => code,
         },
     }
 }
 
-fn run(config: Config) -> ExitCode {
-    logging::init(&config.agent.log);
+fn run(config: Config, opts: lifecycle::Options) -> ExitCode {
+    let _telemetry = logging::init(&config.agent.log, &config.agent.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -113,41 +153,36 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
-        let metrics = Registry::default();
-        let running = match topology::start(&config, metrics).await {
-            Ok(r) => r,
-            Err(e) => {
-                error!(error = format!("{e:#}"), "cannot start");
-                return ExitCode::from(1);
-            }
-        };
-        let signal = wait_for_signal().await;
-        info!(signal, "stopping");
-        // A second signal means "now": exit without draining.
-        tokio::spawn(async {
-            let signal = wait_for_signal().await;
-            eprintln!("sonde: second signal ({signal}), exiting immediately");
-            std::process::exit(130);
-        });
-        running.stop().await;
-        ExitCode::SUCCESS
-    })
+    runtime.block_on(lifecycle::run(config, opts))
 }
 
-/// Waits for SIGTERM or SIGINT and says which.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the agent can only be killed; wait forever.
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// A minimal HTTP/1.0 GET with a deadline: Ok with the status line when the status is 200.
+fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// URLs can be probed")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or("").to_string();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(status)
+    } else {
+        anyhow::bail!("unhealthy: {status}")
     }
 }

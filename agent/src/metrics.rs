@@ -67,6 +67,23 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The metric `name{labels}`, created by `make` on first use.
+    fn get_or_create(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        make: fn() -> Metric,
+    ) -> Metric {
+        let mut inner = self.lock();
+        inner.help.insert(name, help);
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        inner.metrics.entry(key).or_insert_with(make).clone()
+    }
+
     /// The counter `name{labels}`, created at zero on first use.
     pub fn counter(
         &self,
@@ -74,18 +91,9 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Counter {
-        let mut inner = self.lock();
-        inner.help.insert(name, help);
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        );
-        match inner
-            .metrics
-            .entry(key)
-            .or_insert_with(|| Metric::Counter(Counter::default()))
-        {
-            Metric::Counter(c) => c.clone(),
+        match self.get_or_create(name, help, labels, || Metric::Counter(Counter::default())) {
+            Metric::Counter(c) => c,
+            // A name is one kind for the life of the process; a mismatch is a bug, kept harmless.
             Metric::Gauge(_) => Counter::default(),
         }
     }
@@ -97,18 +105,8 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Gauge {
-        let mut inner = self.lock();
-        inner.help.insert(name, help);
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        );
-        match inner
-            .metrics
-            .entry(key)
-            .or_insert_with(|| Metric::Gauge(Gauge::default()))
-        {
-            Metric::Gauge(g) => g.clone(),
+        match self.get_or_create(name, help, labels, || Metric::Gauge(Gauge::default())) {
+            Metric::Gauge(g) => g,
             Metric::Counter(_) => Gauge::default(),
         }
     }
@@ -129,6 +127,24 @@ impl Registry {
                 Metric::Gauge(_) => 0,
             })
             .sum()
+    }
+
+    /// Every metric's current value, for the `internal_metrics` source.
+    pub fn snapshot(&self) -> Vec<Sample> {
+        let inner = self.lock();
+        inner
+            .metrics
+            .iter()
+            .map(|((name, labels), m)| Sample {
+                name,
+                help: inner.help.get(name).copied().unwrap_or(""),
+                labels: labels.clone(),
+                value: match m {
+                    Metric::Counter(c) => Value::Counter(c.get()),
+                    Metric::Gauge(g) => Value::Gauge(g.get()),
+                },
+            })
+            .collect()
     }
 
     /// Prometheus text exposition format (version 0.0.4).
@@ -168,6 +184,69 @@ impl Registry {
             let _ = writeln!(out, " {value}");
         }
         out
+    }
+}
+
+/// When the agent started: the start time of its cumulative counters (which live across
+/// reloads). The first call fixes it; `lifecycle::run` calls it at start.
+pub fn agent_start() -> std::time::SystemTime {
+    static START: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::SystemTime::now)
+}
+
+/// One metric's value at a moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Counter(u64),
+    Gauge(i64),
+}
+
+/// The process's own figures, read from `/proc/self`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessFigures {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub peak_resident_bytes: u64,
+    pub open_fds: u64,
+}
+
+impl ProcessFigures {
+    pub fn read() -> Self {
+        let mut p = ProcessFigures::default();
+        // USER_HZ is 100 on every Linux the agent supports (the kernel ABI fixes it for /proc).
+        const TICKS: f64 = 100.0;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // Fields after the command: state is [0], utime [11], stime [12].
+            p.cpu_seconds = (ticks(11) + ticks(12)) / TICKS;
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let kib = |key: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
+            };
+            p.resident_bytes = kib("VmRSS:");
+            p.peak_resident_bytes = kib("VmHWM:");
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            p.open_fds = fds.count() as u64;
+        }
+        p
     }
 }
 

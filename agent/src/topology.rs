@@ -6,12 +6,13 @@
 //! worker flushes its pending batches and drains its buffer → past `agent.shutdown_timeout`
 //! whatever is still unsent is dropped and counted.
 
+use crate::health::{ExporterHealth, Health};
 use crate::metrics::Registry;
 use crate::pipeline::{buffer, router, worker};
 use crate::sources::{self, SourceContext};
 use anyhow::Context as _;
 use sonde_config::Config;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -28,12 +29,21 @@ pub struct Running {
     metrics: Registry,
 }
 
-/// Builds and starts everything the config describes.
-pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running> {
+/// Builds and starts everything the config describes. Health learns of the exporters and of
+/// how many workers must be running for the heartbeat to beat.
+pub async fn start(
+    config: &Config,
+    metrics: Registry,
+    health: Arc<Health>,
+) -> anyhow::Result<Running> {
     let abort_exports = CancellationToken::new();
     let mut workers = JoinSet::new();
     let mut routes = Vec::new();
+    let mut watched = BTreeMap::new();
+    let alive = health.workers(config.exporters.len());
     for (name, ecfg) in &config.exporters {
+        let exporter_health = Arc::new(ExporterHealth::default());
+        watched.insert(name.clone(), exporter_health.clone());
         let exporter = sonde_exporters::build(name, &ecfg.kind)?;
         let (tx, rx) = buffer::channel(name, &ecfg.common.buffer, &metrics);
         let accepts = ecfg.kind.accepts();
@@ -63,15 +73,16 @@ pub async fn start(config: &Config, metrics: Registry) -> anyhow::Result<Running
                 .common
                 .concurrency
                 .unwrap_or_else(|| ecfg.kind.default_concurrency()),
+            health: exporter_health,
         };
-        workers.spawn(worker::run(
-            wcfg,
-            exporter,
-            rx,
-            metrics.clone(),
-            abort_exports.clone(),
-        ));
+        let run = worker::run(wcfg, exporter, rx, metrics.clone(), abort_exports.clone());
+        let alive = alive.clone();
+        workers.spawn(async move {
+            let _running = alive.enter();
+            run.await;
+        });
     }
+    health.set_exporters(watched);
     let router = router::Router::new(routes);
 
     let stop_sources = CancellationToken::new();

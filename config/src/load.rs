@@ -345,6 +345,7 @@ impl Loader<'_> {
         match ty.as_str() {
             "host_metrics" => self.typed(value, &at).map(SourceConfig::HostMetrics),
             "file" => self.typed(value, &at).map(SourceConfig::File),
+            "internal_metrics" => self.typed(value, &at).map(SourceConfig::InternalMetrics),
             _ => None,
         }
     }
@@ -487,15 +488,9 @@ impl Loader<'_> {
             }
         }
         for (name, source) in &config.sources {
-            match source {
-                SourceConfig::HostMetrics(h) => {
-                    if h.interval.get() < std::time::Duration::from_millis(100) {
-                        self.error(
-                            &[key("sources"), key(name), key("interval")],
-                            "must be at least 100ms",
-                        );
-                    }
-                }
+            let interval = match source {
+                SourceConfig::HostMetrics(h) => Some(h.interval),
+                SourceConfig::InternalMetrics(i) => Some(i.interval),
                 SourceConfig::File(f) => {
                     for (k, message) in crate::file::validate(f) {
                         let mut path = vec![key("sources"), key(name)];
@@ -505,7 +500,14 @@ impl Loader<'_> {
                         }));
                         self.error(&path, message);
                     }
+                    None
                 }
+            };
+            if interval.is_some_and(|i| i.get() < std::time::Duration::from_millis(100)) {
+                self.error(
+                    &[key("sources"), key(name), key("interval")],
+                    "must be at least 100ms",
+                );
             }
         }
     }
@@ -573,6 +575,7 @@ impl Config {
             let mut t = match s {
                 SourceConfig::HostMetrics(c) => to_table(c),
                 SourceConfig::File(c) => to_table(c),
+                SourceConfig::InternalMetrics(c) => to_table(c),
             };
             t.insert("type".into(), s.type_name().into());
             sources.insert(name.clone(), toml::Value::Table(t));

@@ -30,6 +30,11 @@ pub struct AgentConfig {
     /// How long a graceful shutdown may take to flush and drain before giving up.
     pub shutdown_timeout: Duration,
     pub log: LogConfig,
+    /// The admin HTTP server (`/metrics`, `/health/live`, `/health/ready`, `/config`):
+    /// an address, or `"off"`.
+    pub admin: Listen,
+    pub health: HealthConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for AgentConfig {
@@ -38,6 +43,115 @@ impl Default for AgentConfig {
             data_dir: PathBuf::from("/var/lib/sonde"),
             shutdown_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
+            admin: Listen::At(SocketAddr::from(([127, 0, 0, 1], 13133))),
+            health: HealthConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// A listening address that can be turned off: `"127.0.0.1:13133"` or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl Listen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::At(a) => Some(a),
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" | "" => Ok(Listen::Off),
+            a => a.parse().map(Listen::At).map_err(|e| {
+                format!("invalid address `{a}` ({e}); expected e.g. \"127.0.0.1:13133\" or \"off\"")
+            }),
+        }
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Listen::Off => s.serialize_str("off"),
+            Listen::At(a) => s.collect_str(a),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Listen;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address such as \"127.0.0.1:13133\", \"off\" or false")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Listen, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Listen, E> {
+                if v {
+                    Err(E::custom(
+                        "`true` is not an address; write one, e.g. \"127.0.0.1:13133\"",
+                    ))
+                } else {
+                    Ok(Listen::Off)
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[agent.telemetry]`: the agent's own traces (spans around exports and retries) and logs,
+/// sent over OTLP/HTTP (protobuf) with `opentelemetry-otlp`. Off unless `endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP receiver, e.g. `"http://127.0.0.1:4318"` (`/v1/traces` and
+    /// `/v1/logs` are appended). Point it at another agent or a collector, not at this agent's
+    /// own receiver, or its export spans would feed themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub traces: bool,
+    pub logs: bool,
+    /// Time limit of one export of the agent's own telemetry.
+    pub timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            traces: true,
+            logs: true,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[agent.health]`: what `/health/ready` judges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// An exporter whose exports have failed continuously for longer than this makes the agent
+    /// not ready.
+    pub unhealthy_after: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            unhealthy_after: Duration::from_secs(60),
         }
     }
 }
@@ -100,19 +214,23 @@ impl std::fmt::Display for Signal {
 // Sources
 
 /// `[sources.<name>]`.
+// Config is built once and read rarely: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
+    InternalMetrics(InternalMetricsConfig),
     File(FileSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
-    pub const TYPES: &'static [&'static str] = &["host_metrics", "file"];
+    pub const TYPES: &'static [&'static str] = &["host_metrics", "internal_metrics", "file"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::HostMetrics(_) => "host_metrics",
+            SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::File(_) => "file",
         }
     }
@@ -120,8 +238,24 @@ impl SourceConfig {
     /// The signals this source can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
-            SourceConfig::HostMetrics(_) => &[Signal::Metrics],
+            SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
             SourceConfig::File(_) => &[Signal::Logs],
+        }
+    }
+}
+
+/// `type = "internal_metrics"`: the agent's own counters and gauges (the numbers `/metrics`
+/// serves) as OTLP metrics, so they can be exported like any other metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalMetricsConfig {
+    pub interval: Duration,
+}
+
+impl Default for InternalMetricsConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
         }
     }
 }
@@ -416,6 +550,7 @@ impl Default for RetryConfig {
 }
 
 /// The type-specific settings of an exporter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
     Stdout(StdoutConfig),

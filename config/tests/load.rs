@@ -38,7 +38,7 @@ type = "stdout"
 fn minimal_config_gets_every_default() {
     let c = load(MINIMAL).unwrap();
     let SourceConfig::HostMetrics(h) = &c.sources["host"] else {
-        panic!("not host_metrics")
+        panic!("not host metrics")
     };
     assert_eq!(h.interval, Duration::from_secs(10));
     assert_eq!(h.conventions, Conventions::Semconv);
@@ -70,7 +70,7 @@ batch = { max_age = "${UNSET_AGE:-1s}" }
     )
     .unwrap();
     let SourceConfig::HostMetrics(h) = &c.sources["host"] else {
-        panic!("not host_metrics")
+        panic!("not host metrics")
     };
     assert_eq!(h.interval, Duration::from_secs(2));
     let out = &c.exporters["out"];

@@ -10,6 +10,7 @@
 
 use super::backoff::Backoff;
 use super::buffer::{BufferReceiver, Queued};
+use crate::health::ExporterHealth;
 use crate::metrics::{Counter, Registry};
 use bytes::BytesMut;
 use sonde_config::{BatchConfig, RetryConfig};
@@ -20,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument};
 
 pub struct WorkerConfig {
     pub name: Arc<str>,
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     pub retry: RetryConfig,
     /// Export calls in flight at once (1 keeps batches in order).
     pub concurrency: usize,
+    /// Where the worker reports continuous failure (read by `/health/ready`).
+    pub health: Arc<ExporterHealth>,
 }
 
 struct Counters {
@@ -258,7 +261,20 @@ impl Shared {
         }
     }
 
+    /// Exports one batch until it is finished with, inside an `export` span (the agent's own
+    /// traces, when `agent.telemetry` is on) whose events record each retry.
     async fn export(&self, batch: Batch) -> Done {
+        let span = tracing::info_span!(
+            "export",
+            exporter = %self.cfg.name,
+            signal = %batch.signal,
+            items = batch.items,
+            bytes = batch.payload.len()
+        );
+        self.export_attempts(batch).instrument(span).await
+    }
+
+    async fn export_attempts(&self, batch: Batch) -> Done {
         let started = Instant::now();
         let mut backoff = Backoff::new(
             self.cfg.retry.initial_backoff.get(),
@@ -275,6 +291,7 @@ impl Shared {
             };
             let err = match attempt {
                 Ok(Ok(outcome)) => {
+                    self.cfg.health.success();
                     let accepted = batch.items.saturating_sub(outcome.rejected_items);
                     self.counters.sent_items.add(accepted);
                     self.counters.sent_batches.inc();
@@ -289,6 +306,7 @@ impl Shared {
                 Err(_) => ExportError::retryable(format!("timed out after {:?}", self.cfg.timeout)),
             };
             self.counters.failed_calls.inc();
+            self.cfg.health.failure(&err.to_string());
             match err {
                 ExportError::Permanent { reason } => {
                     self.counters.dropped_rejected.add(batch.items);
@@ -305,6 +323,7 @@ impl Shared {
                         return Done::Finished;
                     }
                     let wait = backoff.next(retry_after);
+                    debug!(error = %reason, retry_in = ?wait, "retrying");
                     self.counters.retries.inc();
                     if self.should_warn() {
                         warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, "export failed, retrying");
@@ -406,6 +425,7 @@ mod tests {
                 max_elapsed: CfgDuration::from_secs(2),
             },
             concurrency: 1,
+            health: Default::default(),
         }
     }
 

@@ -61,14 +61,17 @@ enum State {
     Failed,
 }
 
+/// A batch sent: its sequence number, the (file id, offset) positions it covers, its state.
+type InFlight = (u64, Vec<(u64, u64)>, State);
+
 /// Positions in flight and delivered, shared by the tailer (which registers files and batches)
 /// and the acknowledgements (which complete batches).
 #[derive(Debug, Default)]
 pub struct Tracker {
     /// Delivered positions by file id.
     entries: HashMap<u64, Entry>,
-    /// Batches sent and not yet completed in order: (sequence, [(file id, offset)], state).
-    inflight: VecDeque<(u64, Vec<(u64, u64)>, State)>,
+    /// Batches sent and not yet completed, in order.
+    inflight: VecDeque<InFlight>,
     next_seq: u64,
     dirty: bool,
 }

@@ -74,6 +74,10 @@ impl Encoder {
         self.buf.len().saturating_sub(self.reserve)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
     pub fn items(&self) -> u64 {
         self.items
     }

@@ -11,10 +11,10 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use serde_json::Value;
 use sonde_config::JsonFieldsConfig;
 
-/// Builds the record of one JSON line; `Err(())` when the line is not a JSON object.
-pub fn json_record(cfg: &JsonFieldsConfig, line: &str) -> Result<LogRecord, ()> {
+/// Builds the record of one JSON line; `None` when the line is not a JSON object.
+pub fn json_record(cfg: &JsonFieldsConfig, line: &str) -> Option<LogRecord> {
     let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(line) else {
-        return Err(());
+        return None;
     };
     let mut record = LogRecord::default();
     if let Some(field) = &cfg.timestamp_field {
@@ -44,7 +44,7 @@ pub fn json_record(cfg: &JsonFieldsConfig, line: &str) -> Result<LogRecord, ()> 
             ..Default::default()
         })
         .collect();
-    Ok(record)
+    Some(record)
 }
 
 /// A text record (the body is the line).
@@ -279,8 +279,8 @@ mod tests {
             r.body.unwrap().value,
             Some(any_value::Value::StringValue(line.into()))
         );
-        assert!(json_record(&cfg(), "not json").is_err());
-        assert!(json_record(&cfg(), "[1,2]").is_err());
+        assert!(json_record(&cfg(), "not json").is_none());
+        assert!(json_record(&cfg(), "[1,2]").is_none());
     }
 
     #[test]

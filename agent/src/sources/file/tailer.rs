@@ -874,8 +874,8 @@ impl Sink<'_> {
             FileFormat::Text => self.encoder.push_text(0, self.observed, text, attrs),
             FileFormat::Json => {
                 let mut r = match parse::json_record(&self.s.json, text) {
-                    Ok(r) => r,
-                    Err(()) => {
+                    Some(r) => r,
+                    None => {
                         self.c.parse_errors.inc();
                         parse::text_record(text)
                     }

@@ -299,7 +299,10 @@ impl Scraper {
         }
 
         let mut resource_metrics = Vec::with_capacity(1 + per_process.len());
-        resource_metrics.push(self.resource_metrics(Vec::new(), out.finish()));
+        let host_metrics = out.finish();
+        if !host_metrics.is_empty() {
+            resource_metrics.push(self.resource_metrics(Vec::new(), host_metrics));
+        }
         for p in per_process {
             resource_metrics.push(self.resource_metrics(p.attributes, p.metrics));
         }
@@ -462,6 +465,12 @@ impl Scraper {
         if let Some((path, e)) = self.processes.error.take() {
             note_failure(&mut self.logged, c, &path, &e);
         }
+        if self.processes.is_empty() {
+            // A host always runs something: an empty table means an unreadable /proc.
+            let proc = self.root.join("proc");
+            note_failure(&mut self.logged, c, &proc, &"no readable process");
+            return Vec::new();
+        }
         if counting {
             self.processes.emit_counts(out, self.conventions, stat);
         }
@@ -561,3 +570,6 @@ fn host_attributes(root: &Path, buf: &mut Vec<u8>) -> Vec<KeyValue> {
     }
     attrs
 }
+
+#[cfg(test)]
+mod tests;

@@ -75,6 +75,11 @@ impl ProcessTable {
         }
     }
 
+    /// Whether the last refresh found no process.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Reads every process's `stat`. Fails only when `<root>/proc` cannot be listed.
     pub fn refresh(&mut self) -> io::Result<()> {
         self.error = None;

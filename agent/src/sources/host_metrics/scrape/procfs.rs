@@ -76,10 +76,12 @@ pub fn parse_stat(text: &str) -> Stat {
             "processes" => out.processes = fields.next().and_then(|v| v.parse().ok()),
             "procs_running" => out.procs_running = fields.next().and_then(|v| v.parse().ok()),
             "procs_blocked" => out.procs_blocked = fields.next().and_then(|v| v.parse().ok()),
-            k if k.starts_with("cpu") && k[3..].bytes().all(|b| b.is_ascii_digit()) => {
-                if parse_cpu_fields(fields).is_some() {
-                    out.logical_cpus += 1;
-                }
+            k if k
+                .strip_prefix("cpu")
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                && parse_cpu_fields(&mut fields).is_some() =>
+            {
+                out.logical_cpus += 1;
             }
             _ => {}
         }

@@ -1,0 +1,228 @@
+//! The process lifecycle: start the admin server and the topology, tell systemd, beat the
+//! heartbeat, and answer signals — SIGTERM/SIGINT stop gracefully (a second one exits at once),
+//! SIGHUP reloads the configuration.
+//!
+//! Reload: the new file is loaded and validated first; if it has any problem the running
+//! configuration stays and the error is logged. Otherwise the running topology is stopped
+//! gracefully (drained within `shutdown_timeout`) and the new one started; should the new one
+//! fail to start (a port already taken, say), the previous configuration is started again. The
+//! admin server and the agent's own counters live across reloads.
+
+use crate::admin::{self, AdminState};
+use crate::health::{Health, BEAT};
+use crate::metrics::Registry;
+use crate::systemd::Notifier;
+use crate::topology::{self, Running};
+use sonde_config::{Config, Listen};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How the agent was started.
+pub struct Options {
+    /// The file the configuration came from (`None` for the embedded default): what SIGHUP
+    /// re-reads.
+    pub config_path: Option<PathBuf>,
+    /// `--admin` / `SONDE_ADMIN`: overrides `agent.admin`.
+    pub admin: Option<Listen>,
+}
+
+pub async fn run(config: Config, opts: Options) -> ExitCode {
+    crate::metrics::agent_start();
+    let metrics = Registry::default();
+    let health = Health::new(config.agent.health.unhealthy_after.get());
+    let notifier = Notifier::from_env();
+    let stop_admin = CancellationToken::new();
+    let config_text = Arc::new(Mutex::new(config.to_toml()));
+    let reloads_ok = metrics.counter(
+        "sonde_config_reloads_total",
+        "Configuration reloads by result.",
+        &[("result", "success")],
+    );
+    let reloads_failed = metrics.counter(
+        "sonde_config_reloads_total",
+        "Configuration reloads by result.",
+        &[("result", "failure")],
+    );
+
+    let admin_addr = opts.admin.unwrap_or(config.agent.admin);
+    let admin_task = match admin_addr.addr() {
+        None => None,
+        Some(addr) => {
+            let state = AdminState {
+                metrics: metrics.clone(),
+                health: health.clone(),
+                config: config_text.clone(),
+            };
+            match admin::serve(addr, state, stop_admin.clone()).await {
+                Ok((bound, task)) => {
+                    info!(address = %bound, "admin server listening");
+                    Some(task)
+                }
+                Err(e) => {
+                    error!(address = %addr, error = %e, "cannot bind the admin address (agent.admin)");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+
+    let mut current = config;
+    let mut running = match topology::start(&current, metrics.clone(), health.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "cannot start");
+            stop_admin.cancel();
+            return ExitCode::from(1);
+        }
+    };
+    health.set_sources_bound(true);
+    notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&current)));
+
+    // The heartbeat: beats (and feeds the systemd watchdog) only while every export worker runs
+    // and the runtime schedules this task.
+    let watchdog = notifier.watchdog_interval().is_some();
+    let hb_health = health.clone();
+    let hb_notifier = Notifier::from_env();
+    let heartbeat = tokio::spawn(async move {
+        // Beat as soon as the workers run (so the agent is live right after start), then once
+        // per period; the watchdog is fed only by a beat.
+        for _ in 0..100 {
+            if hb_health.heartbeat() {
+                break;
+            }
+            tokio::time::sleep(BEAT / 100).await;
+        }
+        let mut tick = tokio::time::interval(BEAT);
+        loop {
+            tick.tick().await;
+            if hb_health.heartbeat() && watchdog {
+                hb_notifier.notify("WATCHDOG=1");
+            }
+        }
+    });
+
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    let which = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                match reload(&opts, &current, running, &metrics, &health, &notifier).await {
+                    (r, Some(new)) => {
+                        running = r;
+                        *config_text.lock().unwrap_or_else(|p| p.into_inner()) = new.to_toml();
+                        current = new;
+                        reloads_ok.inc();
+                    }
+                    (r, None) => {
+                        running = r;
+                        reloads_failed.inc();
+                    }
+                }
+            }
+        }
+    };
+    info!(signal = which, "stopping");
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
+    // A second signal means "now": exit without draining.
+    tokio::spawn(async move {
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("sonde: second signal ({second}), exiting immediately");
+        std::process::exit(130);
+    });
+    health.set_sources_bound(false);
+    running.stop().await;
+    heartbeat.abort();
+    stop_admin.cancel();
+    if let Some(t) = admin_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
+    }
+    ExitCode::SUCCESS
+}
+
+fn status_line(c: &Config) -> String {
+    format!(
+        "running: {} sources, {} exporters",
+        c.sources.len(),
+        c.exporters.len()
+    )
+}
+
+/// Re-reads and validates the configuration; swaps the topology only for a valid one. Returns
+/// the topology now running and, when the reload took, the new configuration.
+async fn reload(
+    opts: &Options,
+    current: &Config,
+    running: Running,
+    metrics: &Registry,
+    health: &Arc<Health>,
+    notifier: &Notifier,
+) -> (Running, Option<Config>) {
+    let Some(path) = &opts.config_path else {
+        warn!("SIGHUP: running on the embedded default configuration; nothing to reload");
+        return (running, None);
+    };
+    info!(file = %path.display(), "SIGHUP: reloading the configuration");
+    let new = match sonde_config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(file = %path.display(), problems = %e.to_string().trim_end(), "reload refused; the running configuration stays");
+            return (running, None);
+        }
+    };
+    if new == *current {
+        info!("configuration unchanged");
+        return (running, None);
+    }
+    if new.agent.admin != current.agent.admin && opts.admin.is_none() {
+        warn!("agent.admin changed: the admin server moves only on restart");
+    }
+    notifier.notify("RELOADING=1\nSTATUS=reloading");
+    health.set_sources_bound(false);
+    running.stop().await;
+    health.set_unhealthy_after(new.agent.health.unhealthy_after.get());
+    match topology::start(&new, metrics.clone(), health.clone()).await {
+        Ok(r) => {
+            health.set_sources_bound(true);
+            notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&new)));
+            info!("configuration reloaded");
+            (r, Some(new))
+        }
+        Err(e) => {
+            error!(
+                error = format!("{e:#}"),
+                "the new configuration cannot start; restarting the previous one"
+            );
+            health.set_unhealthy_after(current.agent.health.unhealthy_after.get());
+            match topology::start(current, metrics.clone(), health.clone()).await {
+                Ok(r) => {
+                    health.set_sources_bound(true);
+                    notifier.notify(&format!("READY=1\nSTATUS={}", status_line(current)));
+                    (r, None)
+                }
+                Err(e) => {
+                    // Nothing can run: exit so that the supervisor restarts the agent.
+                    error!(
+                        error = format!("{e:#}"),
+                        "the previous configuration cannot restart either; exiting"
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

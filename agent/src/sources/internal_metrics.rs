@@ -1,0 +1,246 @@
+//! `type = "internal_metrics"`: the agent's own counters and gauges — the same numbers
+//! `/metrics` serves — as OTLP metrics every `interval`, so they can be exported like any other
+//! metric. Names and labels are those of `/metrics`; counters become monotonic cumulative sums
+//! starting when the agent started, gauges stay gauges.
+//!
+//! Backpressure: like host metrics, a sample that finds the buffers full is dropped and counted.
+
+use super::SourceContext;
+use crate::metrics::{agent_start, ProcessFigures, Sample, Value};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use sonde_config::InternalMetricsConfig;
+use sonde_exporters::{Batch, Signal};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::MissedTickBehavior;
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds one request from a snapshot of the registry and the process figures.
+pub fn encode(
+    samples: &[Sample],
+    process: ProcessFigures,
+    host: &str,
+    now: SystemTime,
+) -> ExportMetricsServiceRequest {
+    let start = nanos(agent_start());
+    let now = nanos(now);
+    let point = |labels: &[(&'static str, String)],
+                 value: number_data_point::Value,
+                 cumulative: bool| NumberDataPoint {
+        attributes: labels.iter().map(|(k, v)| kv(k, v)).collect(),
+        start_time_unix_nano: if cumulative { start } else { 0 },
+        time_unix_nano: now,
+        value: Some(value),
+        ..Default::default()
+    };
+    // Group samples of one name into one metric with a point per label set.
+    let mut by_name: BTreeMap<&str, (Option<Metric>, &str)> = BTreeMap::new();
+    for s in samples {
+        let entry = by_name.entry(s.name).or_insert((None, s.help));
+        let metric = entry.0.get_or_insert_with(|| Metric {
+            name: s.name.to_string(),
+            description: s.help.to_string(),
+            data: Some(match s.value {
+                Value::Counter(_) => metric::Data::Sum(Sum {
+                    data_points: vec![],
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                }),
+                Value::Gauge(_) => metric::Data::Gauge(Gauge {
+                    data_points: vec![],
+                }),
+            }),
+            ..Default::default()
+        });
+        match (&mut metric.data, s.value) {
+            (Some(metric::Data::Sum(sum)), Value::Counter(c)) => sum.data_points.push(point(
+                &s.labels,
+                number_data_point::Value::AsInt(c as i64),
+                true,
+            )),
+            (Some(metric::Data::Gauge(g)), Value::Gauge(v)) => {
+                g.data_points
+                    .push(point(&s.labels, number_data_point::Value::AsInt(v), false))
+            }
+            _ => {}
+        }
+    }
+    let mut metrics: Vec<Metric> = by_name.into_values().filter_map(|(m, _)| m).collect();
+    let gauge = |name: &str, unit: &str, help: &str, v: number_data_point::Value| Metric {
+        name: name.into(),
+        description: help.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![point(&[], v, false)],
+        })),
+        ..Default::default()
+    };
+    metrics.push(Metric {
+        name: "process_cpu_seconds_total".into(),
+        description: "Total user and system CPU time spent in seconds.".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![point(
+                &[],
+                number_data_point::Value::AsDouble(process.cpu_seconds),
+                true,
+            )],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    });
+    metrics.push(gauge(
+        "process_resident_memory_bytes",
+        "By",
+        "Resident memory size in bytes.",
+        number_data_point::Value::AsInt(process.resident_bytes as i64),
+    ));
+    metrics.push(gauge(
+        "process_open_fds",
+        "{file_descriptor}",
+        "Number of open file descriptors.",
+        number_data_point::Value::AsInt(process.open_fds as i64),
+    ));
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "sonde"),
+                    kv("service.version", env!("CARGO_PKG_VERSION")),
+                    kv("host.name", host),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "sonde/internal_metrics".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+pub async fn run(cfg: InternalMetricsConfig, cx: SourceContext) {
+    let dropped = cx.dropped_counter("buffer_full");
+    let host = sysinfo::System::host_name().unwrap_or_default();
+    let mut ticker = tokio::time::interval(cfg.interval.get());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let req = encode(
+            &cx.metrics.snapshot(),
+            ProcessFigures::read(),
+            &host,
+            SystemTime::now(),
+        );
+        let items = req
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(metric::Data::Sum(s)) => s.data_points.len() as u64,
+                Some(metric::Data::Gauge(g)) => g.data_points.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let batch = Batch::from_trusted(
+            Signal::Metrics,
+            req.encode_to_vec().into(),
+            items,
+            cx.name.clone(),
+        );
+        if !cx.send_sample(batch, &dropped).await {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Registry;
+    use sonde_exporters::wire;
+
+    #[test]
+    fn counters_become_cumulative_sums_and_gauges_gauges() {
+        let r = Registry::default();
+        r.counter(
+            "sonde_exporter_sent_items_total",
+            "sent",
+            &[("exporter", "a")],
+        )
+        .add(5);
+        r.counter(
+            "sonde_exporter_sent_items_total",
+            "sent",
+            &[("exporter", "b")],
+        )
+        .add(7);
+        r.gauge("sonde_buffer_bytes", "bytes", &[("exporter", "a")])
+            .set(42);
+        let req = encode(
+            &r.snapshot(),
+            ProcessFigures::read(),
+            "h",
+            SystemTime::now(),
+        );
+        let bytes = req.encode_to_vec();
+        // 2 counter points + 1 gauge point + 3 process figures.
+        assert_eq!(wire::validate(Signal::Metrics, &bytes), Ok(6));
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let sent = metrics
+            .iter()
+            .find(|m| m.name == "sonde_exporter_sent_items_total")
+            .unwrap();
+        let Some(metric::Data::Sum(sum)) = &sent.data else {
+            panic!("not a sum")
+        };
+        assert!(sum.is_monotonic);
+        let values: Vec<_> = sum.data_points.iter().map(|p| p.value).collect();
+        assert_eq!(
+            values,
+            [
+                Some(number_data_point::Value::AsInt(5)),
+                Some(number_data_point::Value::AsInt(7))
+            ]
+        );
+        assert!(sum.data_points.iter().all(|p| p.start_time_unix_nano > 0));
+        let buf = metrics
+            .iter()
+            .find(|m| m.name == "sonde_buffer_bytes")
+            .unwrap();
+        assert!(matches!(&buf.data, Some(metric::Data::Gauge(_))));
+    }
+}

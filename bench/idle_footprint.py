@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Idle footprint of Sonde's embedded default next to host-metrics peers, measured in one run.
+
+Runs each agent for DURATION seconds on loopback, samples /proc/<pid>/status (VmHWM = peak RSS)
+and /proc/<pid>/stat (utime + stime), and prints a Markdown table. Peers: prometheus-node-exporter
+(Go) and collectd (C), both from Debian (`apt-get install prometheus-node-exporter collectd-core`).
+
+    python3 bench/idle_footprint.py [--duration 60] [--sonde target/release/sonde]
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[11], [12] are utime, stime (14th and 15th of the full line); children too (16, 17).
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run(name, argv, duration, env=None, scrape_url=None):
+    """Runs one agent; `scrape_url` is fetched every 10 s, as Prometheus would, for a pull-based
+    exporter that only works when scraped."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    time.sleep(1.0)  # let it finish starting; count steady state only
+    if proc.poll() is not None:
+        return name, None, None, f"exited with {proc.returncode}"
+    start_cpu = cpu_seconds(proc.pid)
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        if scrape_url:
+            try:
+                urllib.request.urlopen(scrape_url, timeout=5).read()
+            except OSError:
+                pass
+        time.sleep(max(0.0, min(10.0, end - time.monotonic())))
+    cpu = cpu_seconds(proc.pid) - start_cpu
+    rss = peak_rss_kib(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    return name, rss, cpu, ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--sonde", default="target/release/sonde")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    results = []
+    env = dict(os.environ, SONDE_DATA_DIR=tmp, SONDE_LOG="warn")
+    procs = []
+    # Run all side by side, so they see the same machine load.
+    admin = free_port()
+    env["SONDE_ADMIN"] = f"127.0.0.1:{admin}"
+    agents = [("sonde (embedded default: host metrics 10 s → stdout, admin server)", [args.sonde], env, None)]
+    ne = shutil.which("prometheus-node-exporter")
+    if ne:
+        port = free_port()
+        agents.append(("prometheus-node-exporter (scraped every 10 s)",
+                       [ne, f"--web.listen-address=127.0.0.1:{port}"], None, f"http://127.0.0.1:{port}/metrics"))
+    cd = shutil.which("collectd") or ("/usr/sbin/collectd" if os.path.exists("/usr/sbin/collectd") else None)
+    if cd:
+        conf = os.path.join(tmp, "collectd.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f'Interval 10\nBaseDir "{tmp}"\nPIDFile "{tmp}/collectd.pid"\nTypesDB "/usr/share/collectd/types.db"\n'
+                "LoadPlugin cpu\nLoadPlugin memory\nLoadPlugin load\nLoadPlugin disk\nLoadPlugin df\n"
+                "LoadPlugin interface\nLoadPlugin swap\nLoadPlugin processes\nLoadPlugin uptime\n"
+                f'LoadPlugin csv\n<Plugin csv>\n  DataDir "{tmp}/csv"\n</Plugin>\n'
+            )
+        agents.append(("collectd (10 s, csv)", [cd, "-f", "-C", conf], None, None))
+    import threading
+    out = {}
+    threads = [threading.Thread(target=lambda a=a: out.__setitem__(a[0], run(a[0], a[1], args.duration, a[2], a[3])))
+               for a in agents]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"| agent | peak RSS (MiB) | CPU s in {args.duration:.0f} s | % of one core |")
+    print("|---|---|---|---|")
+    for name, *_ in agents:
+        n, rss, cpu, err = out[name]
+        if rss is None:
+            print(f"| {n} | – | – | {err} |")
+        else:
+            print(f"| {n} | {rss / 1024:.1f} | {cpu:.2f} | {100 * cpu / args.duration:.3f}% |")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

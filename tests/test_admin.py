@@ -1,0 +1,248 @@
+"""Running it for real: the admin server's /metrics, /health/* and /config, sd_notify, SIGHUP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import sonde_bin
+
+
+def get(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(url):
+    """Prometheus samples as {(name, frozenset(labels)): value}, parsed by prometheus-client."""
+    status, text = get(url + "/metrics")
+    assert status == 200
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def total(samples, name, **labels):
+    return sum(v for (n, l), v in samples.items() if n == name and all((k, v2) in l for k, v2 in labels.items()))
+
+
+def poll(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+HOST_JSON = """
+[agent]
+data_dir = "{tmp}"
+[sources.host]
+type = "host_metrics"
+interval = "{interval}"
+[exporters.out]
+type = "stdout"
+format = "json"
+batch = {{ max_age = "50ms" }}
+{extra}
+"""
+
+
+def test_metrics_count_what_was_produced_and_printed(run_agent, tmp_path):
+    # One scrape only (the first tick is immediate), so the counters can be compared exactly.
+    agent = run_agent(HOST_JSON.format(tmp=tmp_path, interval="1h", extra=""))
+    url = agent.admin_url()
+    printed = 0
+    for line in agent.lines(timeout=20):
+        req = json.loads(line)
+        for rm in req["resourceMetrics"]:
+            for sm in rm["scopeMetrics"]:
+                for m in sm["metrics"]:
+                    kind = next(k for k in ("gauge", "sum", "histogram") if k in m)
+                    printed += len(m[kind]["dataPoints"])
+        break
+    assert printed > 0
+    samples = poll(
+        lambda: (lambda s: s if total(s, "sonde_exporter_sent_items_total", exporter="out") == printed else None)(
+            scrape(url)
+        ),
+        10,
+        f"sent counter to reach the {printed} printed data points",
+    )
+    assert total(samples, "sonde_source_received_items_total", source="host") == printed
+    assert total(samples, "sonde_source_scrapes_total", source="host") == 1
+    assert total(samples, "sonde_exporter_dropped_items_total") == 0
+    assert samples[("sonde_buffer_bytes", frozenset({("exporter", "out")}))] == 0
+    assert samples[("process_resident_memory_bytes", frozenset())] > 1_000_000
+    assert samples[("process_open_fds", frozenset())] > 3
+    assert ("sonde_build_info", frozenset({("version", "0.1.0")})) in samples
+    assert agent.stop() == 0
+
+
+def test_health_live_and_ready_and_config(run_agent, tmp_path):
+    agent = run_agent(HOST_JSON.format(tmp=tmp_path, interval="1s", extra=""))
+    url = agent.admin_url()
+    poll(lambda: get(url + "/health/live")[0] == 200, 10, "live")
+    status, body = get(url + "/health/ready")
+    assert status == 200 and json.loads(body)["status"] == "ready", body
+    status, cfg = get(url + "/config")
+    assert status == 200 and 'type = "host_metrics"' in cfg
+    agent.stop()
+
+
+def test_readiness_flips_when_the_only_exporter_keeps_failing_and_recovers(tmp_path):
+    # stdout is a FIFO whose reader never reads: once it is full (64 KiB) every export times out.
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(fifo, os.O_WRONLY)
+    cfg = tmp_path / "fifo.toml"
+    cfg.write_text(
+        HOST_JSON.format(
+            tmp=tmp_path,
+            interval="100ms",
+            extra='timeout = "200ms"\nretry = { initial_backoff = "50ms", max_backoff = "200ms" }\n'
+            '[agent.health]\nunhealthy_after = "1s"\n',
+        ).replace("[agent]\n", '[agent]\nshutdown_timeout = "2s"\n', 1)
+    )
+    env = dict(os.environ, SONDE_ADMIN="127.0.0.1:0", SONDE_LOG="info")
+    proc = subprocess.Popen([sonde_bin(), "run", "--config", str(cfg)], stdout=wfd, stderr=subprocess.PIPE, env=env)
+    os.close(wfd)
+
+    def drain():
+        try:
+            while os.read(rfd, 1 << 16):
+                pass
+        except BlockingIOError:
+            pass
+
+    try:
+        def admin():
+            l = proc.stderr.readline().decode()
+            return json.loads(l)["address"] if "admin server listening" in l else None
+
+        url = "http://" + poll(admin, 10, "admin address")
+        status, body = poll(
+            lambda: (lambda r: r if r[0] == 503 and "exporter/out" in r[1] else None)(get(url + "/health/ready")),
+            30,
+            "503 naming the exporter",
+        )
+        problems = json.loads(body)["problems"]
+        assert any(p["component"] == "exporter/out" and "timed out" in p["reason"] for p in problems), body
+        # Drain the pipe: exports succeed again and readiness returns.
+        poll(lambda: drain() or get(url + "/health/ready")[0] == 200, 30, "ready again")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            drain()
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=5)
+        os.close(rfd)
+    assert proc.returncode == 0
+
+
+def test_sd_notify_ready_watchdog_stopping_in_order(run_agent, tmp_path):
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.5)
+    agent = run_agent(
+        HOST_JSON.format(tmp=tmp_path, interval="1s", extra=""),
+        env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "2000000"},
+    )
+    got = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any("WATCHDOG=1" in g for g in got):
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+    assert agent.stop() == 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("STOPPING=1" in g for g in got):
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+    sock.close()
+    first = lambda needle: next(i for i, g in enumerate(got) if needle in g)
+    assert "READY=1" in got[0] and "STATUS=running: 1 sources, 1 exporters" in got[0], got
+    assert first("READY=1") < first("WATCHDOG=1") < first("STOPPING=1"), got
+
+
+def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_on_error(run_agent, tmp_path):
+    agent = run_agent(HOST_JSON.format(tmp=tmp_path, interval="1s", extra=""))
+    url = agent.admin_url()
+    cfg_file = tmp_path / "sonde-0.toml"
+    # Invalid: the running config stays.
+    cfg_file.write_text(HOST_JSON.format(tmp=tmp_path, interval="soon", extra=""))
+    agent.proc.send_signal(signal.SIGHUP)
+    assert agent.wait_stderr("reload refused", timeout=10), agent.stderr_tail()
+    assert 'interval = "1s"' in get(url + "/config")[1]
+    # Valid: it takes.
+    cfg_file.write_text(HOST_JSON.format(tmp=tmp_path, interval="2s", extra=""))
+    agent.proc.send_signal(signal.SIGHUP)
+    assert agent.wait_stderr("configuration reloaded", timeout=15), agent.stderr_tail()
+    assert 'interval = "2s"' in get(url + "/config")[1]
+    samples = scrape(url)
+    assert total(samples, "sonde_config_reloads_total", result="success") == 1
+    assert total(samples, "sonde_config_reloads_total", result="failure") == 1
+    assert poll(lambda: get(url + "/health/ready")[0] == 200, 10, "ready after reload")
+    assert agent.stop() == 0
+
+
+def test_internal_metrics_flow_through_the_pipeline_as_otlp(run_agent, tmp_path):
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    agent = run_agent(
+        f"""
+[agent]
+data_dir = "{tmp_path}"
+[sources.self]
+type = "internal_metrics"
+interval = "300ms"
+[exporters.out]
+type = "stdout"
+format = "json"
+batch = {{ max_age = "20ms" }}
+"""
+    )
+    url = agent.admin_url()
+    seen = {}
+    for line in agent.lines(timeout=20):
+        req = ExportMetricsServiceRequest()
+        json_format.Parse(line, req)
+        for rm in req.resource_metrics:
+            res = {a.key: a.value.string_value for a in rm.resource.attributes}
+            assert res["service.name"] == "sonde"
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    seen[m.name] = m
+        sent = seen.get("sonde_exporter_sent_items_total")
+        if sent and any(p.as_int > 0 for p in sent.sum.data_points):
+            break
+    sent = seen["sonde_exporter_sent_items_total"]
+    assert sent.sum.is_monotonic and sent.sum.aggregation_temporality == 2
+    (point,) = [p for p in sent.sum.data_points if {a.key: a.value.string_value for a in p.attributes} == {"exporter": "out"}]
+    assert point.as_int > 0
+    assert seen["process_resident_memory_bytes"].gauge.data_points[0].as_int > 1_000_000
+    # The same counter is on /metrics, at least as high (it only grows).
+    assert total(scrape(url), "sonde_exporter_sent_items_total", exporter="out") >= point.as_int
+    assert agent.stop() == 0
