@@ -325,8 +325,10 @@ def test_backpressure_blocked_exporter_bounds_memory_and_loses_nothing(tmp_path)
             exporter_extra='buffer = { max_size = "2MiB" }\n',
         ).replace('batch = { max_age = "50ms" }', 'batch = { max_age = "50ms", max_bytes = "1MiB" }')
     )
+    env = dict(os.environ, SONDE_ADMIN="127.0.0.1:0")
     proc = subprocess.Popen(
         [sonde_bin(), "run", "--config", str(cfg)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
@@ -382,6 +384,20 @@ def start_as(args, uid):
         subprocess.Popen = orig
 
 
+def scrape(agent):
+    """The agent's counters from its admin /metrics: {(name, reason label or None): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(agent.admin_url() + "/metrics", timeout=5).read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, s.labels.get("reason"))] = out.get((s.name, s.labels.get("reason")), 0) + s.value
+    return out
+
+
 def test_bad_files_are_reported_and_the_good_one_still_tailed(tmp_path):
     root = Path(tempfile.mkdtemp(prefix="sonde-bad-"))
     try:
@@ -435,6 +451,13 @@ def test_bad_files_are_reported_and_the_good_one_still_tailed(tmp_path):
                     continue
                 assert needle in err, f"{needle!r} not in stderr: {agent.stderr_tail()}"
             assert agent.proc.poll() is None, "still running"
+            metrics = scrape(agent)
+            for reason in ("directory", "fifo"):
+                assert metrics.get(("sonde_file_skipped_paths_total", reason)) == 1, metrics
+            assert metrics.get(("sonde_file_long_lines_total", "truncated")) == 1, metrics
+            assert metrics.get(("sonde_file_invalid_text_records_total", None), 0) >= 1, metrics
+            if uid is not None:
+                assert metrics.get(("sonde_file_read_errors_total", "open"), 0) >= 1, metrics
             assert agent.stop() == 0, agent.stderr_tail()
             summary = json.loads(next(l for l in agent.stderr_lines if "file source stopped" in l))
             assert summary["long_lines_truncated"] == 1, summary
