@@ -542,3 +542,22 @@ def test_start_at_end_skips_existing_content_only_on_the_first_start(run_agent, 
     got = collect_until(agent, 1, 20)
     assert agent.stop() == 0, agent.stderr_tail()
     assert [b for _, b, _ in got] == ["old 4"]
+
+
+def test_fs_events_deliver_without_waiting_for_polls_or_scans(run_agent, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_text("first\n")
+    # Polls and scans 60 s apart: only file-system events can deliver within the deadlines.
+    cfg = config(tmp_path / "data", logs).replace('scan_interval = "100ms"', 'scan_interval = "60s"')
+    cfg = cfg.replace('poll_interval = "20ms"', 'poll_interval = "60s"')
+    agent = run_agent(cfg)
+    assert [b for _, b, _ in collect_until(agent, 1, 15)] == ["first"], agent.stderr_tail()
+    t0 = time.monotonic()
+    with open(logs / "a.log", "a") as f:
+        f.write("second\n")
+    assert [b for _, b, _ in collect_until(agent, 1, 5)] == ["second"]
+    (logs / "b.log").write_text("third\n")
+    assert [b for _, b, _ in collect_until(agent, 1, 5)] == ["third"]
+    assert time.monotonic() - t0 < 10
+    assert agent.stop() == 0, agent.stderr_tail()

@@ -21,6 +21,9 @@ pub struct FileSourceConfig {
     pub scan_interval: Duration,
     /// How long to wait before reading again once every open file is at its end.
     pub poll_interval: Duration,
+    /// Also wake up on file-system events (inotify): lines arrive without waiting for the next
+    /// poll, new and rotated files are found without waiting for the next scan.
+    pub fs_events: bool,
     /// How many leading bytes identify a file (hashed). Files whose first bytes are equal are
     /// taken for one file; shorter files are identified by what they have plus their inode.
     pub fingerprint_bytes: usize,
@@ -63,6 +66,7 @@ impl Default for FileSourceConfig {
             start_at: StartAt::End,
             scan_interval: Duration::from_secs(1),
             poll_interval: Duration::from_millis(200),
+            fs_events: true,
             fingerprint_bytes: 1024,
             max_open_files: 1024,
             max_line_length: ByteSize::mib(1),

@@ -92,6 +92,17 @@ impl Discover {
         })
     }
 
+    /// The literal base directory of every pattern (where new files appear).
+    pub fn bases(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.include.iter().map(|p| {
+            if p.depth == Some(0) {
+                p.base.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                p.base.clone()
+            }
+        })
+    }
+
     /// Walks every pattern. Files go to `found` (each path once), matching non-files to
     /// `skipped`, walk failures to `errors`.
     pub fn scan(

@@ -16,7 +16,8 @@
 //!
 //! Modules: [`discover`] (globbing), [`fingerprint`] (identity), [`reader`] (lines, encodings,
 //! multi-line), [`parse`] (JSON), [`encode`] (OTLP encoding), [`checkpoint`] (positions and
-//! their atomic persistence), [`tailer`] (the thread).
+//! their atomic persistence), [`watch`] (inotify wake-ups and the stop signal), [`tailer`] (the
+//! thread).
 
 pub mod checkpoint;
 pub mod discover;
@@ -25,6 +26,7 @@ pub mod fingerprint;
 pub mod parse;
 pub mod reader;
 pub mod tailer;
+pub mod watch;
 
 use super::SourceContext;
 use crate::metrics::{Counter, Gauge, Registry};
@@ -38,10 +40,11 @@ use sonde_exporters::{Ack, Batch, Signal};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tailer::{Outgoing, Settings, Stop, Tailer};
+use tailer::{Outgoing, Settings, Tailer};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{info, warn};
+use watch::Stop;
 
 /// How long a stopping source waits for the acknowledgements of what it already sent, so a
 /// graceful stop leaves nothing to read again.
@@ -258,6 +261,7 @@ fn settings(cfg: &FileSourceConfig, first_start: bool) -> anyhow::Result<Setting
         json: cfg.json.clone(),
         include_file_name: cfg.include_file_name,
         include_file_path: cfg.include_file_path,
+        fs_events: cfg.fs_events,
         batch_bytes: BATCH_BYTES,
         batch_items: BATCH_ITEMS,
     })
@@ -336,7 +340,10 @@ async fn run(
                 }
             }
             msg = rx.recv(), if sending.is_none() => {
-                let Some(out) = msg else { break };
+                let Some(out) = msg else {
+                    tracing::error!(source = name, "the tailer thread stopped unexpectedly; no more lines are read");
+                    break;
+                };
                 sending = start_send(&cx, &tracker, &acked, out);
             }
             _ = tick.tick() => persist.run().await,

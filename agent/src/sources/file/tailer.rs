@@ -12,7 +12,8 @@
 //!
 //! Lifetime. A file that no longer matches the patterns (renamed away, deleted) is read to its
 //! end and closed once nothing was appended for `rotate_wait`; its last, unterminated line is
-//! then emitted too. Closed files are remembered (for their checkpoint) for a day.
+//! then emitted too. Closed files are remembered (for their checkpoint) until no scan has seen
+//! them for 15 minutes.
 
 use super::checkpoint::{Entry, Tracker};
 use super::discover::{Candidate, Discover};
@@ -20,6 +21,7 @@ use super::encode::{encode_attribute, Encoder};
 use super::fingerprint::{has_compressed_extension, is_compressed, read_prefix, Fingerprint};
 use super::parse;
 use super::reader::{Decoder, LineConfig, Multiline, MultilineConfig, Newline, RawLine, Splitter};
+use super::watch::{Stop, Waiter, Woken};
 use super::Counters;
 use bytes::Bytes;
 use sonde_config::{FileFormat, JsonFieldsConfig};
@@ -28,13 +30,15 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-/// Closed files not matched by any scan for this long are forgotten.
-const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Closed files not matched by any scan for this long are forgotten (with their checkpoint):
+/// their file is gone (deleted, or moved out of the patterns). Long enough for a copy of it to
+/// show up, short enough that frequent rotation does not grow the checkpoint file.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Remembered paths for "said once" warnings; the set is cleared when it grows past this.
 const MAX_WARNED: usize = 10_000;
 
@@ -66,38 +70,11 @@ pub struct Settings {
     pub json: JsonFieldsConfig,
     pub include_file_name: bool,
     pub include_file_path: bool,
+    /// Wake on file-system events (inotify) besides polling.
+    pub fs_events: bool,
     /// A batch is handed on at this many record bytes or records.
     pub batch_bytes: usize,
     pub batch_items: u64,
-}
-
-/// Lets the async side wake the tailer from its idle wait and tell it to stop.
-#[derive(Clone, Default)]
-pub struct Stop(Arc<(Mutex<bool>, Condvar)>);
-
-impl Stop {
-    pub fn stop(&self) {
-        let (m, c) = &*self.0;
-        *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        c.notify_all();
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        *self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sleeps up to `d`; true when stopped.
-    fn wait(&self, d: Duration) -> bool {
-        let (m, c) = &*self.0;
-        let guard = m.lock().unwrap_or_else(|p| p.into_inner());
-        if *guard {
-            return true;
-        }
-        match c.wait_timeout(guard, d) {
-            Ok((g, _)) => *g,
-            Err(p) => *p.into_inner().0,
-        }
-    }
 }
 
 /// One file the tailer knows, open or closed.
@@ -199,6 +176,10 @@ pub struct Tailer {
     tracker: Arc<Mutex<Tracker>>,
     c: Counters,
     stop: Stop,
+    waiter: Waiter,
+    /// The last scan found empty matching files: a write event may be their first content.
+    empty_seen: bool,
+    last_scan: Instant,
     /// Paths already warned about (skipped, unreadable), so each is said once.
     warned: HashSet<(PathBuf, &'static str)>,
 }
@@ -247,6 +228,7 @@ impl Tailer {
             files.push(t);
         }
         let buf = vec![0; s.read_buffer];
+        let waiter = Waiter::new(stop.clone(), s.fs_events);
         Tailer {
             s,
             discover,
@@ -260,6 +242,9 @@ impl Tailer {
             tracker,
             c,
             stop,
+            waiter,
+            empty_seen: false,
+            last_scan: Instant::now(),
             warned: HashSet::new(),
         }
     }
@@ -287,8 +272,15 @@ impl Tailer {
             self.send(tx)?;
             if !progressed {
                 let until_scan = next_scan.saturating_duration_since(Instant::now());
-                if self.stop.wait(self.s.poll_interval.min(until_scan)) {
-                    break;
+                match self.waiter.wait(self.s.poll_interval.min(until_scan)) {
+                    Woken::Stopped => break,
+                    Woken::Changed => *next_scan = Instant::now(),
+                    // A new file is created empty, then written: its write is the news. Scans
+                    // for that are spaced at least 100 ms apart.
+                    Woken::Modified if self.empty_seen => {
+                        *next_scan = (self.last_scan + Duration::from_millis(100)).min(*next_scan)
+                    }
+                    Woken::Modified | Woken::Timeout => {}
                 }
             }
         }
@@ -313,6 +305,8 @@ impl Tailer {
         self.gen += 1;
         let gen = self.gen;
         let now = Instant::now();
+        self.last_scan = now;
+        self.empty_seen = false;
         let (mut found, mut skipped, mut errors) = (vec![], vec![], vec![]);
         self.discover.scan(&mut found, &mut skipped, &mut errors);
         for (path, why) in skipped {
@@ -329,6 +323,13 @@ impl Tailer {
             let n = found.len();
             found.rotate_left((gen as usize) % n);
         }
+        // Watch the directories that hold matching files, and where new ones would appear.
+        let dirs = found
+            .iter()
+            .filter_map(|c| c.path.parent().map(Path::to_path_buf))
+            .chain(self.discover.bases())
+            .collect();
+        self.waiter.set_dirs(dirs);
         let mut deferred = 0usize;
         for cand in found {
             if let Some(t) = self
@@ -347,7 +348,9 @@ impl Tailer {
                 continue;
             }
             if cand.size == 0 {
-                continue; // Nothing to identify it by yet; read from the start once it has.
+                // Nothing to identify it by yet; read from the start once it has.
+                self.empty_seen = true;
+                continue;
             }
             let name = cand.path.to_string_lossy();
             if has_compressed_extension(&name) {
@@ -404,7 +407,12 @@ impl Tailer {
 
     fn skip(&mut self, path: &Path, reason: &'static str) {
         if self.warn_once(path, reason) {
-            warn!(path = %path.display(), reason, "matching path is not tailed");
+            if reason == "compressed" {
+                // Rotated and compressed logs are expected next to the live ones.
+                debug!(path = %path.display(), reason, "matching path is not tailed");
+            } else {
+                warn!(path = %path.display(), reason, "matching path is not tailed");
+            }
             self.c.skipped(reason).inc();
         }
     }
@@ -415,10 +423,11 @@ impl Tailer {
         let file = match open(&cand.path) {
             Ok(f) => f,
             Err(e) => {
+                // Counted and said once per path; retried on every scan.
                 if self.warn_once(&cand.path, "open") {
                     warn!(path = %cand.path.display(), error = %e, "cannot open file; it is not tailed until it can be");
+                    self.c.read_errors_open.inc();
                 }
-                self.c.read_errors_open.inc();
                 return true;
             }
         };
@@ -458,8 +467,8 @@ impl Tailer {
         if let Err(e) = res {
             if self.warn_once(&cand.path, "read") {
                 warn!(path = %cand.path.display(), error = %e, "cannot read file");
+                self.c.read_errors_read.inc();
             }
-            self.c.read_errors_read.inc();
             return true;
         }
         if prefix.is_empty() {
