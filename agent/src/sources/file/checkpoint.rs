@@ -210,7 +210,6 @@ impl Tracker {
     }
 
     /// The delivered offset of a file.
-    #[cfg(test)]
     pub fn offset(&self, id: u64) -> Option<u64> {
         self.entries.get(&id).map(|e| e.offset)
     }

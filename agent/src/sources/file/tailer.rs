@@ -99,6 +99,8 @@ struct Tracked {
     /// Offset after the last line split off (the start of the next one).
     line_end: u64,
     at_eof: bool,
+    /// Gone and read to the end: its last line went out; waiting for delivery to close it.
+    finished: bool,
     last_data: Instant,
     splitter: Splitter,
     multi: Multiline,
@@ -216,6 +218,7 @@ impl Tailer {
                 reported: e.offset,
                 line_end: e.offset,
                 at_eof: false,
+                finished: false,
                 last_data: now,
                 splitter: Splitter::default(),
                 multi: Multiline::default(),
@@ -519,6 +522,7 @@ impl Tailer {
             t.read_pos = t.emitted;
             t.line_end = t.emitted;
             t.at_eof = false;
+            t.finished = false;
             t.last_data = now;
             t.splitter.reset();
             t.multi.reset();
@@ -557,6 +561,7 @@ impl Tailer {
             reported: start,
             line_end: start,
             at_eof: false,
+            finished: false,
             last_data: now,
             splitter: Splitter::default(),
             multi: Multiline::default(),
@@ -655,6 +660,7 @@ impl Tailer {
             lock(&self.tracker).upsert(t.id, t.fp, t.dev, t.ino, &t.path, t.emitted);
         }
         t.at_eof = false;
+        t.finished = false;
         t.last_data = Instant::now();
         self.c.read_bytes.add(n as u64);
         let pos = t.read_pos;
@@ -709,6 +715,7 @@ impl Tailer {
             reported: 0,
             line_end: 0,
             at_eof: false,
+            finished: false,
             last_data: now,
             splitter: Splitter::default(),
             multi: Multiline::default(),
@@ -755,10 +762,20 @@ impl Tailer {
                 });
             }
             if t.gone && t.at_eof && now.duration_since(t.last_data) >= rotate_wait {
-                sink.finish(t);
-                t.file = None;
-                finished += 1;
-                debug!(path = %t.path.display(), offset = t.emitted, "finished reading rotated or deleted file; closed");
+                if !t.finished {
+                    sink.finish(t);
+                    t.finished = true;
+                }
+                // Closed only once its lines are delivered: a deleted file exists only through
+                // this descriptor, and a crash before delivery must be able to read it again.
+                if lock(&self.tracker)
+                    .offset(t.id)
+                    .is_none_or(|d| d >= t.emitted)
+                {
+                    t.file = None;
+                    finished += 1;
+                    debug!(path = %t.path.display(), offset = t.emitted, "finished reading rotated or deleted file; closed");
+                }
             }
         }
         if finished > 0 {
