@@ -596,3 +596,21 @@ def test_fs_events_deliver_without_waiting_for_polls_or_scans(run_agent, tmp_pat
     assert [b for _, b, _ in collect_until(agent, 1, 5)] == ["third"]
     assert time.monotonic() - t0 < 10
     assert agent.stop() == 0, agent.stderr_tail()
+
+
+def test_max_open_files_takes_turns_and_reads_everything(run_agent, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for k in range(6):
+        (logs / f"f{k}.log").write_text("".join(f"f{k} {i}\n" for i in range(100)))
+    agent = run_agent(config(tmp_path / "data", logs, extra="max_open_files = 2"))
+    got = collect_until(agent, 600, 30)
+    metrics = scrape(agent)
+    assert agent.stop() == 0, agent.stderr_tail()
+    assert metrics[("sonde_file_deferred_opens_total", None)] >= 4, metrics
+    assert metrics[("sonde_file_open_files", None)] <= 2, metrics
+    bodies = [b for _, b, _ in got]
+    assert sorted(bodies) == sorted(f"f{k} {i}" for k in range(6) for i in range(100))
+    for k in range(6):
+        mine = [int(b.split()[1]) for b in bodies if b.startswith(f"f{k} ")]
+        assert mine == sorted(mine), f"f{k} out of order"

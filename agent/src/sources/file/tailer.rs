@@ -11,8 +11,9 @@
 //! read from its beginning (or, on the very first start, from its end when `start_at = "end"`).
 //!
 //! Lifetime. A file that no longer matches the patterns (renamed away, deleted) is read to its
-//! end and closed once nothing was appended for `rotate_wait`; its last, unterminated line is
-//! then emitted too. Closed files are remembered (for their checkpoint) until no scan has seen
+//! end; once nothing was appended for `rotate_wait` its last, unterminated line is emitted too,
+//! and it is closed when its lines are delivered (a deleted file exists only through our
+//! descriptor: closing it earlier would let a crash lose the lines still in flight). Closed files are remembered (for their checkpoint) until no scan has seen
 //! them for 15 minutes.
 
 use super::checkpoint::{Entry, Tracker};
