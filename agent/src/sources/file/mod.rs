@@ -407,15 +407,33 @@ fn start_send(
     let batch =
         Batch::from_trusted(Signal::Logs, payload, items, cx.name.clone()).with_ack(ack.clone());
     let router = cx.router.clone();
+    // Dropped before every buffer took the batch (a stop): the batch is not delivered.
+    let guard = AbandonOnDrop(Some(ack));
     Some(Box::pin(async move {
-        match router.send(batch, Wait::Forever).await {
-            Ok(_) => true,
-            Err(_) => {
-                ack.abandon();
-                false
-            }
+        let sent = router.send(batch, Wait::Forever).await.is_ok();
+        if sent {
+            guard.disarm();
         }
+        sent
     }))
+}
+
+/// Abandons an acknowledgement unless disarmed.
+struct AbandonOnDrop(Option<Ack>);
+
+impl AbandonOnDrop {
+    fn disarm(mut self) {
+        // Let the token go without abandoning it.
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            a.abandon();
+        }
+    }
 }
 
 /// Writes the checkpoint file when positions changed.

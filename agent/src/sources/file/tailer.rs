@@ -687,7 +687,8 @@ impl Tailer {
         let Some(file) = old.file.take() else {
             return;
         };
-        let discarded = old.splitter.buffered() as u64 + old.read_pos.saturating_sub(old.line_end);
+        // Read but not delivered: an unfinished line, a waiting multi-line record.
+        let discarded = old.read_pos.saturating_sub(old.emitted);
         old.splitter.reset();
         old.multi.reset();
         old.read_pos = old.emitted;
