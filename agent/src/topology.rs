@@ -95,6 +95,7 @@ pub async fn start(
             router: router.clone(),
             shutdown: stop_sources.child_token(),
             metrics: metrics.clone(),
+            data_dir: config.agent.data_dir.clone(),
         };
         let task = sources::build(scfg, cx)
             .await

@@ -5,6 +5,7 @@
 //! and has no behaviour. The other crates take the typed [`Config`] and build from it.
 
 pub mod error;
+pub mod file;
 pub mod interpolate;
 pub mod load;
 pub mod otlp;

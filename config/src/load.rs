@@ -345,6 +345,7 @@ impl Loader<'_> {
         let value = toml::Value::Table(table);
         match ty.as_str() {
             "host_metrics" => self.typed(value, &at).map(SourceConfig::HostMetrics),
+            "file" => self.typed(value, &at).map(SourceConfig::File),
             "internal_metrics" => self.typed(value, &at).map(SourceConfig::InternalMetrics),
             _ => None,
         }
@@ -515,6 +516,17 @@ impl Loader<'_> {
             let interval = match source {
                 SourceConfig::HostMetrics(h) => Some(h.interval),
                 SourceConfig::InternalMetrics(i) => Some(i.interval),
+                SourceConfig::File(f) => {
+                    for (k, message) in crate::file::validate(f) {
+                        let mut path = vec![key("sources"), key(name)];
+                        path.extend(k.iter().map(|s| match s.parse::<usize>() {
+                            Ok(i) => Seg::Index(i),
+                            Err(_) => key(s),
+                        }));
+                        self.error(&path, message);
+                    }
+                    None
+                }
             };
             if interval.is_some_and(|i| i.get() < std::time::Duration::from_millis(100)) {
                 self.error(
@@ -587,6 +599,7 @@ impl Config {
         for (name, s) in &self.sources {
             let mut t = match s {
                 SourceConfig::HostMetrics(c) => to_table(c),
+                SourceConfig::File(c) => to_table(c),
                 SourceConfig::InternalMetrics(c) => to_table(c),
             };
             t.insert("type".into(), s.type_name().into());

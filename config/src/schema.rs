@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use crate::file::*;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -219,16 +221,18 @@ impl std::fmt::Display for Signal {
 pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
     InternalMetrics(InternalMetricsConfig),
+    File(FileSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
-    pub const TYPES: &'static [&'static str] = &["host_metrics", "internal_metrics"];
+    pub const TYPES: &'static [&'static str] = &["host_metrics", "internal_metrics", "file"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::HostMetrics(_) => "host_metrics",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
+            SourceConfig::File(_) => "file",
         }
     }
 
@@ -236,6 +240,7 @@ impl SourceConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
+            SourceConfig::File(_) => &[Signal::Logs],
         }
     }
 }

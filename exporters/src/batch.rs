@@ -1,5 +1,6 @@
 //! The pipeline's currency: an encoded OTLP export request with its signal and item count.
 
+use crate::ack::Ack;
 use crate::wire;
 use bytes::Bytes;
 pub use sonde_config::Signal;
@@ -17,6 +18,9 @@ pub struct Batch {
     pub items: u64,
     /// The source that produced it (used by the router to honour `inputs`).
     pub source: Arc<str>,
+    /// Told when every buffer that took this batch has finished with it (see [`Ack`]); `None`
+    /// for sources that do not track delivery.
+    pub ack: Option<Ack>,
 }
 
 impl Batch {
@@ -28,6 +32,7 @@ impl Batch {
             payload,
             items,
             source,
+            ack: None,
         })
     }
 
@@ -38,7 +43,14 @@ impl Batch {
             payload,
             items,
             source,
+            ack: None,
         }
+    }
+
+    /// Attaches an acknowledgement token (shared by every clone of the batch).
+    pub fn with_ack(mut self, ack: Ack) -> Batch {
+        self.ack = Some(ack);
+        self
     }
 
     pub fn len_bytes(&self) -> usize {

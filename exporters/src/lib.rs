@@ -4,6 +4,7 @@
 //! An exporter never knows about sources: it receives batches from an export worker and says
 //! whether each one went out, failed for good, or should be retried.
 
+pub mod ack;
 pub mod batch;
 pub mod exporter;
 pub mod otlp;
@@ -11,6 +12,7 @@ pub mod stdout;
 pub mod telemetry;
 pub mod wire;
 
+pub use ack::Ack;
 pub use batch::{Batch, Signal};
 pub use exporter::{BoxFuture, DynExporter, ExportError, ExportOutcome, Exporter};
 pub use telemetry::Telemetry;

@@ -54,7 +54,17 @@ pub enum Pushed {
 /// A batch in the buffer, holding its share of the buffer's space until finished with.
 pub struct Queued {
     pub batch: Batch,
-    hold: Hold,
+    /// `None` once acked.
+    hold: Option<Hold>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        // Dropped without `ack`: interrupted (shutdown), so the source must not count it done.
+        if let Some(a) = self.batch.ack.take() {
+            a.abandon();
+        }
+    }
 }
 
 enum Hold {
@@ -67,11 +77,13 @@ enum Hold {
 
 impl Queued {
     /// Marks the batch as finished with (exported, or given up on and counted). A batch dropped
-    /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time.
-    pub fn ack(self) {
-        match self.hold {
-            Hold::Memory { .. } => {}
-            Hold::Disk(t) => t.ack(),
+    /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time,
+    /// and its source's [`sonde_exporters::Ack`] hears it was not finished.
+    pub fn ack(mut self) {
+        // Finished: let the source's token go without abandoning it.
+        self.batch.ack = None;
+        if let Some(Hold::Disk(t)) = self.hold.take() {
+            t.ack();
         }
     }
 }
@@ -138,7 +150,7 @@ impl BufferReceiver {
             ReceiverKind::Memory(rx) => rx.recv().await,
             ReceiverKind::Disk(rx) => rx.recv().await.map(|(batch, t)| Queued {
                 batch,
-                hold: Hold::Disk(t),
+                hold: Some(Hold::Disk(t)),
             }),
         }
     }
@@ -301,14 +313,14 @@ impl MemorySender {
         self.gauges.items.add(items);
         let queued = Queued {
             batch,
-            hold: Hold::Memory {
+            hold: Some(Hold::Memory {
                 _hold: MemoryHold {
                     _permit: permit,
                     gauges: self.gauges.clone(),
                     bytes,
                     items,
                 },
-            },
+            }),
         };
         self.tx.send(queued).await.map_err(|_| PushError::Closed)?;
         Ok(Pushed::Queued)

@@ -4,6 +4,7 @@
 //!
 //! Everything a source needs arrives in its [`SourceContext`]; no globals.
 
+pub mod file;
 pub mod host_metrics;
 pub mod internal_metrics;
 
@@ -13,6 +14,7 @@ use crate::pipeline::router::Router;
 use sonde_config::SourceConfig;
 use sonde_exporters::Batch;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,8 @@ pub struct SourceContext {
     pub router: Router,
     pub shutdown: CancellationToken,
     pub metrics: Registry,
+    /// `agent.data_dir`: where a source keeps its state (e.g. file checkpoints).
+    pub data_dir: PathBuf,
 }
 
 impl SourceContext {
@@ -65,6 +69,7 @@ pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> anyhow::Result<SourceTask> {
     match cfg {
         SourceConfig::HostMetrics(c) => Ok(Box::pin(host_metrics::run(c.clone(), cx))),
+        SourceConfig::File(c) => Ok(Box::pin(file::build(c, cx)?)),
         SourceConfig::InternalMetrics(c) => Ok(Box::pin(internal_metrics::run(c.clone(), cx))),
     }
 }

@@ -1,0 +1,278 @@
+//! File source throughput and steady-state cost, through the real pipeline (router, buffer,
+//! export worker) to a null exporter that accepts everything.
+//!
+//! `cargo bench -p sonde --bench file_source -- [throughput|steady] [--size-mib N] [--rate N]`
+//!
+//! - throughput: a pre-written file of 200-byte lines (1 GiB by default) is read from the
+//!   beginning; prints lines/s and MB/s, and MB/s per core (bytes / CPU seconds of the process).
+//! - steady: a writer in a child process appends 200-byte lines at `--rate` lines/s (default
+//!   10k) for 10 s; prints the agent's CPU per 10k lines/s.
+
+#![allow(clippy::unwrap_used)] // a benchmark: failing loudly is right
+
+use sonde::metrics::Registry;
+use sonde::pipeline::{buffer, router, worker};
+use sonde::sources::{file, SourceContext};
+use sonde_config::{BufferConfig, ByteSize, FileSourceConfig, RetryConfig, StartAt};
+use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const LINE: usize = 200;
+
+struct Null;
+
+impl Exporter for Null {
+    fn export<'a>(&'a self, _b: &'a Batch) -> BoxFuture<'a, Result<ExportOutcome, ExportError>> {
+        Box::pin(async { Ok(ExportOutcome::default()) })
+    }
+}
+
+/// CPU seconds (user + system) of this process, or of `pid`.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn line(i: u64) -> Vec<u8> {
+    let mut l =
+        format!("{i:012} 2024-05-01T12:00:00.000Z INFO service=checkout msg=\"request handled\" ")
+            .into_bytes();
+    l.resize(LINE - 1, b'x');
+    l.push(b'\n');
+    l
+}
+
+fn write_file(path: &Path, bytes: u64) -> u64 {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let n = bytes / LINE as u64;
+    for i in 0..n {
+        f.write_all(&line(i)).unwrap();
+    }
+    f.flush().unwrap();
+    n
+}
+
+/// Starts the pipeline and the file source on `dir/*.log`; returns the registry to watch.
+async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry {
+    let metrics = Registry::default();
+    let bcfg = BufferConfig {
+        max_size: ByteSize::mib(64),
+        ..Default::default()
+    };
+    let (tx, rx) = buffer::channel("null", &bcfg, &metrics);
+    let wcfg = worker::WorkerConfig {
+        name: "null".into(),
+        batch: Default::default(),
+        timeout: Duration::from_secs(10),
+        retry: RetryConfig::default(),
+        concurrency: 1,
+        health: Default::default(),
+    };
+    tokio::spawn(worker::run(
+        wcfg,
+        Arc::new(Null),
+        rx,
+        metrics.clone(),
+        CancellationToken::new(),
+    ));
+    let router = router::Router::new(vec![router::Route {
+        exporter: "null".into(),
+        inputs: None,
+        signals: vec![sonde_exporters::Signal::Logs],
+        buffer: tx,
+    }]);
+    let cfg = FileSourceConfig {
+        include: vec![format!("{}/*.log", dir.display())],
+        start_at: StartAt::Beginning,
+        poll_interval: sonde_config::Duration::from_millis(50),
+        ..Default::default()
+    };
+    let cx = SourceContext {
+        name: "bench".into(),
+        router,
+        shutdown,
+        metrics: metrics.clone(),
+        data_dir: data.to_path_buf(),
+    };
+    tokio::spawn(file::build(&cfg, cx).unwrap());
+    metrics
+}
+
+fn sent(m: &Registry) -> u64 {
+    m.counter_sum("sonde_exporter_sent_items_total", &[])
+}
+
+fn throughput(size_mib: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let n = write_file(&logs.join("big.log"), size_mib << 20);
+    // Warm the page cache, as a tailer reading recently written logs finds it.
+    let _ = std::fs::read(logs.join("big.log")).map(|v| v.len());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stop = CancellationToken::new();
+        let cpu0 = cpu_seconds(None);
+        let t0 = Instant::now();
+        let m = start(&logs, &tmp.path().join("data"), stop.clone()).await;
+        while sent(&m) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(None) - cpu0;
+        let bytes = (n * LINE as u64) as f64;
+        println!(
+            "throughput: {n} lines ({:.0} MiB) in {wall:.2} s: {:.0} lines/s, {:.0} MB/s; CPU {cpu:.2} s ({:.2} cores): {:.0} MB/s per core, {:.0} lines/s per core",
+            bytes / (1 << 20) as f64,
+            n as f64 / wall,
+            bytes / 1e6 / wall,
+            cpu / wall,
+            bytes / 1e6 / cpu,
+            n as f64 / cpu,
+        );
+        stop.cancel();
+    });
+}
+
+fn steady(rate: u64, secs: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let path = logs.join("app.log");
+    std::fs::write(&path, line(0)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stop = CancellationToken::new();
+        let m = start(&logs, &tmp.path().join("data"), stop.clone()).await;
+        while sent(&m) < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args(["writer", &path.display().to_string(), &rate.to_string(), &secs.to_string()])
+            .spawn()
+            .unwrap();
+        // Skip the first second, then measure.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (cpu0, n0, t0) = (cpu_seconds(None), sent(&m), Instant::now());
+        tokio::time::sleep(Duration::from_secs(secs - 2)).await;
+        let (cpu, n, wall) = (cpu_seconds(None) - cpu0, sent(&m) - n0, t0.elapsed().as_secs_f64());
+        let _ = child.wait();
+        let rate_seen = n as f64 / wall;
+        println!(
+            "steady: {rate_seen:.0} lines/s delivered; agent CPU {:.2}% of a core; {:.3}% of a core per 10k lines/s",
+            cpu / wall * 100.0,
+            cpu / wall * 100.0 / (rate_seen / 10_000.0)
+        );
+        stop.cancel();
+    });
+}
+
+/// The child: appends `rate` lines/s to `path` for `secs` s, in 10 ms steps.
+fn writer(path: &str, rate: u64, secs: u64) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    let per_step = (rate / 100).max(1);
+    let start = Instant::now();
+    let mut i = 1;
+    let mut step = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let mut buf = Vec::with_capacity(per_step as usize * LINE);
+        for _ in 0..per_step {
+            buf.extend_from_slice(&line(i));
+            i += 1;
+        }
+        f.write_all(&buf).unwrap();
+        step += 1;
+        let next = start + Duration::from_millis(step * 10);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Hand-encoding versus building prost structs, for the same text records.
+fn encode() {
+    use file::encode::{encode_attribute, kv_str, Encoder};
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let lines: Vec<String> = (0..100_000)
+        .map(|i| String::from_utf8(line(i)).unwrap().trim_end().to_string())
+        .collect();
+    let attrs = encode_attribute("log.file.name", "app.log");
+    let res = Resource::default();
+    let scope = InstrumentationScope::default();
+    for (name, prost) in [("hand", false), ("prost", true)] {
+        let mut enc = Encoder::new(&res, &scope, 1 << 20);
+        let t0 = Instant::now();
+        let mut total = 0usize;
+        for _ in 0..20 {
+            for l in &lines {
+                if prost {
+                    enc.push_record(&LogRecord {
+                        observed_time_unix_nano: 1,
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(l.clone())),
+                        }),
+                        attributes: vec![kv_str("log.file.name", "app.log")],
+                        ..Default::default()
+                    });
+                } else {
+                    enc.push_text(0, 1, l, &attrs);
+                }
+                if enc.len() >= 1 << 20 {
+                    total += enc.finish().map(|(b, _)| b.len()).unwrap_or(0);
+                }
+            }
+        }
+        total += enc.finish().map(|(b, _)| b.len()).unwrap_or(0);
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "encode {name}: {:.0} records/s, {:.0} MB/s of output",
+            2_000_000.0 / secs,
+            total as f64 / 1e6 / secs
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    match args.first().map(String::as_str) {
+        Some("writer") => writer(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap()),
+        Some("encode") => encode(),
+        Some("steady") => steady(flag("--rate", 10_000), 10),
+        Some("throughput") => throughput(flag("--size-mib", 1024)),
+        _ => {
+            throughput(flag("--size-mib", 1024));
+            steady(flag("--rate", 10_000), 10);
+        }
+    }
+}
