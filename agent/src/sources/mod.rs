@@ -6,6 +6,7 @@
 
 pub mod host_metrics;
 pub mod internal_metrics;
+pub mod otlp;
 
 use crate::metrics::Registry;
 use crate::pipeline::router::Router;
@@ -34,5 +35,6 @@ pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> anyhow::Result<Sour
     match cfg {
         SourceConfig::HostMetrics(c) => Ok(Box::pin(host_metrics::run(c.clone(), cx))),
         SourceConfig::InternalMetrics(c) => Ok(Box::pin(internal_metrics::run(c.clone(), cx))),
+        SourceConfig::Otlp(c) => Ok(otlp::build(c, cx).await?),
     }
 }
