@@ -4,7 +4,7 @@
 //!
 //! Answers: success is the empty `Export*ServiceResponse` (zero bytes) with `grpc-status: 0`.
 //! Refusals are trailers-only responses with the code of their [`Reason`]; throttling ones carry
-//! a `google.rpc.RetryInfo` in `grpc-status-details-bin`. tonic's own refusals (bad framing,
+//! a `google.rpc.RetryInfo` in `grpc-status-details-bin` (and in `google.rpc.retryinfo-bin`). tonic's own refusals (bad framing,
 //! corrupt compressed data, a message over the limit, an unknown `grpc-encoding`) are mapped to
 //! the same reasons, so they get the codes the OTLP spec wants (tonic says `INTERNAL` and
 //! `OUT_OF_RANGE` there, which OTLP clients would retry forever) and are counted alike.
@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tonic::body::Body;
 use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -144,9 +145,16 @@ fn refusal(rx: &Receiver, r: &Refusal) -> http::Response<Body> {
     rx.refused(Transport::Grpc, r);
     let code = r.reason.grpc_code();
     let status = if r.reason.throttles() {
-        let details = status::rpc_status(code as i32, &r.message, Some(rx.limits.retry_after))
-            .encode_to_vec();
-        Status::with_details(code, r.message.clone(), details.into())
+        let delay = rx.limits.retry_after;
+        let details = status::rpc_status(code as i32, &r.message, Some(delay)).encode_to_vec();
+        // The hint twice: in the standard details, and as the `google.rpc.retryinfo-bin`
+        // trailer, which is where some SDKs (OpenTelemetry Python) look for it.
+        let mut metadata = MetadataMap::new();
+        metadata.insert_bin(
+            "google.rpc.retryinfo-bin",
+            MetadataValue::from_bytes(&status::retry_info(delay).encode_to_vec()),
+        );
+        Status::with_details_and_metadata(code, r.message.clone(), details.into(), metadata)
     } else {
         Status::new(code, r.message.clone())
     };

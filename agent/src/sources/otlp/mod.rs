@@ -501,37 +501,71 @@ pub enum BuildError {
 /// Reads the token and certificates, binds the listeners, and returns the task that serves them
 /// until `cx.shutdown`. Nothing is served unless everything could be set up.
 pub async fn build(cfg: &OtlpSourceConfig, cx: SourceContext) -> Result<SourceTask, BuildError> {
-    let auth = cfg
-        .auth
-        .as_ref()
-        .map(|a| auth::BearerAuth::from_file(&a.bearer_token_file))
-        .transpose()?;
-    let mut listeners = Vec::new();
-    for (transport, listen, alpn) in [
-        (Transport::Grpc, cfg.grpc, &[&b"h2"[..]][..]),
-        (
-            Transport::Http,
-            cfg.http,
-            &[&b"h2"[..], &b"http/1.1"[..]][..],
-        ),
-    ] {
-        let Some(addr) = listen.addr() else { continue };
-        let tls = cfg
-            .tls
-            .as_ref()
-            .map(|t| tls::server_config(t, alpn))
-            .transpose()?;
-        listeners.push(server::Listener::bind(transport, addr, tls).await?);
-    }
-    for l in &listeners {
-        info!(source = %cx.name, transport = l.transport.as_str(), address = %l.local_addr,
-            tls = l.tls(), auth = cfg.auth.is_some(), "OTLP/{} listening", l.transport.label());
-    }
-    let rx = Arc::new(Receiver::new(cfg, &cx, auth));
-    Ok(Box::pin(server::run(
-        listeners,
-        rx,
-        cfg.max_connections,
-        cx.shutdown.clone(),
-    )))
+    Ok(Bound::bind(cfg, cx).await?.task())
 }
+
+/// A receiver whose listeners are bound but not yet serving.
+pub struct Bound {
+    listeners: Vec<server::Listener>,
+    rx: Arc<Receiver>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+}
+
+impl Bound {
+    pub async fn bind(cfg: &OtlpSourceConfig, cx: SourceContext) -> Result<Bound, BuildError> {
+        let auth = cfg
+            .auth
+            .as_ref()
+            .map(|a| auth::BearerAuth::from_file(&a.bearer_token_file))
+            .transpose()?;
+        let mut listeners = Vec::new();
+        for (transport, listen, alpn) in [
+            (Transport::Grpc, cfg.grpc, &[&b"h2"[..]][..]),
+            (
+                Transport::Http,
+                cfg.http,
+                &[&b"h2"[..], &b"http/1.1"[..]][..],
+            ),
+        ] {
+            let Some(addr) = listen.addr() else { continue };
+            let tls = cfg
+                .tls
+                .as_ref()
+                .map(|t| tls::server_config(t, alpn))
+                .transpose()?;
+            listeners.push(server::Listener::bind(transport, addr, tls).await?);
+        }
+        for l in &listeners {
+            info!(source = %cx.name, transport = l.transport.as_str(), address = %l.local_addr,
+                tls = l.tls(), auth = cfg.auth.is_some(), "OTLP/{} listening", l.transport.label());
+        }
+        Ok(Bound {
+            rx: Arc::new(Receiver::new(cfg, &cx, auth)),
+            listeners,
+            max_connections: cfg.max_connections,
+            shutdown: cx.shutdown.clone(),
+        })
+    }
+
+    /// The bound address of a transport's listener (port 0 in the config asks the OS for one).
+    pub fn local_addr(&self, t: Transport) -> Option<std::net::SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.transport == t)
+            .map(|l| l.local_addr)
+    }
+
+    /// The task that serves until shutdown, then lets open connections finish.
+    pub fn task(self) -> SourceTask {
+        Box::pin(server::run(
+            self.listeners,
+            self.rx,
+            self.max_connections,
+            self.shutdown,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

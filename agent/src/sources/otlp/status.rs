@@ -43,19 +43,23 @@ pub struct ProtoDuration {
     pub nanos: i32,
 }
 
+/// A `RetryInfo` asking to wait `d`.
+pub fn retry_info(d: Duration) -> RetryInfo {
+    RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        }),
+    }
+}
+
 /// The `google.rpc.Status` of a refusal, with a `RetryInfo` when a retry hint is given.
 pub fn rpc_status(code: i32, message: &str, retry_after: Option<Duration>) -> RpcStatus {
     let details = retry_after
         .map(|d| {
-            let info = RetryInfo {
-                retry_delay: Some(ProtoDuration {
-                    seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-                }),
-            };
             vec![Any {
                 type_url: RETRY_INFO_TYPE.into(),
-                value: info.encode_to_vec(),
+                value: retry_info(d).encode_to_vec(),
             }]
         })
         .unwrap_or_default();
