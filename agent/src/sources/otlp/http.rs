@@ -13,7 +13,7 @@
 //! with a `google.rpc.Status` body saying what is wrong, plus `Retry-After` when the client should
 //! come back later.
 
-use super::decompress::{decompress, Encoding};
+use super::decompress::{decompress, DecompressError, Encoding};
 use super::{json, status, Reason, Receiver, Refusal, Transport};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -68,7 +68,21 @@ fn signal_of(path: &str) -> Option<Signal> {
 pub async fn handle(rx: Arc<Receiver>, req: http::Request<Incoming>) -> Response<Full<Bytes>> {
     // Errors are answered in the request's encoding when it has one we know, else in JSON.
     let format = Format::of(req.headers().get(header::CONTENT_TYPE)).unwrap_or(Format::Json);
-    match receive(&rx, req).await {
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body);
+    let received = receive(&rx, &parts, &mut body).await;
+    if let Some(unread) = body {
+        // Refused before the body was read. An HTTP/1.1 client is still sending it and would
+        // see a reset instead of our answer (and its retry hint) if the connection closed under
+        // it: read and discard it, within the same limits, holding no in-flight slot.
+        drain(
+            unread,
+            rx.limits.max_request_size,
+            rx.limits.request_timeout,
+        )
+        .await;
+    }
+    match received {
         Ok(()) => {
             let body = match format {
                 Format::Protobuf => Bytes::new(),
@@ -85,23 +99,41 @@ pub async fn handle(rx: Arc<Receiver>, req: http::Request<Incoming>) -> Response
     }
 }
 
-async fn receive(rx: &Receiver, req: http::Request<Incoming>) -> Result<(), Refusal> {
-    let signal = signal_of(req.uri().path()).ok_or_else(|| {
+/// Reads and discards a body, up to `limit` bytes and for at most `within`.
+async fn drain(mut body: Incoming, limit: usize, within: std::time::Duration) {
+    let _ = tokio::time::timeout(within, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > limit {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn receive(
+    rx: &Receiver,
+    req: &http::request::Parts,
+    body: &mut Option<Incoming>,
+) -> Result<(), Refusal> {
+    let signal = signal_of(req.uri.path()).ok_or_else(|| {
         Refusal::new(
             Reason::NotFound,
             format!(
                 "no such endpoint {}: OTLP/HTTP takes POST /v1/traces, /v1/metrics and /v1/logs",
-                req.uri().path()
+                req.uri.path()
             ),
         )
     })?;
-    if req.method() != http::Method::POST {
+    if req.method != http::Method::POST {
         return Err(Refusal::new(
             Reason::MethodNotAllowed,
-            format!("{} is not allowed: use POST", req.method()),
+            format!("{} is not allowed: use POST", req.method),
         ));
     }
-    let headers = req.headers();
+    let headers = &req.headers;
     let format = Format::of(headers.get(header::CONTENT_TYPE)).ok_or_else(|| {
         Refusal::new(
             Reason::UnsupportedMediaType,
@@ -132,7 +164,10 @@ async fn receive(rx: &Receiver, req: http::Request<Incoming>) -> Result<(), Refu
     }
     let _slot = rx.slot().await?;
 
-    let body = Limited::new(req.into_body(), limit).collect();
+    let Some(body) = body.take() else {
+        return Err(Refusal::new(Reason::Malformed, "the request has no body"));
+    };
+    let body = Limited::new(body, limit).collect();
     let body = match tokio::time::timeout(rx.limits.request_timeout, body).await {
         Err(_) => {
             return Err(Refusal::new(
@@ -175,7 +210,7 @@ fn decode(
     limit: usize,
 ) -> Result<Bytes, Refusal> {
     let body = decompress(encoding, body, limit).map_err(|e| match e {
-        super::decompress::DecompressError::TooLarge { .. } => too_large(limit),
+        DecompressError::TooLarge { .. } => Refusal::new(Reason::TooLarge, e.to_string()),
         e => Refusal::new(Reason::Malformed, e.to_string()),
     })?;
     match format {

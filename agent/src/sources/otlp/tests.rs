@@ -459,7 +459,9 @@ async fn a_full_buffer_throttles_with_a_retry_hint_until_space_returns() {
         h.http,
         "/v1/traces",
         "application/json",
-        Bytes::from_static(b"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"x\"}]}]}]}"),
+        Bytes::from_static(
+            b"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"x\"}]}]}]}",
+        ),
     )
     .await;
     assert_eq!(s, 503);
