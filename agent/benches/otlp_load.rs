@@ -19,11 +19,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, InstrumentationScope, KeyValue,
-};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,7 +116,13 @@ fn request(batch: usize, seed: u64) -> Bytes {
         x ^= x >> 27;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     };
-    let routes = ["/api/v1/items/{id}", "/api/v1/cart", "/checkout", "/health", "/api/v1/users/{id}"];
+    let routes = [
+        "/api/v1/items/{id}",
+        "/api/v1/cart",
+        "/checkout",
+        "/health",
+        "/api/v1/users/{id}",
+    ];
     let start = 1_700_000_000_000_000_000u64 + seed * 1_000_000;
     let spans = (0..batch)
         .map(|i| {
@@ -128,7 +134,11 @@ fn request(batch: usize, seed: u64) -> Bytes {
             Span {
                 trace_id,
                 span_id: next().to_be_bytes().to_vec(),
-                parent_span_id: if i % 3 == 0 { vec![] } else { next().to_be_bytes().to_vec() },
+                parent_span_id: if i % 3 == 0 {
+                    vec![]
+                } else {
+                    next().to_be_bytes().to_vec()
+                },
                 name: format!("GET {route}"),
                 kind: span::SpanKind::Server as i32,
                 start_time_unix_nano: start + i as u64 * 1000,
@@ -136,14 +146,29 @@ fn request(batch: usize, seed: u64) -> Bytes {
                 attributes: vec![
                     kv("http.request.method", s("GET")),
                     kv("http.route", s(route)),
-                    kv("http.response.status_code", any_value::Value::IntValue(status)),
-                    kv("url.path", s(&route.replace("{id}", &(r % 10_000).to_string()))),
+                    kv(
+                        "http.response.status_code",
+                        any_value::Value::IntValue(status),
+                    ),
+                    kv(
+                        "url.path",
+                        s(&route.replace("{id}", &(r % 10_000).to_string())),
+                    ),
                     kv("url.scheme", s("https")),
                     kv("server.address", s("shop.example.com")),
-                    kv("client.address", s(&format!("10.0.{}.{}", r % 256, (r >> 8) % 256))),
-                    kv("user_agent.original", s("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")),
+                    kv(
+                        "client.address",
+                        s(&format!("10.0.{}.{}", r % 256, (r >> 8) % 256)),
+                    ),
+                    kv(
+                        "user_agent.original",
+                        s("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+                    ),
                     kv("network.protocol.version", s("1.1")),
-                    kv("app.request.bytes", any_value::Value::IntValue((r % 4096) as i64)),
+                    kv(
+                        "app.request.bytes",
+                        any_value::Value::IntValue((r % 4096) as i64),
+                    ),
                 ],
                 status: Some(Status {
                     code: if status == 500 {
@@ -252,7 +277,11 @@ async fn worker(
                         .map_err(|e| e.to_string())?;
                     let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
                     let mut meta = resp.headers().clone();
-                    let collected = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+                    let collected = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
                     if let Some(t) = collected.trailers() {
                         meta.extend(t.clone());
                     }
@@ -276,7 +305,11 @@ async fn worker(
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok());
-                    let _ = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+                    let _ = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
                     match status {
                         200 => Answer::Ok,
                         429 | 503 => Answer::Retry(Duration::from_secs(retry.unwrap_or(1).min(1))),
@@ -309,8 +342,11 @@ fn main() {
             eprintln!("runtime: {e}");
             std::process::exit(1)
         });
-    let bodies: Arc<Vec<Bytes>> =
-        Arc::new((0..args.distinct).map(|i| request(args.batch, i as u64 + 1)).collect());
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..args.distinct)
+            .map(|i| request(args.batch, i as u64 + 1))
+            .collect(),
+    );
     let request_bytes = bodies.iter().map(|b| b.len()).sum::<usize>() / bodies.len();
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));

@@ -209,26 +209,33 @@ async fn connection(
     let deadline = rx.limits.request_timeout;
     match tls {
         None => {
-            // A connection that never says anything holds a slot; give it the request timeout.
-            if !matches!(
-                tokio::time::timeout(deadline, stream.readable()).await,
-                Ok(Ok(()))
-            ) {
-                return;
+            // A connection that never says anything holds a slot; give it the request timeout
+            // (and none at all once the source stops).
+            let spoke = tokio::select! {
+                r = tokio::time::timeout(deadline, stream.readable()) => matches!(r, Ok(Ok(()))),
+                _ = shutdown.cancelled() => false,
+            };
+            if spoke {
+                serve(stream, transport, rx, shutdown).await
             }
-            serve(stream, transport, rx, shutdown).await
         }
-        Some(acceptor) => match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(tls_stream)) => serve(tls_stream, transport, rx, shutdown).await,
-            Ok(Err(e)) => {
-                metrics.refused_handshake.inc();
-                debug!(source = %rx.name, %peer, error = %e, "TLS handshake failed");
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(deadline, acceptor.accept(stream)) => r,
+                _ = shutdown.cancelled() => return,
+            };
+            match handshake {
+                Ok(Ok(tls_stream)) => serve(tls_stream, transport, rx, shutdown).await,
+                Ok(Err(e)) => {
+                    metrics.refused_handshake.inc();
+                    debug!(source = %rx.name, %peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics.refused_handshake.inc();
+                    debug!(source = %rx.name, %peer, "TLS handshake timed out");
+                }
             }
-            Err(_) => {
-                metrics.refused_handshake.inc();
-                debug!(source = %rx.name, %peer, "TLS handshake timed out");
-            }
-        },
+        }
     }
 }
 

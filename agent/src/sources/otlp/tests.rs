@@ -721,3 +721,28 @@ async fn a_taken_port_fails_the_start_naming_the_address() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_connection_does_not_hold_up_the_stop() {
+    let h = start(config(), BufferConfig::default()).await;
+    let _silent = TcpStream::connect(h.grpc).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h
+        .metrics
+        .gauge(
+            "sonde_source_connections",
+            "",
+            &[("source", "otlp"), ("transport", "grpc")],
+        )
+        .get()
+        == 0
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), h.task)
+        .await
+        .expect("the source stops at once, not after request_timeout")
+        .unwrap();
+}
