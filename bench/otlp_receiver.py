@@ -176,10 +176,11 @@ def main():
     ap.add_argument("--sonde", default=str(ROOT / "target" / "release" / "sonde"))
     ap.add_argument("--rotel", default=next(iter(glob.glob(str(ROOT / "target/bench-venv/lib/python3*/site-packages/rotel/rotel-agent"))), None))
     ap.add_argument("--agents", default="sonde,sonde-rx,rotel")
+    ap.add_argument("--loadgen", help="the otlp_load binary (default: build it with cargo bench --no-run)")
     args = ap.parse_args()
     if not args.rotel:
         sys.exit("rotel not found: python3 -m venv target/bench-venv && target/bench-venv/bin/pip install rotel")
-    loadgen = loadgen_path()
+    loadgen = args.loadgen or loadgen_path()
     agents = args.agents.split(",")
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -421,6 +421,7 @@ impl Receiver {
         let counters = self.counters(t);
         let len = payload.len() as u64;
         if items > 0 {
+            let payload = own_allocation(payload);
             let batch = Batch::from_trusted(signal, payload, items, self.name.clone());
             let deadline = Instant::now() + self.limits.block_timeout;
             let sent = tokio::select! {
@@ -480,6 +481,20 @@ impl Receiver {
                     message = %r.message, suppressed = n, "refusing OTLP requests");
             }
         }
+    }
+}
+
+/// The payload in an allocation of about its own size. The buffers count a batch's bytes to
+/// bound memory, but a `Bytes` cut from a larger receive buffer (hyper's, tonic's, or a
+/// decompression `Vec` that grew by doubling) keeps all of that allocation alive: a 1 KiB
+/// request could pin 8 KiB or more, and the bound would be off by that factor. A payload that is
+/// the sole owner of a snug allocation is kept as it is (the common case for large gRPC
+/// messages); anything else is copied once.
+fn own_allocation(payload: Bytes) -> Bytes {
+    match payload.try_into_mut() {
+        Ok(m) if m.capacity() - m.len() <= m.len() / 8 => m.freeze(),
+        Ok(m) => Bytes::copy_from_slice(&m),
+        Err(b) => Bytes::copy_from_slice(&b),
     }
 }
 

@@ -746,3 +746,24 @@ async fn a_silent_connection_does_not_hold_up_the_stop() {
         .expect("the source stops at once, not after request_timeout")
         .unwrap();
 }
+
+#[test]
+fn payloads_are_kept_in_allocations_of_their_own_size() {
+    // A slice of a large shared buffer is copied out…
+    let big = Bytes::from(vec![7u8; 64 * 1024]);
+    let small = own_allocation(big.slice(..1024));
+    assert_eq!(small.len(), 1024);
+    assert_ne!(small.as_ptr(), big.as_ptr());
+    // …a sole owner with a snug allocation is not.
+    let snug = Bytes::from(vec![1u8; 4096]);
+    let ptr = snug.as_ptr();
+    assert_eq!(own_allocation(snug).as_ptr(), ptr);
+    // A sole owner of a much larger allocation is copied into a snug one.
+    let mut v = Vec::with_capacity(64 * 1024);
+    v.extend_from_slice(&[2u8; 100]);
+    let loose = Bytes::from(v);
+    let ptr = loose.as_ptr();
+    let out = own_allocation(loose);
+    assert_eq!(&out[..], &[2u8; 100][..]);
+    assert_ne!(out.as_ptr(), ptr);
+}
