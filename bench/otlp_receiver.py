@@ -8,6 +8,9 @@ run. Every agent is started fresh for every run. Peers measured in the same run:
 - sonde  : OTLP receiver -> memory buffer -> stdout exporter (text) -> /dev/null. The stdout
            exporter decodes every batch to print it, so this is the whole pipeline with a
            decoding exporter at its end.
+- sonde-8m: the same with a buffer sized for memory: `buffer.max_size = "8MiB"`,
+           `batch.max_bytes = "1MiB"` (the defaults are 64 MiB and 4 MiB, and the stdout exporter
+           is slower than the receiver, so the default run fills its buffer).
 - sonde-rx: OTLP receiver only: no exporter takes traces, so each request is validated, counted
            and acknowledged, and the batch dropped at the router (no buffer, no export). The
            receiver's own cost.
@@ -96,8 +99,10 @@ def loadgen_path():
     raise RuntimeError("otlp_load bench binary not found")
 
 
-def sonde_config(grpc, http, receiver_only):
-    signals = 'signals = ["metrics"]  # traces have no route: receiver only' if receiver_only else ""
+def sonde_config(grpc, http, agent):
+    extra = 'signals = ["metrics"]  # traces have no route: receiver only' if agent == "sonde-rx" else ""
+    if agent == "sonde-8m":
+        extra = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
     return f"""
 [agent]
 data_dir = "{tempfile.gettempdir()}"
@@ -109,7 +114,7 @@ http = "127.0.0.1:{http}"
 [exporters.out]
 type = "stdout"
 format = "text"
-{signals}
+{extra}
 """
 
 
@@ -117,7 +122,7 @@ def start(agent, args, tmp):
     grpc, http = free_port(), free_port()
     if agent.startswith("sonde"):
         cfg = Path(tmp) / f"{agent}.toml"
-        cfg.write_text(sonde_config(grpc, http, agent == "sonde-rx"))
+        cfg.write_text(sonde_config(grpc, http, agent))
         cmd = [args.sonde, "run", "--config", str(cfg)]
         env = dict(os.environ, SONDE_LOG="warn", SONDE_ADMIN="off")
     else:
@@ -175,7 +180,7 @@ def main():
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--sonde", default=str(ROOT / "target" / "release" / "sonde"))
     ap.add_argument("--rotel", default=next(iter(glob.glob(str(ROOT / "target/bench-venv/lib/python3*/site-packages/rotel/rotel-agent"))), None))
-    ap.add_argument("--agents", default="sonde,sonde-rx,rotel")
+    ap.add_argument("--agents", default="sonde,sonde-8m,sonde-rx,rotel")
     ap.add_argument("--loadgen", help="the otlp_load binary (default: build it with cargo bench --no-run)")
     args = ap.parse_args()
     if not args.rotel:

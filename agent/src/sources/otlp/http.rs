@@ -273,6 +273,42 @@ fn refusal(rx: &Receiver, format: Format, r: &Refusal) -> Response<Full<Bytes>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the bytes, the decoding steps answer (with a payload or a refusal) and
+        /// never panic; a payload they produce is then judged by the wire walker alone.
+        #[test]
+        fn decoding_outside_bytes_never_panics(
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            json in any::<bool>(),
+            enc in 0usize..3,
+        ) {
+            let format = if json { Format::Json } else { Format::Protobuf };
+            let encoding = [Encoding::Identity, Encoding::Gzip, Encoding::Zstd][enc];
+            if let Ok(pb) = decode(Signal::Traces, format, encoding, body.into(), 4096) {
+                let _ = sonde_exporters::wire::validate(Signal::Traces, &pb);
+            }
+        }
+
+        /// Compressed bodies of any content decompress to exactly that content.
+        #[test]
+        fn compressed_bodies_decode_to_their_content(
+            body in proptest::collection::vec(any::<u8>(), 0..4096),
+        ) {
+            let gz = {
+                use std::io::Write as _;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&body).unwrap();
+                e.finish().unwrap()
+            };
+            let out = decode(Signal::Logs, Format::Protobuf, Encoding::Gzip, gz.into(), 8192).unwrap();
+            prop_assert_eq!(&out[..], &body[..]);
+            let zs = zstd::encode_all(&body[..], 1).unwrap();
+            let out = decode(Signal::Logs, Format::Protobuf, Encoding::Zstd, zs.into(), 8192).unwrap();
+            prop_assert_eq!(&out[..], &body[..]);
+        }
+    }
 
     #[test]
     fn content_types_are_recognised_with_parameters() {
