@@ -755,3 +755,47 @@ def test_tls_without_client_ca_takes_any_client(run_agent, tmp_path, pki):
     out = Output(agent)
     assert out.wait(lambda o: len(o.spans) >= 1)
     assert out.spans[0]["name"] == "tls-no-mtls"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reload
+
+
+def test_sighup_reload_rebinds_the_same_ports_with_clients_connected(run_agent, tmp_path):
+    import socket
+
+    ports = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    text = config(tmp_path).replace('grpc = "127.0.0.1:0"', f'grpc = "127.0.0.1:{ports[0]}"').replace(
+        'http = "127.0.0.1:0"', f'http = "127.0.0.1:{ports[1]}"'
+    )
+    agent = run_agent(text)
+    addrs = listening(agent)
+    assert addrs == {"grpc": f"127.0.0.1:{ports[0]}", "http": f"127.0.0.1:{ports[1]}"}
+    # A client keeps a gRPC channel open (idle) across the reload, as SDKs do.
+    ch = grpc.insecure_channel(addrs["grpc"])
+    call = ch.unary_unary(TRACE_METHOD)
+    call(trace_request(["before-reload"]).SerializeToString(), timeout=10)
+    (tmp_path / "sonde-0.toml").write_text(text.replace("[sources.otlp]", '[sources.otlp]\nblock_timeout = "1s"'))
+    agent.proc.send_signal(signal.SIGHUP)
+    assert agent.wait_stderr("configuration reloaded", timeout=20), agent.stderr_tail()
+    # The same channel reconnects to the rebound port; HTTP works too.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            call(trace_request(["after-reload"]).SerializeToString(), timeout=5)
+            break
+        except grpc.RpcError as e:
+            assert time.monotonic() < deadline, e
+            time.sleep(0.1)
+    ch.close()
+    assert http_post(addrs["http"], "/v1/traces", trace_request(["after-reload-http"]).SerializeToString(),
+                     {"Content-Type": "application/x-protobuf"})[0] == 200
+    out = Output(agent)
+    assert out.wait(lambda o: len(o.spans) >= 3)
+    assert sorted(s["name"] for s in out.spans) == ["after-reload", "after-reload-http", "before-reload"]
+    assert agent.stop() == 0
