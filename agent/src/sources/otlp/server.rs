@@ -32,6 +32,12 @@ use tracing::{debug, info, warn};
 const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 /// Largest header block accepted.
 const MAX_HEADER_BYTES: u32 = 64 * 1024;
+/// HTTP/2 flow-control windows: what a client may send ahead of what we have read. The
+/// connection window bounds the unread data one connection can park in memory while its
+/// requests wait for an in-flight slot (hyper's default is 1 MiB); on loopback or a pod network
+/// it is still far more than the bandwidth-delay product.
+const H2_CONNECTION_WINDOW: u32 = 512 * 1024;
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
 
 /// A bound listener, not yet accepting.
 pub struct Listener {
@@ -253,6 +259,8 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
         .max_header_list_size(MAX_HEADER_BYTES)
         .keep_alive_interval(Duration::from_secs(60))
         .keep_alive_timeout(Duration::from_secs(20));
