@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -42,13 +43,22 @@ def peak_rss_kib(pid):
     return 0
 
 
-def run(name, argv, duration, env=None):
+def run(name, argv, duration, env=None, scrape_url=None):
+    """Runs one agent; `scrape_url` is fetched every 10 s, as Prometheus would, for a pull-based
+    exporter that only works when scraped."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     time.sleep(1.0)  # let it finish starting; count steady state only
     if proc.poll() is not None:
         return name, None, None, f"exited with {proc.returncode}"
     start_cpu = cpu_seconds(proc.pid)
-    time.sleep(duration)
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        if scrape_url:
+            try:
+                urllib.request.urlopen(scrape_url, timeout=5).read()
+            except OSError:
+                pass
+        time.sleep(max(0.0, min(10.0, end - time.monotonic())))
     cpu = cpu_seconds(proc.pid) - start_cpu
     rss = peak_rss_kib(proc.pid)
     proc.terminate()
@@ -69,11 +79,14 @@ def main():
     env = dict(os.environ, SONDE_DATA_DIR=tmp, SONDE_LOG="warn")
     procs = []
     # Run all side by side, so they see the same machine load.
-    agents = [("sonde (embedded default, 10 s)", [args.sonde], env)]
+    admin = free_port()
+    env["SONDE_ADMIN"] = f"127.0.0.1:{admin}"
+    agents = [("sonde (embedded default: host metrics 10 s → stdout, admin server)", [args.sonde], env, None)]
     ne = shutil.which("prometheus-node-exporter")
     if ne:
-        agents.append(("prometheus-node-exporter (idle, not scraped)",
-                       [ne, f"--web.listen-address=127.0.0.1:{free_port()}"], None))
+        port = free_port()
+        agents.append(("prometheus-node-exporter (scraped every 10 s)",
+                       [ne, f"--web.listen-address=127.0.0.1:{port}"], None, f"http://127.0.0.1:{port}/metrics"))
     cd = shutil.which("collectd") or ("/usr/sbin/collectd" if os.path.exists("/usr/sbin/collectd") else None)
     if cd:
         conf = os.path.join(tmp, "collectd.conf")
@@ -84,10 +97,10 @@ def main():
                 "LoadPlugin interface\nLoadPlugin swap\nLoadPlugin processes\nLoadPlugin uptime\n"
                 f'LoadPlugin csv\n<Plugin csv>\n  DataDir "{tmp}/csv"\n</Plugin>\n'
             )
-        agents.append(("collectd (10 s, csv)", [cd, "-f", "-C", conf], None))
+        agents.append(("collectd (10 s, csv)", [cd, "-f", "-C", conf], None, None))
     import threading
     out = {}
-    threads = [threading.Thread(target=lambda a=a: out.__setitem__(a[0], run(a[0], a[1], args.duration, a[2])))
+    threads = [threading.Thread(target=lambda a=a: out.__setitem__(a[0], run(a[0], a[1], args.duration, a[2], a[3])))
                for a in agents]
     for t in threads:
         t.start()
@@ -95,7 +108,7 @@ def main():
         t.join()
     print(f"| agent | peak RSS (MiB) | CPU s in {args.duration:.0f} s | % of one core |")
     print("|---|---|---|---|")
-    for name, _, _ in agents:
+    for name, *_ in agents:
         n, rss, cpu, err = out[name]
         if rss is None:
             print(f"| {n} | – | – | {err} |")

@@ -9,11 +9,6 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --workspace
-echo "== cargo build (binary for the end-to-end tests)"
-cargo build --bins
-
 echo "== tools the tests need"
 # systemd-analyze (unit verification) and dpkg-deb come from Debian packages.
 if ! command -v systemd-analyze >/dev/null || ! command -v dpkg-deb >/dev/null; then
@@ -40,6 +35,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   echo "$want" > "$stamp"
 fi
+
+echo "== cargo test"
+# The OTLP exporter's peer tests (exporters/tests/otlp_peers.rs) start rotel and a grpcio sink
+# from this venv.
+SONDE_TEST_VENV="$PWD/.venv" cargo test --workspace
+echo "== cargo build (binary for the end-to-end tests)"
+cargo build --bins
 
 echo "== end-to-end tests"
 SONDE_BIN="$PWD/target/debug/sonde" .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"

@@ -114,7 +114,7 @@ batch = {{ max_age = "1h" }}
 """,
         env={"SONDE_LOG": "debug"},
     )
-    assert agent.wait_stderr("scrape sent", timeout=15), agent.stderr_tail()
+    assert agent.wait_stderr("sample sent", timeout=15), agent.stderr_tail()
     assert not agent.stdout_lines
     started = time.monotonic()
     assert agent.stop(signal.SIGTERM, timeout=10) == 0

@@ -138,7 +138,7 @@ def deb(tmp_path_factory):
     # The test suite builds the dev profile only; packaging that binary keeps CI short. A release
     # package is `cargo deb -p sonde`.
     r = subprocess.run(
-        [cargo_deb(), "deb", "-p", "sonde", "--no-build", "--profile", "dev", "--no-strip", "-o", str(out)],
+        [cargo_deb(), "deb", "-p", "sonde", "--no-build", "--profile", "dev", "--no-strip", "--fast", "-o", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr

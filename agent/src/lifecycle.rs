@@ -88,15 +88,19 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
     let hb_health = health.clone();
     let hb_notifier = Notifier::from_env();
     let heartbeat = tokio::spawn(async move {
-        // Check often (cheap atomics) so the agent is live right after start; feed the watchdog
-        // at most once per beat period.
-        let mut tick = tokio::time::interval(BEAT / 4);
-        let mut fed: Option<tokio::time::Instant> = None;
+        // Beat as soon as the workers run (so the agent is live right after start), then once
+        // per period; the watchdog is fed only by a beat.
+        for _ in 0..100 {
+            if hb_health.heartbeat() {
+                break;
+            }
+            tokio::time::sleep(BEAT / 100).await;
+        }
+        let mut tick = tokio::time::interval(BEAT);
         loop {
             tick.tick().await;
-            if hb_health.heartbeat() && watchdog && fed.is_none_or(|t| t.elapsed() >= BEAT) {
+            if hb_health.heartbeat() && watchdog {
                 hb_notifier.notify("WATCHDOG=1");
-                fed = Some(tokio::time::Instant::now());
             }
         }
     });

@@ -139,7 +139,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, opts: lifecycle::Options) -> ExitCode {
-    logging::init(&config.agent.log);
+    let _telemetry = logging::init(&config.agent.log, &config.agent.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)

@@ -67,6 +67,23 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The metric `name{labels}`, created by `make` on first use.
+    fn get_or_create(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        make: fn() -> Metric,
+    ) -> Metric {
+        let mut inner = self.lock();
+        inner.help.insert(name, help);
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        inner.metrics.entry(key).or_insert_with(make).clone()
+    }
+
     /// The counter `name{labels}`, created at zero on first use.
     pub fn counter(
         &self,
@@ -74,18 +91,9 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Counter {
-        let mut inner = self.lock();
-        inner.help.insert(name, help);
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        );
-        match inner
-            .metrics
-            .entry(key)
-            .or_insert_with(|| Metric::Counter(Counter::default()))
-        {
-            Metric::Counter(c) => c.clone(),
+        match self.get_or_create(name, help, labels, || Metric::Counter(Counter::default())) {
+            Metric::Counter(c) => c,
+            // A name is one kind for the life of the process; a mismatch is a bug, kept harmless.
             Metric::Gauge(_) => Counter::default(),
         }
     }
@@ -97,18 +105,8 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &str)],
     ) -> Gauge {
-        let mut inner = self.lock();
-        inner.help.insert(name, help);
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        );
-        match inner
-            .metrics
-            .entry(key)
-            .or_insert_with(|| Metric::Gauge(Gauge::default()))
-        {
-            Metric::Gauge(g) => g.clone(),
+        match self.get_or_create(name, help, labels, || Metric::Gauge(Gauge::default())) {
+            Metric::Gauge(g) => g,
             Metric::Counter(_) => Gauge::default(),
         }
     }
@@ -249,6 +247,26 @@ impl ProcessFigures {
             p.open_fds = fds.count() as u64;
         }
         p
+    }
+}
+
+/// Exporters (which do not know the agent) register their metrics here through this trait.
+impl sonde_exporters::Telemetry for Registry {
+    fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicU64> {
+        Registry::counter(self, name, help, labels).0
+    }
+    fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicI64> {
+        Registry::gauge(self, name, help, labels).0
     }
 }
 

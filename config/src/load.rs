@@ -360,6 +360,7 @@ impl Loader<'_> {
         let own = toml::Value::Table(own);
         let kind = match ty.as_str() {
             "stdout" => self.typed(own, &at).map(ExporterKind::Stdout),
+            "otlp" => self.typed(own, &at).map(ExporterKind::Otlp),
             _ => None,
         };
         Some(ExporterConfig {
@@ -439,6 +440,17 @@ impl Loader<'_> {
                             .join(", ")
                     ),
                 );
+            }
+            if let ExporterKind::Otlp(o) = &exporter.kind {
+                for (rel, message) in o.problems() {
+                    let mut path = at.to_vec();
+                    path.extend(rel.into_iter().map(|s| match s {
+                        PathSeg::Key(k) => key(k),
+                        PathSeg::KeyOwned(k) => Seg::Key(k),
+                        PathSeg::Index(i) => Seg::Index(i),
+                    }));
+                    self.error(&path, message);
+                }
             }
             if c.batch.max_items == 0 {
                 self.error(
@@ -616,6 +628,7 @@ impl Config {
             let mut t = to_table(&e.common);
             let own = match &e.kind {
                 ExporterKind::Stdout(c) => to_table(c),
+                ExporterKind::Otlp(c) => to_table(c),
             };
             t.extend(own);
             t.insert("type".into(), e.kind.type_name().into());

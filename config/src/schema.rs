@@ -5,6 +5,7 @@
 //! settings are split by [`crate::load`]: the keys every exporter shares ([`ExporterCommon`]) and
 //! the keys of its type, each checked with `deny_unknown_fields`.
 
+pub use crate::otlp::*;
 use crate::units::{ByteSize, Duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub struct AgentConfig {
     /// an address, or `"off"`.
     pub admin: Listen,
     pub health: HealthConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for AgentConfig {
@@ -42,6 +44,7 @@ impl Default for AgentConfig {
             log: LogConfig::default(),
             admin: Listen::At(SocketAddr::from(([127, 0, 0, 1], 13133))),
             health: HealthConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -105,6 +108,33 @@ impl<'de> Deserialize<'de> for Listen {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `[agent.telemetry]`: the agent's own traces (spans around exports and retries) and logs,
+/// sent over OTLP/HTTP (protobuf) with `opentelemetry-otlp`. Off unless `endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP receiver, e.g. `"http://127.0.0.1:4318"` (`/v1/traces` and
+    /// `/v1/logs` are appended). Point it at another agent or a collector, not at this agent's
+    /// own receiver, or its export spans would feed themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub traces: bool,
+    pub logs: bool,
+    /// Time limit of one export of the agent's own telemetry.
+    pub timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            traces: true,
+            logs: true,
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -575,7 +605,10 @@ impl Default for BatchConfig {
 pub struct RetryConfig {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// Give up on a batch after retrying this long (counted as dropped).
+    /// Give up on a batch after retrying this long (counted as dropped). `"0s"` or
+    /// `"unlimited"`: never give up (for a disk buffer; with a memory buffer a dead destination
+    /// then holds the buffer full and `when_full` applies upstream).
+    #[serde(deserialize_with = "crate::units::duration_or_unlimited")]
     pub max_elapsed: Duration,
 }
 
@@ -590,18 +623,21 @@ impl Default for RetryConfig {
 }
 
 /// The type-specific settings of an exporter.
+// Built once at load time: the size difference between variants costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
     Stdout(StdoutConfig),
+    Otlp(OtlpExporterConfig),
 }
 
 impl ExporterKind {
-    pub const TYPES: &'static [&'static str] = &["stdout"];
+    pub const TYPES: &'static [&'static str] = &["stdout", "otlp"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             ExporterKind::Stdout(_) => "stdout",
+            ExporterKind::Otlp(_) => "otlp",
         }
     }
 
@@ -609,6 +645,7 @@ impl ExporterKind {
     pub fn default_concurrency(&self) -> usize {
         match self {
             ExporterKind::Stdout(_) => 1,
+            ExporterKind::Otlp(_) => 4,
         }
     }
 
@@ -616,6 +653,7 @@ impl ExporterKind {
     pub fn accepts(&self) -> &'static [Signal] {
         match self {
             ExporterKind::Stdout(_) => &Signal::ALL,
+            ExporterKind::Otlp(_) => &Signal::ALL,
         }
     }
 }

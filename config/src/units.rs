@@ -69,6 +69,32 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// A duration where `"unlimited"` is also accepted, meaning zero (no limit).
+pub fn duration_or_unlimited<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as \"5m\", or \"unlimited\"")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            if v.trim() == "unlimited" {
+                return Ok(Duration::default());
+            }
+            v.parse().map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom(format!("invalid duration {v}: must not be negative")))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+    }
+    d.deserialize_any(V)
+}
+
 /// A size in bytes written the human way: `"64MiB"`, `"2GB"`, `"512KiB"`, `"1000"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);

@@ -288,3 +288,95 @@ inputs = ["host"]
     // `inputs` names a source that exists, even though that source had errors.
     assert!(!errs.to_string().contains("names no source"), "{errs}");
 }
+
+const OTLP: &str = r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.gw]
+type = "otlp"
+endpoint = "http://gw:4317"
+headers = { authorization = "Bearer ${TOKEN}" }
+retry = { max_elapsed = "unlimited" }
+"#;
+
+fn env_with_token(name: &str) -> Option<String> {
+    (name == "TOKEN").then(|| "hunter2-token".to_string())
+}
+
+#[test]
+fn otlp_exporter_gets_its_defaults() {
+    let c = load_str_with_env(OTLP, "t.toml", env_with_token).unwrap();
+    let e = &c.exporters["gw"];
+    let ExporterKind::Otlp(o) = &e.kind else {
+        panic!("not otlp: {:?}", e.kind)
+    };
+    assert_eq!(o.protocol, OtlpProtocol::Grpc);
+    assert_eq!(o.compression, OtlpCompression::Gzip);
+    assert_eq!(o.balance, OtlpBalance::RoundRobin);
+    assert_eq!(o.circuit_breaker.failure_threshold, 5);
+    assert_eq!(o.headers["authorization"].expose(), "Bearer hunter2-token");
+    assert_eq!(e.kind.default_concurrency(), 4);
+    assert_eq!(
+        e.common.retry.max_elapsed,
+        Duration::from_secs(0),
+        "unlimited"
+    );
+}
+
+#[test]
+fn print_config_redacts_otlp_header_secrets() {
+    let c = load_str_with_env(OTLP, "t.toml", env_with_token).unwrap();
+    let printed = c.to_toml();
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(
+        printed.contains("authorization = \"<redacted>\""),
+        "{printed}"
+    );
+    assert!(
+        !format!("{c:?}").contains("hunter2"),
+        "Debug leaks the secret"
+    );
+    // And what it prints loads again.
+    load(&printed).unwrap();
+}
+
+#[test]
+fn otlp_endpoint_problems_name_the_key() {
+    let e = one_error(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.gw]
+type = "otlp"
+endpoint = "http://gw:4317"
+endpoints = ["http://a:4317"]
+"#,
+    );
+    assert_eq!(e.path, "exporters.gw.endpoints");
+    assert_eq!((e.line, e.column), (Some(8), Some(1)));
+    let e = one_error(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.gw]
+type = "otlp"
+"#,
+    );
+    assert_eq!(e.path, "exporters.gw");
+    assert!(e.message.contains("endpoint"), "{}", e.message);
+    let e = one_error(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.gw]
+type = "otlp"
+endpoint = "gw:4317"
+tls = { cert_file = "/c.pem" }
+"#,
+    );
+    assert_eq!(e.path, "exporters.gw.tls");
+}

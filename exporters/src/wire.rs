@@ -103,29 +103,29 @@ impl std::error::Error for WireError {}
 
 const VARINT: u8 = 0;
 const I64: u8 = 1;
-const LEN: u8 = 2;
+pub(crate) const LEN: u8 = 2;
 const I32: u8 = 5;
 
 /// One field read off the wire: its number, wire type, where it starts, and for LEN fields the
 /// payload's range.
 #[derive(Debug, Clone, Copy)]
-struct Field {
-    number: u32,
-    wire_type: u8,
-    start: usize,
+pub(crate) struct Field {
+    pub(crate) number: u32,
+    pub(crate) wire_type: u8,
+    pub(crate) start: usize,
     /// For LEN fields: payload start..end (absolute offsets).
-    payload: (usize, usize),
+    pub(crate) payload: (usize, usize),
 }
 
 /// A cursor over a message body, with absolute offsets for error reporting.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
     end: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], start: usize, end: usize) -> Self {
+    pub(crate) fn new(buf: &'a [u8], start: usize, end: usize) -> Self {
         Reader {
             buf,
             pos: start,
@@ -169,7 +169,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next field, skipping over its payload. `None` at the end of the message.
-    fn next(&mut self) -> Result<Option<Field>, WireError> {
+    pub(crate) fn next(&mut self) -> Result<Option<Field>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
         }

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument};
 
 pub struct WorkerConfig {
     pub name: Arc<str>,
@@ -261,7 +261,20 @@ impl Shared {
         }
     }
 
+    /// Exports one batch until it is finished with, inside an `export` span (the agent's own
+    /// traces, when `agent.telemetry` is on) whose events record each retry.
     async fn export(&self, batch: Batch) -> Done {
+        let span = tracing::info_span!(
+            "export",
+            exporter = %self.cfg.name,
+            signal = %batch.signal,
+            items = batch.items,
+            bytes = batch.payload.len()
+        );
+        self.export_attempts(batch).instrument(span).await
+    }
+
+    async fn export_attempts(&self, batch: Batch) -> Done {
         let started = Instant::now();
         let mut backoff = Backoff::new(
             self.cfg.retry.initial_backoff.get(),
@@ -304,12 +317,15 @@ impl Shared {
                     reason,
                     retry_after,
                 } => {
-                    if started.elapsed() >= self.cfg.retry.max_elapsed.get() {
+                    // A zero `max_elapsed` ("unlimited") never gives up: the data waits.
+                    let max_elapsed = self.cfg.retry.max_elapsed.get();
+                    if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {
                         self.counters.dropped_exhausted.add(batch.items);
                         error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "giving up on a batch after retrying for {:?}", self.cfg.retry.max_elapsed.get());
                         return Done::Finished;
                     }
                     let wait = backoff.next(retry_after);
+                    debug!(error = %reason, retry_in = ?wait, "retrying");
                     self.counters.retries.inc();
                     if self.should_warn() {
                         warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, "export failed, retrying");

@@ -7,7 +7,6 @@
 
 use super::SourceContext;
 use crate::metrics::{agent_start, ProcessFigures, Sample, Value};
-use crate::pipeline::buffer::{PushError, Wait};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -21,7 +20,6 @@ use sonde_exporters::{Batch, Signal};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::MissedTickBehavior;
-use tracing::warn;
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -151,12 +149,7 @@ pub fn encode(
 }
 
 pub async fn run(cfg: InternalMetricsConfig, cx: SourceContext) {
-    let name: &str = &cx.name;
-    let dropped = cx.metrics.counter(
-        "sonde_source_dropped_items_total",
-        "Items a source dropped before any buffer took them, by reason.",
-        &[("source", name), ("reason", "buffer_full")],
-    );
+    let dropped = cx.dropped_counter("buffer_full");
     let host = sysinfo::System::host_name().unwrap_or_default();
     let mut ticker = tokio::time::interval(cfg.interval.get());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -188,16 +181,8 @@ pub async fn run(cfg: InternalMetricsConfig, cx: SourceContext) {
             items,
             cx.name.clone(),
         );
-        match cx.router.send(batch, Wait::No).await {
-            Ok(_) => {}
-            Err(PushError::Full) => {
-                dropped.add(items);
-                warn!(
-                    source = name,
-                    items, "buffers full; internal metrics sample dropped"
-                );
-            }
-            Err(PushError::Closed) => break,
+        if !cx.send_sample(batch, &dropped).await {
+            break;
         }
     }
 }

@@ -8,9 +8,11 @@ pub mod host_metrics;
 pub mod internal_metrics;
 pub mod otlp;
 
-use crate::metrics::Registry;
+use crate::metrics::{Counter, Registry};
+use crate::pipeline::buffer::{PushError, Wait};
 use crate::pipeline::router::Router;
 use sonde_config::SourceConfig;
+use sonde_exporters::Batch;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +26,36 @@ pub struct SourceContext {
     pub router: Router,
     pub shutdown: CancellationToken,
     pub metrics: Registry,
+}
+
+impl SourceContext {
+    /// `sonde_source_dropped_items_total{source, reason}`.
+    pub fn dropped_counter(&self, reason: &str) -> Counter {
+        self.metrics.counter(
+            "sonde_source_dropped_items_total",
+            "Items a source dropped before any buffer took them, by reason.",
+            &[("source", &self.name), ("reason", reason)],
+        )
+    }
+
+    /// Sends one periodic sample (host or internal metrics) without waiting: a sample that finds
+    /// the buffers full is dropped and counted in `dropped` — cheaper to lose than to queue, and
+    /// the next one carries the cumulative values anyway. False once the pipeline has closed.
+    pub async fn send_sample(&self, batch: Batch, dropped: &Counter) -> bool {
+        let items = batch.items;
+        match self.router.send(batch, Wait::No).await {
+            Ok(d) => {
+                tracing::debug!(source = %self.name, items, queued = d.queued, "sample sent");
+                true
+            }
+            Err(PushError::Full) => {
+                dropped.add(items);
+                tracing::warn!(source = %self.name, items, "buffers full; sample dropped");
+                true
+            }
+            Err(PushError::Closed) => false,
+        }
+    }
 }
 
 /// A source's task; it finishes when `shutdown` fires and its last data is handed on.

@@ -10,12 +10,11 @@ mod scrape;
 pub use scrape::Scraper;
 
 use super::SourceContext;
-use crate::pipeline::buffer::{PushError, Wait};
 use prost::Message;
 use sonde_config::HostMetricsConfig;
 use sonde_exporters::{wire, Batch, Signal};
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, warn};
+use tracing::warn;
 
 pub async fn run(cfg: HostMetricsConfig, cx: SourceContext) {
     let name: &str = &cx.name;
@@ -30,11 +29,7 @@ pub async fn run(cfg: HostMetricsConfig, cx: SourceContext) {
         "Items a source produced or received.",
         &labels,
     );
-    let dropped = cx.metrics.counter(
-        "sonde_source_dropped_items_total",
-        "Items a source dropped before any buffer took them, by reason.",
-        &[("source", name), ("reason", "buffer_full")],
-    );
+    let dropped = cx.dropped_counter("buffer_full");
     let mut scraper = Some(Scraper::new(&cfg));
     let mut ticker = tokio::time::interval(cfg.interval.get());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -74,16 +69,8 @@ pub async fn run(cfg: HostMetricsConfig, cx: SourceContext) {
         }
         received.add(items);
         let batch = Batch::from_trusted(Signal::Metrics, payload.into(), items, cx.name.clone());
-        match cx.router.send(batch, Wait::No).await {
-            Ok(d) => debug!(source = name, items, queued = d.queued, "scrape sent"),
-            Err(PushError::Full) => {
-                dropped.add(items);
-                warn!(
-                    source = name,
-                    items, "buffers full; host metrics sample dropped"
-                );
-            }
-            Err(PushError::Closed) => break,
+        if !cx.send_sample(batch, &dropped).await {
+            break;
         }
     }
 }
