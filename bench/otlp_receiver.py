@@ -17,6 +17,13 @@ run. Every agent is started fresh for every run. Peers measured in the same run:
 - rotel  : rotel (PyPI `rotel`, a Rust OTLP collector) -> its blackhole exporter. rotel decodes
            every request into structs and batches them before the blackhole drops them.
 
+With --sink (the counting OTLP sink `otlp_bench sink` of the OTLP exporter's benchmark,
+exporters/examples/otlp_bench.rs), the forwarding pipelines, every span counted at the sink:
+
+- sonde-otlp     : receiver -> memory buffer -> OTLP exporter (gRPC, gzip) -> sink
+- sonde-otlp-none: the same without compression
+- rotel-otlp     : rotel -> its OTLP exporter (gRPC; it always gzips) -> sink
+
     python3 bench/otlp_receiver.py [--spans 1000000] [--repeat 3] [--rotel PATH]
 
 Prints one JSON line per run and a Markdown table of medians at the end.
@@ -99,10 +106,39 @@ def loadgen_path():
     raise RuntimeError("otlp_load bench binary not found")
 
 
-def sonde_config(grpc, http, agent):
+def sink_count(log):
+    """The sink's last reported span count (it prints `spans=N` every second)."""
+    n = 0
+    try:
+        for line in Path(log).read_text().splitlines():
+            for word in line.split():
+                if word.startswith("spans="):
+                    n = int(word[6:])
+    except FileNotFoundError:
+        pass
+    return n
+
+
+def sonde_config(grpc, http, agent, sink_port=None):
     extra = 'signals = ["metrics"]  # traces have no route: receiver only' if agent == "sonde-rx" else ""
     if agent == "sonde-8m":
         extra = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
+    if agent.startswith("sonde-otlp"):
+        compression = "none" if agent.endswith("-none") else "gzip"
+        return f"""
+[agent]
+data_dir = "{tempfile.gettempdir()}"
+admin = "off"
+[sources.otlp]
+type = "otlp"
+grpc = "127.0.0.1:{grpc}"
+http = "127.0.0.1:{http}"
+[exporters.out]
+type = "otlp"
+protocol = "grpc"
+endpoint = "http://127.0.0.1:{sink_port}"
+compression = "{compression}"
+"""
     return f"""
 [agent]
 data_dir = "{tempfile.gettempdir()}"
@@ -122,7 +158,7 @@ def start(agent, args, tmp):
     grpc, http = free_port(), free_port()
     if agent.startswith("sonde"):
         cfg = Path(tmp) / f"{agent}.toml"
-        cfg.write_text(sonde_config(grpc, http, agent))
+        cfg.write_text(sonde_config(grpc, http, agent, args.sink_port))
         cmd = [args.sonde, "run", "--config", str(cfg)]
         env = dict(os.environ, SONDE_LOG="warn", SONDE_ADMIN="off")
     else:
@@ -130,7 +166,8 @@ def start(agent, args, tmp):
             args.rotel, "start",
             "--otlp-grpc-endpoint", f"127.0.0.1:{grpc}",
             "--otlp-http-endpoint", f"127.0.0.1:{http}",
-            "--exporter", "blackhole",
+            *(["--exporter", "otlp", "--otlp-exporter-endpoint", f"http://127.0.0.1:{args.sink_port}",
+                "--otlp-exporter-protocol", "grpc"] if agent == "rotel-otlp" else ["--exporter", "blackhole"]),
             "--pid-file", str(Path(tmp) / "rotel.pid"),
             "--log-file", str(Path(tmp) / "rotel.log"),
         ]
@@ -145,6 +182,7 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
     proc, grpc, http = start(agent, args, tmp)
     try:
         time.sleep(0.3)
+        sunk0 = sink_count(args.sink_log) if args.sink_log else 0
         cpu0 = cpu_seconds(proc.pid)
         port = grpc if transport == "grpc" else http
         r = subprocess.run(
@@ -157,6 +195,12 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
         res = json.loads(r.stdout.strip().splitlines()[-1])
         wait_idle(proc.pid)
         cpu = cpu_seconds(proc.pid) - cpu0
+        if agent.endswith("otlp") or agent.endswith("otlp-none"):
+            # Every acknowledged span must reach the sink (it reports once a second).
+            deadline = time.monotonic() + 5
+            while sink_count(args.sink_log) - sunk0 < res["spans"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            res["delivered"] = sink_count(args.sink_log) - sunk0
         res.update(
             agent=agent,
             cpu_s=round(cpu, 3),
@@ -182,13 +226,23 @@ def main():
     ap.add_argument("--rotel", default=next(iter(glob.glob(str(ROOT / "target/bench-venv/lib/python3*/site-packages/rotel/rotel-agent"))), None))
     ap.add_argument("--agents", default="sonde,sonde-8m,sonde-rx,rotel")
     ap.add_argument("--loadgen", help="the otlp_load binary (default: build it with cargo bench --no-run)")
+    ap.add_argument("--sink", help="the otlp_bench binary (cargo build --release --example otlp_bench "
+                    "-p sonde-exporters): runs the forwarding pipelines against its counting sink")
     args = ap.parse_args()
     if not args.rotel:
         sys.exit("rotel not found: python3 -m venv target/bench-venv && target/bench-venv/bin/pip install rotel")
     loadgen = args.loadgen or loadgen_path()
     agents = args.agents.split(",")
     results = []
+    args.sink_port = args.sink_log = None
     with tempfile.TemporaryDirectory() as tmp:
+        sink = None
+        if args.sink:
+            args.sink_port = free_port()
+            args.sink_log = str(Path(tmp) / "sink.log")
+            sink = subprocess.Popen([args.sink, "sink", str(args.sink_port)], stdout=subprocess.DEVNULL,
+                                    stderr=open(args.sink_log, "w"))
+            wait_port(args.sink_port, sink)
         for transport in ("grpc", "http"):
             for batch in (100, 1000):
                 # Interleave the agents so that a noisy moment hits all of them alike.
@@ -197,6 +251,9 @@ def main():
                         res = one_run(agent, transport, batch, args, loadgen, tmp)
                         print(json.dumps(res), flush=True)
                         results.append(res)
+        if sink:
+            sink.terminate()
+            sink.wait(timeout=10)
 
     def med(agent, transport, batch, key):
         return statistics.median(
@@ -204,21 +261,26 @@ def main():
         )
 
     print()
-    print("| transport | batch | agent | spans/s | CPU s per 1M spans | peak RSS MiB | spans per CPU-s vs rotel | RSS vs rotel |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| transport | batch | agent | spans/s | CPU s per 1M spans | peak RSS MiB | spans per CPU-s vs peer | RSS vs peer | peer |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for transport in ("grpc", "http"):
         for batch in (100, 1000):
-            rotel_cpu = med("rotel", transport, batch, "cpu_s_per_million") if "rotel" in agents else None
-            rotel_rss = med("rotel", transport, batch, "peak_rss_mib") if "rotel" in agents else None
             for agent in agents:
+                # Forwarding pipelines compare with rotel forwarding, the others with its blackhole.
+                peer = "rotel-otlp" if "otlp" in agent else "rotel"
                 cpu = med(agent, transport, batch, "cpu_s_per_million")
                 rss = med(agent, transport, batch, "peak_rss_mib")
-                ratio = f"{rotel_cpu / cpu:.2f}x" if rotel_cpu else "-"
-                rss_ratio = f"{rss / rotel_rss:.2f}" if rotel_rss else "-"
+                if peer in agents:
+                    ratio = f"{med(peer, transport, batch, 'cpu_s_per_million') / cpu:.2f}x"
+                    rss_ratio = f"{rss / med(peer, transport, batch, 'peak_rss_mib'):.2f}"
+                else:
+                    ratio = rss_ratio = "-"
                 print(
                     f"| {transport} | {batch} | {agent} | {med(agent, transport, batch, 'spans_per_sec'):,.0f} | "
-                    f"{cpu:.2f} | {rss:.0f} | {ratio} | {rss_ratio} |"
+                    f"{cpu:.2f} | {rss:.0f} | {ratio} | {rss_ratio} | {peer} |"
                 )
+    lost = [r for r in results if "delivered" in r and r["delivered"] < r["spans"]]
+    print(f"\nforwarding runs with spans missing at the sink: {len(lost)}")
 
 
 if __name__ == "__main__":
