@@ -14,6 +14,10 @@ echo "== tools the tests need"
 if ! command -v systemd-analyze >/dev/null || ! command -v dpkg-deb >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd dpkg >/dev/null
 fi
+# curl is one of the real OTLP/HTTP clients in the receiver tests.
+if ! command -v curl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
 # cargo-deb builds the Debian package in the packaging tests.
 if [ ! -x .tools/bin/cargo-deb ]; then
   cargo install --quiet --locked cargo-deb --version 3.8.0 --root .tools

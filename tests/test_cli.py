@@ -76,7 +76,15 @@ def test_version_and_help():
 
 def test_embedded_default_shows_host_metrics_within_seconds(tmp_path):
     # No --config and (on a test machine) no /etc/sonde/sonde.toml: the embedded default runs.
-    agent = Agent([], env={"SONDE_DATA_DIR": str(tmp_path)})
+    # Ports 4317/4318 may be taken on a shared machine: the default interpolates these.
+    agent = Agent(
+        [],
+        env={
+            "SONDE_DATA_DIR": str(tmp_path),
+            "SONDE_OTLP_GRPC": "127.0.0.1:0",
+            "SONDE_OTLP_HTTP": "127.0.0.1:0",
+        },
+    )
     try:
         seen = []
         for line in agent.lines(timeout=10):

@@ -347,6 +347,7 @@ impl Loader<'_> {
             "host_metrics" => self.typed(value, &at).map(SourceConfig::HostMetrics),
             "file" => self.typed(value, &at).map(SourceConfig::File),
             "internal_metrics" => self.typed(value, &at).map(SourceConfig::InternalMetrics),
+            "otlp" => self.typed(value, &at).map(SourceConfig::Otlp),
             _ => None,
         }
     }
@@ -527,12 +528,53 @@ impl Loader<'_> {
                     }
                     None
                 }
+                SourceConfig::Otlp(o) => {
+                    self.validate_otlp(name, o);
+                    None
+                }
             };
             if interval.is_some_and(|i| i.get() < std::time::Duration::from_millis(100)) {
                 self.error(
                     &[key("sources"), key(name), key("interval")],
                     "must be at least 100ms",
                 );
+            }
+        }
+    }
+}
+
+impl Loader<'_> {
+    /// The checks of an `otlp` source that its types cannot express.
+    fn validate_otlp(&mut self, name: &str, o: &OtlpSourceConfig) {
+        let at = |k: &str| [key("sources"), key(name), key(k)];
+        match (o.grpc, o.http) {
+            (Listen::Off, Listen::Off) => self.error(
+                &[key("sources"), key(name)],
+                "`grpc` and `http` are both \"off\": the source would receive nothing",
+            ),
+            (Listen::At(g), Listen::At(h)) if g == h && g.port() != 0 => self.error(
+                &at("http"),
+                format!("`http` and `grpc` cannot share the address {h}"),
+            ),
+            _ => {}
+        }
+        if o.max_request_size.get() < 1024 {
+            self.error(&at("max_request_size"), "must be at least 1KiB");
+        }
+        for (k, v) in [
+            ("max_in_flight", o.max_in_flight),
+            ("max_connections", o.max_connections),
+        ] {
+            if v == 0 {
+                self.error(&at(k), "must be at least 1");
+            }
+        }
+        for (k, v) in [
+            ("request_timeout", o.request_timeout),
+            ("retry_after", o.retry_after),
+        ] {
+            if v.get().is_zero() {
+                self.error(&at(k), "must be greater than zero");
             }
         }
     }
@@ -601,6 +643,7 @@ impl Config {
                 SourceConfig::HostMetrics(c) => to_table(c),
                 SourceConfig::File(c) => to_table(c),
                 SourceConfig::InternalMetrics(c) => to_table(c),
+                SourceConfig::Otlp(c) => to_table(c),
             };
             t.insert("type".into(), s.type_name().into());
             sources.insert(name.clone(), toml::Value::Table(t));

@@ -222,17 +222,20 @@ pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
     InternalMetrics(InternalMetricsConfig),
     File(FileSourceConfig),
+    Otlp(OtlpSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
-    pub const TYPES: &'static [&'static str] = &["host_metrics", "internal_metrics", "file"];
+    pub const TYPES: &'static [&'static str] =
+        &["host_metrics", "internal_metrics", "file", "otlp"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceConfig::HostMetrics(_) => "host_metrics",
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::File(_) => "file",
+            SourceConfig::Otlp(_) => "otlp",
         }
     }
 
@@ -241,6 +244,7 @@ impl SourceConfig {
         match self {
             SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
             SourceConfig::File(_) => &[Signal::Logs],
+            SourceConfig::Otlp(_) => &Signal::ALL,
         }
     }
 }
@@ -426,6 +430,77 @@ impl Default for ProcessConfig {
 pub enum ProcessRank {
     Cpu,
     Memory,
+}
+
+/// `type = "otlp"`: receives traces, metrics and logs from apps over OTLP/gRPC and OTLP/HTTP and
+/// passes the protobuf requests on as they came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSourceConfig {
+    /// OTLP/gRPC listening address, or `"off"`. Loopback by default; a sidecar sets `0.0.0.0`.
+    pub grpc: Listen,
+    /// OTLP/HTTP listening address (`/v1/traces`, `/v1/metrics`, `/v1/logs`), or `"off"`.
+    pub http: Listen,
+    /// Largest request accepted, both as sent and after decompression (a zip bomb is refused
+    /// when it passes this, not inflated).
+    pub max_request_size: ByteSize,
+    /// Requests handled at once (both listeners together); a request over the limit waits up to
+    /// `block_timeout` for a slot, then is told to retry later.
+    pub max_in_flight: usize,
+    /// Open connections per listener; connections over the limit are closed at once.
+    pub max_connections: usize,
+    /// Time a client has to send a whole request (headers and body).
+    pub request_timeout: Duration,
+    /// How long a request may wait for buffer space (`when_full = "block"`) or for an in-flight
+    /// slot before it is answered with a retryable throttling response.
+    pub block_timeout: Duration,
+    /// The retry hint in throttling responses (gRPC `RetryInfo`, HTTP `Retry-After`).
+    pub retry_after: Duration,
+    /// TLS on both listeners; absent means plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsConfig>,
+    /// Bearer-token authentication on both listeners; absent means none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ServerAuthConfig>,
+}
+
+impl Default for OtlpSourceConfig {
+    fn default() -> Self {
+        Self {
+            grpc: Listen::At(SocketAddr::from(([127, 0, 0, 1], 4317))),
+            http: Listen::At(SocketAddr::from(([127, 0, 0, 1], 4318))),
+            max_request_size: ByteSize::mib(16),
+            max_in_flight: 32,
+            max_connections: 256,
+            request_timeout: Duration::from_secs(10),
+            block_timeout: Duration::from_secs(2),
+            retry_after: Duration::from_secs(1),
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+/// Server-side TLS (rustls): PEM files, read at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to: set it to require mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Authentication of incoming requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerAuthConfig {
+    /// A file holding the token clients must send as `Authorization: Bearer <token>`; read at
+    /// start, surrounding whitespace ignored. The token itself never appears in the config.
+    pub bearer_token_file: PathBuf,
 }
 
 // ---------------------------------------------------------------------------------------------

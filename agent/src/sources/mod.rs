@@ -7,6 +7,7 @@
 pub mod file;
 pub mod host_metrics;
 pub mod internal_metrics;
+pub mod otlp;
 
 use crate::metrics::{Counter, Registry};
 use crate::pipeline::buffer::{PushError, Wait};
@@ -71,5 +72,6 @@ pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> anyhow::Result<Sour
         SourceConfig::HostMetrics(c) => Ok(Box::pin(host_metrics::run(c.clone(), cx))),
         SourceConfig::File(c) => Ok(Box::pin(file::build(c, cx)?)),
         SourceConfig::InternalMetrics(c) => Ok(Box::pin(internal_metrics::run(c.clone(), cx))),
+        SourceConfig::Otlp(c) => Ok(otlp::build(c, cx).await?),
     }
 }
