@@ -250,6 +250,26 @@ impl ProcessFigures {
     }
 }
 
+/// Exporters (which do not know the agent) register their metrics here through this trait.
+impl sonde_exporters::Telemetry for Registry {
+    fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicU64> {
+        Registry::counter(self, name, help, labels).0
+    }
+    fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicI64> {
+        Registry::gauge(self, name, help, labels).0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

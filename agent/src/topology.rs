@@ -44,7 +44,8 @@ pub async fn start(
     for (name, ecfg) in &config.exporters {
         let exporter_health = Arc::new(ExporterHealth::default());
         watched.insert(name.clone(), exporter_health.clone());
-        let exporter = sonde_exporters::build(name, &ecfg.kind)?;
+        let exporter =
+            sonde_exporters::build(name, ecfg, Arc::new(metrics.clone()), &config.agent)?;
         let (tx, rx) = buffer::channel(name, &ecfg.common.buffer, &metrics);
         let accepts = ecfg.kind.accepts();
         routes.push(router::Route {

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod interpolate;
 pub mod load;
+pub mod parquet;
 pub mod schema;
 pub mod units;
 

@@ -359,6 +359,7 @@ impl Loader<'_> {
         let own = toml::Value::Table(own);
         let kind = match ty.as_str() {
             "stdout" => self.typed(own, &at).map(ExporterKind::Stdout),
+            "parquet" => self.typed(own, &at).map(ExporterKind::Parquet),
             _ => None,
         };
         Some(ExporterConfig {
@@ -438,6 +439,13 @@ impl Loader<'_> {
                             .join(", ")
                     ),
                 );
+            }
+            if let ExporterKind::Parquet(p) = &exporter.kind {
+                for (rel, message) in p.problems() {
+                    let mut path = at.to_vec();
+                    path.extend(rel.split('.').map(key));
+                    self.error(&path, message);
+                }
             }
             if c.batch.max_items == 0 {
                 self.error(
@@ -573,6 +581,7 @@ impl Config {
             let mut t = to_table(&e.common);
             let own = match &e.kind {
                 ExporterKind::Stdout(c) => to_table(c),
+                ExporterKind::Parquet(c) => to_table(c),
             };
             t.extend(own);
             t.insert("type".into(), e.kind.type_name().into());

@@ -5,6 +5,7 @@
 //! settings are split by [`crate::load`]: the keys every exporter shares ([`ExporterCommon`]) and
 //! the keys of its type, each checked with `deny_unknown_fields`.
 
+pub use crate::parquet::*;
 use crate::units::{ByteSize, Duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -549,14 +550,16 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
     Stdout(StdoutConfig),
+    Parquet(ParquetConfig),
 }
 
 impl ExporterKind {
-    pub const TYPES: &'static [&'static str] = &["stdout"];
+    pub const TYPES: &'static [&'static str] = &["stdout", "parquet"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             ExporterKind::Stdout(_) => "stdout",
+            ExporterKind::Parquet(_) => "parquet",
         }
     }
 
@@ -564,6 +567,7 @@ impl ExporterKind {
     pub fn default_concurrency(&self) -> usize {
         match self {
             ExporterKind::Stdout(_) => 1,
+            ExporterKind::Parquet(_) => 1,
         }
     }
 
@@ -571,6 +575,7 @@ impl ExporterKind {
     pub fn accepts(&self) -> &'static [Signal] {
         match self {
             ExporterKind::Stdout(_) => &Signal::ALL,
+            ExporterKind::Parquet(_) => &Signal::ALL,
         }
     }
 }

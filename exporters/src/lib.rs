@@ -6,19 +6,41 @@
 
 pub mod batch;
 pub mod exporter;
+pub mod parquet;
 pub mod stdout;
+pub mod telemetry;
 pub mod wire;
 
 pub use batch::{Batch, Signal};
 pub use exporter::{BoxFuture, DynExporter, ExportError, ExportOutcome, Exporter};
+pub use telemetry::Telemetry;
 
-use sonde_config::ExporterKind;
+use sonde_config::{AgentConfig, ExporterConfig, ExporterKind};
+use std::sync::Arc;
 
-/// Builds the exporter a config describes.
-pub fn build(name: &str, kind: &ExporterKind) -> Result<DynExporter, BuildError> {
-    let _ = name;
-    Ok(match kind {
-        ExporterKind::Stdout(cfg) => std::sync::Arc::new(stdout::StdoutExporter::new(cfg)),
+/// Builds the exporter a config describes; its own metrics go to `telemetry`, its local state
+/// (if any) under `agent.data_dir`.
+pub fn build(
+    name: &str,
+    config: &ExporterConfig,
+    telemetry: Arc<dyn Telemetry>,
+    agent: &AgentConfig,
+) -> Result<DynExporter, BuildError> {
+    Ok(match &config.kind {
+        ExporterKind::Stdout(cfg) => Arc::new(stdout::StdoutExporter::new(cfg)),
+        ExporterKind::Parquet(cfg) => Arc::new(
+            parquet::ParquetExporter::new(
+                name,
+                cfg,
+                &agent.data_dir,
+                agent.shutdown_timeout.get(),
+                telemetry,
+            )
+            .map_err(|message| BuildError {
+                exporter: name.to_string(),
+                message,
+            })?,
+        ),
     })
 }
 
