@@ -21,6 +21,7 @@ pub mod convert;
 pub mod naming;
 pub mod schema;
 pub mod store;
+pub mod testdata;
 pub mod wal;
 pub mod writer;
 
@@ -38,6 +39,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use wal::AppendError;
 use writer::{Finished, OpenFile, Recovery, Settings};
+
+pub use schema::SCHEMA_VERSION;
 
 /// How often the roller looks for files due by age or hour.
 const ROLL_TICK: Duration = Duration::from_millis(500);
@@ -175,6 +178,9 @@ struct Shared {
     draining: AtomicBool,
     stop: Notify,
     stopped: AtomicBool,
+    /// Held while the roller or shutdown recovers logs and finishes files, so shutdown never
+    /// misses a file the roller is still finishing.
+    maintenance: Mutex<()>,
     last_warn: Mutex<Option<std::time::Instant>>,
 }
 
@@ -238,6 +244,7 @@ impl ParquetExporter {
             draining: AtomicBool::new(false),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
+            maintenance: Mutex::new(()),
             last_warn: Mutex::new(None),
         });
         info!(exporter = %name, url = %shared.store.url, staging = %root.display(), "parquet exporter ready");
@@ -271,10 +278,20 @@ impl Exporter for ParquetExporter {
         Box::pin(async move {
             let shared = self.shared.clone();
             let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
-            // Finish every open file, then let the uploader empty the outbox until the deadline.
+            // The roller stops (a run in progress finishes first: see `maintenance`); every
+            // open file is finished; then the uploader empties the outbox until the deadline.
+            let uploader = {
+                let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(roller) = tasks.first() {
+                    roller.abort();
+                }
+                tasks.pop()
+            };
             let finished = tokio::task::spawn_blocking({
                 let shared = shared.clone();
                 move || {
+                    let _one_at_a_time =
+                        shared.maintenance.lock().unwrap_or_else(|p| p.into_inner());
                     shared.recover_stranded();
                     shared.finish_all(None)
                 }
@@ -284,14 +301,6 @@ impl Exporter for ParquetExporter {
             debug!(exporter = %shared.settings.exporter, files = finished, "open files finished at shutdown");
             shared.draining.store(true, Ordering::SeqCst);
             shared.wake_uploader.notify_one();
-            let uploader = {
-                let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-                // The roller is not needed any more; the uploader is last in the list.
-                if let Some(roller) = tasks.first() {
-                    roller.abort();
-                }
-                tasks.pop()
-            };
             if let Some(mut uploader) = uploader {
                 if tokio::time::timeout_at(deadline, &mut uploader)
                     .await
@@ -516,6 +525,7 @@ async fn roller(shared: Arc<Shared>) {
         tick.tick().await;
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = s.maintenance.lock().unwrap_or_else(|p| p.into_inner());
             s.recover_stranded();
             s.finish_all(Some(writer::now_unix_nanos()));
         })
