@@ -13,6 +13,8 @@ echo "== cargo test"
 cargo test --workspace
 echo "== cargo build (binary for the end-to-end tests)"
 cargo build --bins
+# The Parquet end-to-end tests drive the real exporter through this example.
+cargo build -p sonde-exporters --example parquet_fixture
 
 echo "== tools the tests need"
 # systemd-analyze (unit verification) and dpkg-deb come from Debian packages.

@@ -16,6 +16,13 @@ use std::time::Duration;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("SONDE_LOG").unwrap_or_else(|_| "info".into()),
+        ))
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let (Some(config), Some(data_dir)) = (args.get(1), args.get(2)) else {
         return Err("usage: parquet_fixture CONFIG.toml DATA_DIR [BULK_SPANS]".into());

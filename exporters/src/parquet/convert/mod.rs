@@ -357,8 +357,39 @@ pub(crate) fn json_value(v: Option<&any_value::Value>) -> serde_json::Value {
     }
 }
 
+/// JSON text of an OTLP value, keeping the order of key-value lists.
 pub(crate) fn json_text(v: &any_value::Value) -> String {
-    json_value(Some(v)).to_string()
+    let mut out = String::new();
+    write_json(&mut out, Some(v));
+    out
+}
+
+fn write_json(out: &mut String, v: Option<&any_value::Value>) {
+    match v {
+        Some(any_value::Value::ArrayValue(a)) => {
+            out.push('[');
+            for (i, v) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(out, v.value.as_ref());
+            }
+            out.push(']');
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            out.push('{');
+            for (i, kv) in kv.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(kv.key.clone()).to_string());
+                out.push(':');
+                write_json(out, kv.value.as_ref().and_then(|v| v.value.as_ref()));
+            }
+            out.push('}');
+        }
+        other => out.push_str(&json_value(other).to_string()),
+    }
 }
 
 #[cfg(test)]
