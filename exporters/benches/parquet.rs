@@ -6,6 +6,8 @@
 //! disk, not CPU). Also prints bytes per span in Parquet against the OTLP protobuf, gzip'd and
 //! zstd'd, for the same data.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use parquet::arrow::ArrowWriter;
 use prost::Message;

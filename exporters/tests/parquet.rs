@@ -3,6 +3,8 @@
 //! the `parquet` crate's Arrow reader. Readers no one here wrote (DuckDB, pyarrow) and a real
 //! S3-compatible server are exercised by tests/test_parquet.py.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use prost::Message;

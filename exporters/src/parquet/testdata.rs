@@ -392,7 +392,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -401,7 +401,7 @@ impl Rng {
         x
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
@@ -425,8 +425,8 @@ pub fn bulk_traces(n: usize, seed: u64, t0: u64) -> ExportTraceServiceRequest {
     let mut trace_id = [0u8; 16];
     for i in 0..n {
         if i % 8 == 0 {
-            trace_id[..8].copy_from_slice(&rng.next().to_le_bytes());
-            trace_id[8..].copy_from_slice(&rng.next().to_le_bytes());
+            trace_id[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+            trace_id[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         let svc = rng.below(SERVICES.len() as u64) as usize;
         let route = ROUTES[rng.below(ROUTES.len() as u64) as usize];
@@ -436,11 +436,11 @@ pub fn bulk_traces(n: usize, seed: u64, t0: u64) -> ExportTraceServiceRequest {
         let server = i % 2 == 0;
         by_service[svc].push(Span {
             trace_id: trace_id.to_vec(),
-            span_id: rng.next().to_le_bytes().to_vec(),
+            span_id: rng.next_u64().to_le_bytes().to_vec(),
             parent_span_id: if i % 8 == 0 {
                 vec![]
             } else {
-                rng.next().to_le_bytes().to_vec()
+                rng.next_u64().to_le_bytes().to_vec()
             },
             name: format!("{} {route}", if server { "GET" } else { "POST" }),
             kind: if server {
@@ -536,8 +536,8 @@ pub fn bulk_logs(n: usize, seed: u64, t0: u64) -> ExportLogsServiceRequest {
                     kv("thread.id", int(rng.below(16) as i64)),
                     kv("log.logger", s("app::http")),
                 ],
-                trace_id: rng.next().to_le_bytes().repeat(2),
-                span_id: rng.next().to_le_bytes().to_vec(),
+                trace_id: rng.next_u64().to_le_bytes().repeat(2),
+                span_id: rng.next_u64().to_le_bytes().to_vec(),
                 flags: 1,
                 ..Default::default()
             }
