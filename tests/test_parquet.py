@@ -135,7 +135,7 @@ upload = {{ initial_backoff = "100ms", max_backoff = "500ms", timeout = "10s", c
 """
 
 
-def run_fixture(tmp_path, config_text, bulk=0, timeout=120, wait=True):
+def run_fixture(tmp_path, config_text, bulk=0, timeout=120, wait=True, pad=0):
     if not FIXTURE.exists():
         pytest.fail(f"{FIXTURE} not built: `cargo build -p sonde-exporters --example parquet_fixture`")
     cfg = tmp_path / "fixture.toml"
@@ -143,7 +143,7 @@ def run_fixture(tmp_path, config_text, bulk=0, timeout=120, wait=True):
     data = tmp_path / "data"
     env = dict(os.environ, SONDE_LOG="info", RUST_LOG="info")
     proc = subprocess.Popen(
-        [str(FIXTURE), str(cfg), str(data), str(bulk)],
+        [str(FIXTURE), str(cfg), str(data), str(bulk), str(pad)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -428,8 +428,9 @@ def test_sonde_schema_command_matches_the_files(fixture_files):
 def test_s3_upload_round_trip_with_multipart_for_a_large_file(tmp_path, moto):
     m = moto()
     m.bucket()
-    # Uncompressed, so 70k spans make a file larger than one 5 MiB part.
-    result = run_fixture(tmp_path, s3_config(m.port, 'compression = "none"', upload=', part_size = "5MiB"'), bulk=70_000)
+    # 15k spans with 200 random bytes each (uncompressed) make a file larger than one 5 MiB part.
+    cfg = s3_config(m.port, 'compression = "none"', upload=', part_size = "5MiB"')
+    result = run_fixture(tmp_path, cfg, bulk=15_000, pad=200)
     assert result["uploaded"] == 3 and result["upload_retries"] == 0, result
     objs = m.objects()
     assert len(objs) == 3, objs
@@ -441,7 +442,7 @@ def test_s3_upload_round_trip_with_multipart_for_a_large_file(tmp_path, moto):
     assert "-" not in objs[small]["ETag"].strip('"'), "a small file goes up in one PUT"
     local = m.download(traces, tmp_path / "dl" / "t.parquet")
     con = duckdb.connect()
-    assert con.execute(f"select count(*), count(distinct span_id) from '{local}'").fetchone() == (70_002, 70_002)
+    assert con.execute(f"select count(*), count(distinct span_id) from '{local}'").fetchone() == (15_002, 15_002)
     assert pq.read_metadata(local).metadata[b"sonde.schema.version"] == b"1"
     # No multipart upload is left behind.
     assert m.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
@@ -478,6 +479,121 @@ def test_s3_down_during_upload_is_retried_with_nothing_lost_or_duplicated(tmp_pa
         counts[k.split("/")[1]] = con.execute(f"select count(*) from '{local}'").fetchone()[0]
     assert counts == {"traces": 2, "metrics": 7, "logs": 5}
     assert not list((tmp_path / "data").rglob("outbox/*.parquet")), "uploaded files are removed locally"
+
+
+class CuttableProxy:
+    """A TCP proxy on a loopback port in front of a server: forwards upstream at about 20 MB/s,
+    counts the bytes, and can be cut (every connection closed, new ones refused) and restored."""
+
+    def __init__(self, upstream_port: int):
+        import threading
+
+        self.upstream = upstream_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.sent = 0
+        self.cut = False
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.cut:
+                client.close()
+                continue
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, up]
+            threading.Thread(target=self._pipe, args=(client, up, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, upstream):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or self.cut:
+                    break
+                dst.sendall(data)
+                if upstream:
+                    self.sent += len(data)
+                    time.sleep(len(data) / 20e6)  # about 20 MB/s: a cut lands mid-upload
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def set_cut(self, cut: bool):
+        self.cut = cut
+        if cut:
+            with self.lock:
+                for c in self.conns:
+                    try:
+                        c.shutdown(socket.SHUT_RDWR)
+                        c.close()
+                    except OSError:
+                        pass
+                self.conns.clear()
+
+    def close(self):
+        self.closed = True
+        self.set_cut(True)
+        self.sock.close()
+
+
+def test_s3_cut_in_the_middle_of_a_multipart_upload_leaves_no_object_and_recovers(tmp_path, moto):
+    m = moto()
+    m.bucket()
+    proxy = CuttableProxy(m.port)
+    try:
+        cfg = s3_config(proxy.port, 'compression = "none"', upload=', part_size = "5MiB", concurrency = 1')
+        proc = run_fixture(tmp_path, cfg, bulk=25_000, pad=200, wait=False)
+        try:
+            # Cut the connection once the first 5 MiB part is through: mid-upload.
+            wait_until("the first part on the wire", 120, lambda: proxy.sent > 6 * 1024 * 1024 or proc.poll() is not None, 0.01)
+            assert proc.poll() is None, "the upload finished before it could be cut"
+            proxy.set_cut(True)
+
+            def failed():
+                line = proc.stderr.readline()
+                assert line or proc.poll() is None, "fixture exited"
+                return "upload failed, retrying" in line
+
+            wait_until("the cut attempt to fail", 60, failed, 0)
+            # The half-sent file is no object.
+            assert not [k for k in m.objects() if k.startswith("otel/traces/")]
+            proxy.set_cut(False)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["uploaded"] == 3 and result["upload_retries"] >= 1, result
+        objs = m.objects()
+        assert sorted(k.split("/")[1] for k in objs) == ["logs", "metrics", "traces"], objs
+        traces = next(k for k in objs if k.startswith("otel/traces/"))
+        local = m.download(traces, tmp_path / "dl" / "t.parquet")
+        assert duckdb.connect().execute(f"select count(*) from '{local}'").fetchone() == (25_002,)
+    finally:
+        proxy.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 //! real Parquet exporter and uploads it, for the end-to-end tests that read the files back with
 //! DuckDB and pyarrow.
 //!
-//! Usage: `parquet_fixture CONFIG.toml DATA_DIR [BULK_SPANS]`, where CONFIG.toml holds the
-//! exporter's own settings (`url = "…"`, …). Exports the fixture traces, metrics and logs (and
-//! BULK_SPANS generated spans, in batches of 4096, to make a large file), shuts the exporter
-//! down (finish + upload, within 60 s) and prints one JSON line with its counters.
+//! Usage: `parquet_fixture CONFIG.toml DATA_DIR [BULK_SPANS [PAD_BYTES]]`, where CONFIG.toml
+//! holds the exporter's own settings (`url = "…"`, …). Exports the fixture traces, metrics and
+//! logs (and BULK_SPANS generated spans in batches of 4096, each with PAD_BYTES random bytes of
+//! padding, to make a large file), shuts the exporter down (finish + upload, within 60 s) and
+//! prints one JSON line with its counters and the elapsed seconds.
 
 use prost::Message;
 use sonde_exporters::parquet::{testdata, ParquetExporter};
@@ -28,6 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: parquet_fixture CONFIG.toml DATA_DIR [BULK_SPANS]".into());
     };
     let bulk: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let pad: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let started = std::time::Instant::now();
     let cfg: sonde_config::ParquetConfig = toml::from_str(&std::fs::read_to_string(config)?)?;
     let problems = cfg.problems();
     if !problems.is_empty() {
@@ -53,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let n = left.min(4096);
         batches.push((
             Signal::Traces,
-            testdata::bulk_traces(n, seed, testdata::T0).encode_to_vec(),
+            testdata::bulk_traces_padded(n, seed, testdata::T0, pad).encode_to_vec(),
         ));
         left -= n;
         seed += 1;
@@ -65,11 +68,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     exporter.shutdown().await?;
     let c = |name: &str| telemetry.counter_sum(name, &[]);
     println!(
-        "{{\"files\": {}, \"uploaded\": {}, \"upload_retries\": {}, \"rows\": {}}}",
+        "{{\"files\": {}, \"uploaded\": {}, \"upload_retries\": {}, \"rows\": {}, \"seconds\": {:.3}}}",
         c("sonde_parquet_files_total"),
         c("sonde_parquet_uploaded_files_total"),
         c("sonde_parquet_upload_retries_total"),
         c("sonde_parquet_rows_total"),
+        started.elapsed().as_secs_f64(),
     );
     Ok(())
 }

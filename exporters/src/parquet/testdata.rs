@@ -507,6 +507,22 @@ pub fn bulk_traces(n: usize, seed: u64, t0: u64) -> ExportTraceServiceRequest {
     }
 }
 
+/// [`bulk_traces`] with an extra `padding` attribute of `pad` random bytes (hex) per span: big,
+/// incompressible files from few spans (multipart upload tests).
+pub fn bulk_traces_padded(n: usize, seed: u64, t0: u64, pad: usize) -> ExportTraceServiceRequest {
+    let mut req = bulk_traces(n, seed, t0);
+    let mut rng = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                let bytes: Vec<u8> = (0..pad).map(|_| rng.next_u64() as u8).collect();
+                span.attributes.push(kv("padding", s(&hex::encode(bytes))));
+            }
+        }
+    }
+    req
+}
+
 /// `n` realistic log records (a few message templates, severities, trace context).
 pub fn bulk_logs(n: usize, seed: u64, t0: u64) -> ExportLogsServiceRequest {
     let mut rng = Rng::new(seed);
