@@ -48,6 +48,33 @@ fn sizes(settings: &Settings, signal: Signal, payloads: &[Vec<u8>], items: usize
     );
 }
 
+/// CPU seconds this process has used (user + system), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Items converted per CPU-second (not per wall-second: the figure holds on a busy machine).
+fn per_cpu_second(settings: &Settings, signal: Signal, payloads: &[Vec<u8>], items: usize) {
+    let rounds = 4;
+    let (cpu0, wall0) = (cpu_seconds(), std::time::Instant::now());
+    for _ in 0..rounds {
+        parquet_bytes(settings, signal, payloads);
+    }
+    let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+    println!(
+        "{signal}: {:.0} items per CPU-second ({:.0} per wall-second; {:.1} CPU-s for {} items)",
+        (rounds * items) as f64 / cpu,
+        (rounds * items) as f64 / wall,
+        cpu,
+        rounds * items
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir();
     let settings = Settings::new("bench", &ParquetConfig::default(), &dir).unwrap();
@@ -59,6 +86,8 @@ fn bench(c: &mut Criterion) {
         .collect();
     sizes(&settings, Signal::Traces, &traces, 25 * N);
     sizes(&settings, Signal::Logs, &logs, 25 * N);
+    per_cpu_second(&settings, Signal::Traces, &traces, 25 * N);
+    per_cpu_second(&settings, Signal::Logs, &logs, 25 * N);
 
     let mut g = c.benchmark_group("otlp_to_parquet_zstd");
     g.throughput(Throughput::Elements(N as u64 * 8));

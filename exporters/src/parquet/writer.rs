@@ -23,7 +23,7 @@ use super::schema::{self, META_FILE_ID, META_HOST, META_SCHEMA_VERSION, META_SIG
 use super::wal::{self, AppendError, Header, WalReader, WalWriter};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
@@ -109,6 +109,17 @@ impl Settings {
         };
         for c in unique {
             b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+        }
+        // Times of neighbouring rows are close: delta encoding stores the small differences.
+        let times: &[&str] = match signal {
+            Signal::Traces => &["start_time", "end_time"],
+            Signal::Logs => &["time", "observed_time"],
+            Signal::Metrics => &["time", "start_time"],
+        };
+        for c in times {
+            b = b
+                .set_column_dictionary_enabled(ColumnPath::from(*c), false)
+                .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_BINARY_PACKED);
         }
         b.build()
     }
