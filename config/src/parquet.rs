@@ -371,6 +371,28 @@ mod tests {
     }
 
     #[test]
+    fn a_parquet_exporter_loads_and_its_problems_are_positioned() {
+        let text = "[sources.h]\ntype = \"host_metrics\"\n[exporters.lake]\ntype = \"parquet\"\nurl = \"s3://b/p\"\nsecret_access_key = \"s3cr3t\"\n";
+        let c = crate::load_str(text, "t.toml").unwrap();
+        let crate::ExporterKind::Parquet(p) = &c.exporters["lake"].kind else {
+            panic!("not a parquet exporter");
+        };
+        assert_eq!(p.url, "s3://b/p");
+        assert_eq!(c.exporters["lake"].kind.default_concurrency(), 1);
+        let printed = c.to_toml();
+        assert!(
+            printed.contains("<redacted>") && !printed.contains("s3cr3t"),
+            "{printed}"
+        );
+        let bad = format!("{text}path = \"{{signal}}.parquet\"\n");
+        let e = crate::load_str(&bad, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:7:1: `exporters.lake.path`: must contain `{id}`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn sizes_and_levels_are_bounded() {
         assert_eq!(
             with(|c| c.max_file_size = ByteSize::kib(10)),
