@@ -42,6 +42,8 @@ echo "== cargo test"
 SONDE_TEST_VENV="$PWD/.venv" cargo test --workspace
 echo "== cargo build (binary for the end-to-end tests)"
 cargo build --bins --example spool_tool
+# The Parquet end-to-end tests drive the real exporter through this example.
+cargo build -p sonde-exporters --example parquet_fixture
 
 echo "== end-to-end tests"
 SONDE_BIN="$PWD/target/debug/sonde" .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"

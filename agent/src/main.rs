@@ -48,6 +48,22 @@ enum Command {
         #[arg(long, default_value = "3s")]
         timeout: sonde_config::Duration,
     },
+    /// Print the Parquet exporter's table schema for a signal (column, Arrow type, nullability,
+    /// meaning) and its version.
+    Schema {
+        /// traces | metrics | logs
+        #[arg(value_parser = parse_signal)]
+        signal: sonde_config::Signal,
+    },
+}
+
+fn parse_signal(s: &str) -> Result<sonde_config::Signal, String> {
+    match s {
+        "traces" | "spans" => Ok(sonde_config::Signal::Traces),
+        "metrics" => Ok(sonde_config::Signal::Metrics),
+        "logs" => Ok(sonde_config::Signal::Logs),
+        _ => Err(format!("`{s}`: expected traces, metrics or logs")),
+    }
 }
 
 /// The file the configuration is read from, if any: `--config`, else the system file if it
@@ -117,6 +133,10 @@ fn main() -> ExitCode {
                 }
                 Err(code) => code,
             }
+        }
+        Command::Schema { signal } => {
+            print!("{}", sonde_exporters::parquet::schema::describe(signal));
+            ExitCode::SUCCESS
         }
         Command::PrintConfig => match load(cli.config.as_deref()) {
             Ok(c) => {

@@ -45,7 +45,8 @@ pub async fn start(
     for (name, ecfg) in &config.exporters {
         let exporter_health = Arc::new(ExporterHealth::default());
         watched.insert(name.clone(), exporter_health.clone());
-        let exporter = sonde_exporters::build(name, ecfg, Arc::new(metrics.clone()))?;
+        let exporter =
+            sonde_exporters::build(name, ecfg, Arc::new(metrics.clone()), &config.agent)?;
         let (tx, rx) =
             buffer::open(name, &ecfg.common.buffer, &config.agent.data_dir, &metrics).await?;
         let accepts = ecfg.kind.accepts();

@@ -26,7 +26,8 @@ fn exporter_config(body: &str) -> ExporterConfig {
 
 fn pipe(cfg: &ExporterConfig) -> (BufferSender, JoinHandle<()>, Registry) {
     let metrics = Registry::default();
-    let exporter = sonde_exporters::build("x", cfg, Arc::new(metrics.clone())).unwrap();
+    let exporter =
+        sonde_exporters::build("x", cfg, Arc::new(metrics.clone()), &Default::default()).unwrap();
     let (tx, rx) = buffer::channel("x", &cfg.common.buffer, &metrics);
     let wcfg = WorkerConfig {
         name: Arc::from("x"),

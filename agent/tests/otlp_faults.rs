@@ -32,7 +32,8 @@ pub struct Pipe {
 
 pub fn pipe(cfg: &ExporterConfig) -> Pipe {
     let metrics = Registry::default();
-    let exporter = sonde_exporters::build("x", cfg, Arc::new(metrics.clone())).unwrap();
+    let exporter =
+        sonde_exporters::build("x", cfg, Arc::new(metrics.clone()), &Default::default()).unwrap();
     let (tx, rx) = buffer::channel("x", &cfg.common.buffer, &metrics);
     let wcfg = WorkerConfig {
         name: Arc::from("x"),

@@ -9,6 +9,7 @@ pub mod file;
 pub mod interpolate;
 pub mod load;
 pub mod otlp;
+pub mod parquet;
 pub mod schema;
 pub mod units;
 

@@ -363,6 +363,7 @@ impl Loader<'_> {
         let kind = match ty.as_str() {
             "stdout" => self.typed(own, &at).map(ExporterKind::Stdout),
             "otlp" => self.typed(own, &at).map(ExporterKind::Otlp),
+            "parquet" => self.typed(own, &at).map(ExporterKind::Parquet),
             _ => None,
         };
         Some(ExporterConfig {
@@ -451,6 +452,13 @@ impl Loader<'_> {
                         PathSeg::KeyOwned(k) => Seg::Key(k),
                         PathSeg::Index(i) => Seg::Index(i),
                     }));
+                    self.error(&path, message);
+                }
+            }
+            if let ExporterKind::Parquet(p) = &exporter.kind {
+                for (rel, message) in p.problems() {
+                    let mut path = at.to_vec();
+                    path.extend(rel.split('.').map(key));
                     self.error(&path, message);
                 }
             }
@@ -655,6 +663,7 @@ impl Config {
             let own = match &e.kind {
                 ExporterKind::Stdout(c) => to_table(c),
                 ExporterKind::Otlp(c) => to_table(c),
+                ExporterKind::Parquet(c) => to_table(c),
             };
             t.extend(own);
             t.insert("type".into(), e.kind.type_name().into());

@@ -6,6 +6,7 @@
 //! the keys of its type, each checked with `deny_unknown_fields`.
 
 pub use crate::otlp::*;
+pub use crate::parquet::*;
 use crate::units::{ByteSize, Duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -707,15 +708,17 @@ impl Default for RetryConfig {
 pub enum ExporterKind {
     Stdout(StdoutConfig),
     Otlp(OtlpExporterConfig),
+    Parquet(ParquetConfig),
 }
 
 impl ExporterKind {
-    pub const TYPES: &'static [&'static str] = &["stdout", "otlp"];
+    pub const TYPES: &'static [&'static str] = &["stdout", "otlp", "parquet"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             ExporterKind::Stdout(_) => "stdout",
             ExporterKind::Otlp(_) => "otlp",
+            ExporterKind::Parquet(_) => "parquet",
         }
     }
 
@@ -724,6 +727,7 @@ impl ExporterKind {
         match self {
             ExporterKind::Stdout(_) => 1,
             ExporterKind::Otlp(_) => 4,
+            ExporterKind::Parquet(_) => 1,
         }
     }
 
@@ -732,6 +736,7 @@ impl ExporterKind {
         match self {
             ExporterKind::Stdout(_) => &Signal::ALL,
             ExporterKind::Otlp(_) => &Signal::ALL,
+            ExporterKind::Parquet(_) => &Signal::ALL,
         }
     }
 }

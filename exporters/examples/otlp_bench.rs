@@ -93,6 +93,7 @@ async fn send(protocol: &str, endpoint: &str, size: usize, compression: &str, to
         "x",
         &cfg.exporters["x"],
         Arc::new(LocalTelemetry::default()),
+        &cfg.agent,
     )
     .unwrap();
     let b = batch(size);

@@ -8,6 +8,7 @@ pub mod ack;
 pub mod batch;
 pub mod exporter;
 pub mod otlp;
+pub mod parquet;
 pub mod stdout;
 pub mod telemetry;
 pub mod wire;
@@ -17,24 +18,35 @@ pub use batch::{Batch, Signal};
 pub use exporter::{BoxFuture, DynExporter, ExportError, ExportOutcome, Exporter};
 pub use telemetry::Telemetry;
 
-use sonde_config::{ExporterConfig, ExporterKind};
+use sonde_config::{AgentConfig, ExporterConfig, ExporterKind};
 use std::sync::Arc;
 
-/// Builds the exporter a config describes; its own metrics go to `telemetry`.
+/// Builds the exporter a config describes; its own metrics go to `telemetry`, its local state
+/// (if any) under `agent.data_dir`.
 pub fn build(
     name: &str,
     config: &ExporterConfig,
     telemetry: Arc<dyn Telemetry>,
+    agent: &AgentConfig,
 ) -> Result<DynExporter, BuildError> {
+    let failed = |message| BuildError {
+        exporter: name.to_string(),
+        message,
+    };
     Ok(match &config.kind {
         ExporterKind::Stdout(cfg) => Arc::new(stdout::StdoutExporter::new(cfg)),
-        ExporterKind::Otlp(cfg) => Arc::new(
-            otlp::OtlpExporter::new(name, cfg, &config.common, telemetry).map_err(|message| {
-                BuildError {
-                    exporter: name.to_string(),
-                    message,
-                }
-            })?,
+        ExporterKind::Otlp(cfg) => {
+            Arc::new(otlp::OtlpExporter::new(name, cfg, &config.common, telemetry).map_err(failed)?)
+        }
+        ExporterKind::Parquet(cfg) => Arc::new(
+            parquet::ParquetExporter::new(
+                name,
+                cfg,
+                &agent.data_dir,
+                agent.shutdown_timeout.get(),
+                telemetry,
+            )
+            .map_err(failed)?,
         ),
     })
 }

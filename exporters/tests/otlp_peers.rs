@@ -251,7 +251,13 @@ fn exporter(body: &str) -> DynExporter {
     let text =
         format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
     let c = sonde_config::load_str(&text, "test").unwrap();
-    sonde_exporters::build("x", &c.exporters["x"], Arc::new(LocalTelemetry::default())).unwrap()
+    sonde_exporters::build(
+        "x",
+        &c.exporters["x"],
+        Arc::new(LocalTelemetry::default()),
+        &c.agent,
+    )
+    .unwrap()
 }
 
 async fn export_all(e: &DynExporter) {

@@ -1,0 +1,105 @@
+//! OTLP bytes → zstd Parquet bytes: the Parquet exporter's conversion and encoding, per core.
+//!
+//! `cargo bench -p sonde-exporters --bench parquet`. Each iteration decodes one 4096-span (or
+//! 4096-record) export request, converts it to Arrow and writes it through a zstd Parquet
+//! writer into memory, as the exporter does for each batch (staging-log fsync excluded: that is
+//! disk, not CPU). Also prints bytes per span in Parquet against the OTLP protobuf, gzip'd and
+//! zstd'd, for the same data.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use parquet::arrow::ArrowWriter;
+use prost::Message;
+use sonde_config::{ParquetConfig, Signal};
+use sonde_exporters::parquet::{convert, schema, testdata, writer::Settings};
+use std::io::Write;
+
+const N: usize = 4096;
+
+fn parquet_bytes(settings: &Settings, signal: Signal, payloads: &[Vec<u8>]) -> usize {
+    let mut w = ArrowWriter::try_new(
+        Vec::new(),
+        schema::schema(signal),
+        Some(settings.properties(signal)),
+    )
+    .unwrap();
+    for p in payloads {
+        w.write(&convert::convert(signal, p).unwrap()).unwrap();
+    }
+    w.into_inner().unwrap().len()
+}
+
+fn sizes(settings: &Settings, signal: Signal, payloads: &[Vec<u8>], items: usize) {
+    let raw: Vec<u8> = payloads.concat();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    let gz = gz.finish().unwrap().len();
+    let zs = zstd::bulk::compress(&raw, 3).unwrap().len();
+    let pq = parquet_bytes(settings, signal, payloads);
+    let per = |b: usize| b as f64 / items as f64;
+    println!(
+        "{signal}: {items} items; bytes/item: otlp {:.1}, otlp+gzip {:.1}, otlp+zstd(3) {:.1}, parquet+zstd {:.1}; zstd-otlp/parquet = {:.2}x",
+        per(raw.len()),
+        per(gz),
+        per(zs),
+        per(pq),
+        zs as f64 / pq as f64
+    );
+}
+
+/// CPU seconds this process has used (user + system), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Items converted per CPU-second (not per wall-second: the figure holds on a busy machine).
+fn per_cpu_second(settings: &Settings, signal: Signal, payloads: &[Vec<u8>], items: usize) {
+    let rounds = 4;
+    let (cpu0, wall0) = (cpu_seconds(), std::time::Instant::now());
+    for _ in 0..rounds {
+        parquet_bytes(settings, signal, payloads);
+    }
+    let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+    println!(
+        "{signal}: {:.0} items per CPU-second ({:.0} per wall-second; {:.1} CPU-s for {} items)",
+        (rounds * items) as f64 / cpu,
+        (rounds * items) as f64 / wall,
+        cpu,
+        rounds * items
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = std::env::temp_dir();
+    let settings = Settings::new("bench", &ParquetConfig::default(), &dir).unwrap();
+    let traces: Vec<Vec<u8>> = (0..25)
+        .map(|s| testdata::bulk_traces(N, s + 1, testdata::T0 + s * 10_000_000_000).encode_to_vec())
+        .collect();
+    let logs: Vec<Vec<u8>> = (0..25)
+        .map(|s| testdata::bulk_logs(N, s + 1, testdata::T0 + s * 10_000_000_000).encode_to_vec())
+        .collect();
+    sizes(&settings, Signal::Traces, &traces, 25 * N);
+    sizes(&settings, Signal::Logs, &logs, 25 * N);
+    per_cpu_second(&settings, Signal::Traces, &traces, 25 * N);
+    per_cpu_second(&settings, Signal::Logs, &logs, 25 * N);
+
+    let mut g = c.benchmark_group("otlp_to_parquet_zstd");
+    g.throughput(Throughput::Elements(N as u64 * 8));
+    g.sample_size(10);
+    g.bench_function("spans", |b| {
+        b.iter(|| parquet_bytes(&settings, Signal::Traces, &traces[..8]))
+    });
+    g.bench_function("log_records", |b| {
+        b.iter(|| parquet_bytes(&settings, Signal::Logs, &logs[..8]))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
