@@ -22,6 +22,8 @@ exporters/examples/otlp_bench.rs), the forwarding pipelines, every span counted 
 
 - sonde-otlp     : receiver -> memory buffer -> OTLP exporter (gRPC, gzip) -> sink
 - sonde-otlp-none: the same without compression
+- sonde-otlp-disk: sonde-otlp with a disk buffer (`type = "disk"`, `fsync = "batch"`: a client
+                   is answered once its spans are fsynced) in a fresh data_dir per run
 - rotel-otlp     : rotel -> its OTLP exporter (gRPC; it always gzips) -> sink
 
     python3 bench/otlp_receiver.py [--spans 1000000] [--repeat 3] [--rotel PATH]
@@ -125,9 +127,12 @@ def sonde_config(grpc, http, agent, sink_port=None):
         extra = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
     if agent.startswith("sonde-otlp"):
         compression = "none" if agent.endswith("-none") else "gzip"
+        buffer = ""
+        if agent.endswith("-disk"):
+            buffer = 'buffer = { type = "disk", max_size = "1GiB", fsync = "batch" }'
         return f"""
 [agent]
-data_dir = "{tempfile.gettempdir()}"
+data_dir = "{tempfile.mkdtemp(prefix="sonde-bench-")}"
 admin = "off"
 [sources.otlp]
 type = "otlp"
@@ -138,6 +143,7 @@ type = "otlp"
 protocol = "grpc"
 endpoint = "http://127.0.0.1:{sink_port}"
 compression = "{compression}"
+{buffer}
 """
     return f"""
 [agent]
@@ -195,7 +201,7 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
         res = json.loads(r.stdout.strip().splitlines()[-1])
         wait_idle(proc.pid)
         cpu = cpu_seconds(proc.pid) - cpu0
-        if agent.endswith("otlp") or agent.endswith("otlp-none"):
+        if "otlp" in agent:
             # Every acknowledged span must reach the sink (it reports once a second).
             deadline = time.monotonic() + 5
             while sink_count(args.sink_log) - sunk0 < res["spans"] and time.monotonic() < deadline:
