@@ -2,8 +2,8 @@
 OTLP to real peers on loopback (rotel over gRPC, a grpcio/opentelemetry-proto receiver over HTTP
 and gRPC), survives a destination that is not there yet, and never prints a header token.
 
-Traces and logs end to end through the binary wait for the OTLP receiver source (another
-branch); until then they are covered at the exporter level in exporters/tests/otlp_peers.rs."""
+Traces, metrics and logs from apps through the receiver and this exporter: test_otlp_crash.py;
+at the exporter level against rotel and the grpcio sink: exporters/tests/otlp_peers.rs."""
 
 import base64
 import json
