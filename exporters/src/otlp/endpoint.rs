@@ -358,3 +358,160 @@ pub async fn resolve_loop(
         tokio::time::sleep(interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+    use crate::telemetry::LocalTelemetry;
+
+    fn factory(endpoints: &[&str]) -> Factory {
+        let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        let text = format!(
+            "[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\ninsecure = true\nendpoints = [{}]\n",
+            list.join(", ")
+        );
+        let c = sonde_config::load_str(&text, "test").unwrap();
+        let sonde_config::ExporterKind::Otlp(cfg) = &c.exporters["x"].kind else {
+            panic!("not an otlp exporter")
+        };
+        Factory::new(
+            Arc::from("x"),
+            cfg,
+            Duration::from_secs(1),
+            1,
+            Arc::new(LocalTelemetry::default()),
+        )
+        .unwrap()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn keys(set: &EndpointSet) -> Vec<&str> {
+        set.list.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_name_with_several_addresses_is_several_endpoints() {
+        let f = factory(&["collectors.internal:4317"]);
+        let set = f.build_set(
+            &[vec![addr("10.0.0.1:4317"), addr("10.0.0.2:4317")]],
+            &EndpointSet::default(),
+            true,
+            None,
+        );
+        assert_eq!(keys(&set), ["10.0.0.1:4317", "10.0.0.2:4317"]);
+        // Both are on the trace-ID ring: traces spread over the two addresses.
+        let owners: std::collections::HashSet<usize> = (0..64u64)
+            .filter_map(|i| {
+                set.ring
+                    .pick(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), |_| true)
+            })
+            .collect();
+        assert_eq!(owners.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_resolution_keeps_endpoints_whose_address_stayed() {
+        let f = factory(&["collectors.internal:4317"]);
+        let first = f.build_set(
+            &[vec![addr("10.0.0.1:4317"), addr("10.0.0.2:4317")]],
+            &EndpointSet::default(),
+            true,
+            None,
+        );
+        // 10.0.0.1 went away, 10.0.0.3 appeared.
+        let second = f.build_set(
+            &[vec![addr("10.0.0.2:4317"), addr("10.0.0.3:4317")]],
+            &first,
+            true,
+            None,
+        );
+        assert_eq!(keys(&second), ["10.0.0.2:4317", "10.0.0.3:4317"]);
+        // The survivor is the same endpoint: its connections and circuit state carry over.
+        assert!(Arc::ptr_eq(&first.list[1], &second.list[0]));
+    }
+
+    #[tokio::test]
+    async fn an_address_reached_through_two_targets_is_one_endpoint() {
+        let f = factory(&["a.internal:4317", "b.internal:4317"]);
+        let set = f.build_set(
+            &[
+                vec![addr("10.0.0.1:4317"), addr("10.0.0.2:4317")],
+                vec![addr("10.0.0.2:4317"), addr("10.0.0.3:4317")],
+            ],
+            &EndpointSet::default(),
+            true,
+            None,
+        );
+        assert_eq!(
+            keys(&set),
+            ["10.0.0.1:4317", "10.0.0.2:4317", "10.0.0.3:4317"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_publishes_names_and_keeps_literals() {
+        let f = Arc::new(factory(&["localhost:4317", "127.0.0.9:4317"]));
+        // Before the first resolution only the literal address is known, and the set says so.
+        let literal = f.literal_set();
+        assert_eq!(keys(&literal), ["127.0.0.9:4317"]);
+        assert!(!literal.ready);
+        let (tx, mut rx) = watch::channel(Arc::new(literal));
+        let gauge = Gauge::new(
+            &LocalTelemetry::default(),
+            "sonde_otlp_exporter_endpoints",
+            "",
+            &[],
+        );
+        let task = tokio::spawn(resolve_loop(
+            f.clone(),
+            tx,
+            Duration::from_secs(3600),
+            gauge.clone(),
+        ));
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let set = rx.borrow().clone();
+        task.abort();
+        assert!(set.ready);
+        assert!(set.problem.is_none(), "{:?}", set.problem);
+        // localhost is 127.0.0.1 (and ::1 where IPv6 is configured): one endpoint per address.
+        assert!(keys(&set).contains(&"127.0.0.1:4317"), "{:?}", keys(&set));
+        assert!(keys(&set).contains(&"127.0.0.9:4317"));
+        assert_eq!(gauge.get(), set.list.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_a_problem_not_a_crash() {
+        let f = Arc::new(factory(&["no-such-host.invalid:4317"]));
+        let (tx, mut rx) = watch::channel(Arc::new(f.literal_set()));
+        let gauge = Gauge::new(
+            &LocalTelemetry::default(),
+            "sonde_otlp_exporter_endpoints",
+            "",
+            &[],
+        );
+        let task = tokio::spawn(resolve_loop(
+            f.clone(),
+            tx,
+            Duration::from_secs(3600),
+            gauge,
+        ));
+        tokio::time::timeout(Duration::from_secs(15), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let set = rx.borrow().clone();
+        task.abort();
+        assert!(set.ready);
+        assert!(set.list.is_empty());
+        let problem = set.problem.clone().unwrap();
+        assert!(problem.contains("no-such-host.invalid"), "{problem}");
+    }
+}
