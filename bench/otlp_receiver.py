@@ -24,6 +24,7 @@ exporters/examples/otlp_bench.rs), the forwarding pipelines, every span counted 
 - sonde-otlp-none: the same without compression
 - sonde-otlp-disk: sonde-otlp with a disk buffer (`type = "disk"`, `fsync = "batch"`: a client
                    is answered once its spans are fsynced) in a fresh data_dir per run
+- sonde-otlp-none-disk: sonde-otlp-none with that disk buffer
 - rotel-otlp     : rotel -> its OTLP exporter (gRPC; it always gzips) -> sink
 
     python3 bench/otlp_receiver.py [--spans 1000000] [--repeat 3] [--rotel PATH]
@@ -126,7 +127,7 @@ def sonde_config(grpc, http, agent, sink_port=None):
     if agent == "sonde-8m":
         extra = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
     if agent.startswith("sonde-otlp"):
-        compression = "none" if agent.endswith("-none") else "gzip"
+        compression = "none" if "-none" in agent else "gzip"
         buffer = ""
         if agent.endswith("-disk"):
             buffer = 'buffer = { type = "disk", max_size = "1GiB", fsync = "batch" }'
