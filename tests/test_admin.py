@@ -12,6 +12,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import sonde_bin
+from test_otlp_exporter import peers  # noqa: F401  (fixture)
 
 
 def get(url, timeout=5):
@@ -246,3 +247,66 @@ batch = {{ max_age = "20ms" }}
     # The same counter is on /metrics, at least as high (it only grows).
     assert total(scrape(url), "sonde_exporter_sent_items_total", exporter="out") >= point.as_int
     assert agent.stop() == 0
+
+
+LOAD_CONFIG = """
+[agent]
+data_dir = "{tmp}"
+[sources.apps]
+type = "otlp"
+grpc = "off"
+http = "127.0.0.1:{port}"
+[exporters.upstream]
+type = "otlp"
+protocol = "http/protobuf"
+endpoint = "http://127.0.0.1:{sink_http}"
+batch = {{ max_age = "50ms" }}
+"""
+
+
+def test_metrics_after_a_load_run_equal_what_was_sent_and_received(run_agent, peers, tmp_path):  # noqa: F811
+    """OTLP records in from a client, OTLP out to a sink built from PyPI parts: /metrics, read
+    with prometheus-client's parser, counts exactly what the test sent and the sink received."""
+    import http.client
+
+    from test_otlp_crash import delivered_ids, logs_request
+    from test_otlp_exporter import free_port, start_sink
+
+    _, sink_http, out = start_sink(peers, tmp_path)
+    port = free_port()
+    agent = run_agent(LOAD_CONFIG.format(tmp=tmp_path, port=port, sink_http=sink_http))
+    url = agent.admin_url()
+    poll(lambda: any("OTLP/" in l and "listening" in l for l in agent.stderr_lines), 15, "the receiver")
+    requests, per_request = 200, 50
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for k in range(requests):
+        conn.request("POST", "/v1/logs", logs_request(k * per_request, per_request), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+    conn.close()
+    sent = requests * per_request
+    poll(lambda: len(delivered_ids(out)) >= sent, 30, f"{sent} records at the sink")
+    received = delivered_ids(out)
+    assert sorted(received) == list(range(sent))
+    samples = poll(
+        lambda: (lambda s: s if total(s, "sonde_exporter_sent_items_total", exporter="upstream") == sent else None)(
+            scrape(url)
+        ),
+        10,
+        "the exporter's sent counter",
+    )
+    assert total(samples, "sonde_source_received_items_total", source="apps", signal="logs") == sent
+    assert total(samples, "sonde_source_accepted_requests_total", source="apps") == requests
+    assert total(samples, "sonde_source_refused_requests_total", source="apps") == 0
+    assert total(samples, "sonde_exporter_dropped_items_total") == 0
+    assert total(samples, "sonde_exporter_failed_calls_total") == 0
+    assert total(samples, "sonde_otlp_exporter_requests_total") >= 1
+    # Every successful call is in the latency histogram; the +Inf bucket is the count.
+    calls = total(samples, "sonde_exporter_sent_batches_total", exporter="upstream")
+    assert calls >= 1
+    assert total(samples, "sonde_exporter_call_duration_seconds_count", exporter="upstream", outcome="success") == calls
+    assert total(samples, "sonde_exporter_call_duration_seconds_bucket", exporter="upstream", outcome="success", le="+Inf") == calls
+    assert total(samples, "sonde_exporter_call_duration_seconds_sum", exporter="upstream", outcome="success") > 0
+    assert samples[("sonde_buffer_bytes", frozenset({("exporter", "upstream")}))] == 0
+    assert agent.stop() == 0, agent.stderr_tail()

@@ -1,5 +1,5 @@
-//! The agent's own metrics: counters and gauges keyed by name and labels, cheap to update from
-//! any task, rendered as Prometheus text.
+//! The agent's own metrics: counters, gauges and histograms keyed by name and labels, cheap to
+//! update from any task, rendered as Prometheus text.
 //!
 //! A component asks the registry for its handles once, at build time, and then only touches
 //! atomics on the hot path.
@@ -41,10 +41,83 @@ impl Gauge {
     }
 }
 
+/// Bucket upper bounds (seconds) for the duration of an export call: 1 ms to 30 s.
+pub const EXPORT_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A distribution of observed values over fixed buckets (Prometheus `le` semantics: a value
+/// equal to a bound counts in that bound's bucket).
+#[derive(Clone, Debug)]
+pub struct Histogram(Arc<HistogramInner>);
+
+#[derive(Debug)]
+struct HistogramInner {
+    bounds: &'static [f64],
+    /// One count per bound plus one for `+Inf`; not cumulative (rendering sums them).
+    buckets: Vec<AtomicU64>,
+    /// The sum of observations in nanos of the unit (integer, so lock-free and exact enough).
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram(Arc::new(HistogramInner {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn observe(&self, value: f64) {
+        let value = if value.is_finite() {
+            value.max(0.0)
+        } else {
+            0.0
+        };
+        let i = self.0.bounds.partition_point(|b| *b < value);
+        self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.0
+            .sum_nanos
+            .fetch_add((value * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (the last is `+Inf`, i.e. the total count), and the sum.
+    pub fn read(&self) -> HistogramValue {
+        let mut cumulative = Vec::with_capacity(self.0.buckets.len());
+        let mut total = 0;
+        for b in &self.0.buckets {
+            total += b.load(Ordering::Relaxed);
+            cumulative.push(total);
+        }
+        HistogramValue {
+            bounds: self.0.bounds,
+            cumulative,
+            sum: self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// A histogram's state at a moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramValue {
+    pub bounds: &'static [f64],
+    /// `cumulative[i]` = observations ≤ `bounds[i]`; the last entry is the total count.
+    pub cumulative: Vec<u64>,
+    pub sum: f64,
+}
+
+impl HistogramValue {
+    pub fn count(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Metric {
     Counter(Counter),
     Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 type Key = (&'static str, Vec<(&'static str, String)>);
@@ -94,7 +167,7 @@ impl Registry {
         match self.get_or_create(name, help, labels, || Metric::Counter(Counter::default())) {
             Metric::Counter(c) => c,
             // A name is one kind for the life of the process; a mismatch is a bug, kept harmless.
-            Metric::Gauge(_) => Counter::default(),
+            _ => Counter::default(),
         }
     }
 
@@ -107,7 +180,31 @@ impl Registry {
     ) -> Gauge {
         match self.get_or_create(name, help, labels, || Metric::Gauge(Gauge::default())) {
             Metric::Gauge(g) => g,
-            Metric::Counter(_) => Gauge::default(),
+            _ => Gauge::default(),
+        }
+    }
+
+    /// The histogram `name{labels}` over `bounds`, created empty on first use.
+    pub fn histogram(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        bounds: &'static [f64],
+    ) -> Histogram {
+        let mut inner = self.lock();
+        inner.help.insert(name, help);
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        match inner
+            .metrics
+            .entry(key)
+            .or_insert_with(|| Metric::Histogram(Histogram::new(bounds)))
+        {
+            Metric::Histogram(h) => h.clone(),
+            _ => Histogram::new(bounds),
         }
     }
 
@@ -124,7 +221,7 @@ impl Registry {
             })
             .map(|(_, m)| match m {
                 Metric::Counter(c) => c.get(),
-                Metric::Gauge(_) => 0,
+                _ => 0,
             })
             .sum()
     }
@@ -142,6 +239,7 @@ impl Registry {
                 value: match m {
                     Metric::Counter(c) => Value::Counter(c.get()),
                     Metric::Gauge(g) => Value::Gauge(g.get()),
+                    Metric::Histogram(h) => Value::Histogram(h.read()),
                 },
             })
             .collect()
@@ -158,33 +256,72 @@ impl Registry {
                 let kind = match metric {
                     Metric::Counter(_) => "counter",
                     Metric::Gauge(_) => "gauge",
+                    Metric::Histogram(_) => "histogram",
                 };
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
                 last = name;
             }
-            out.push_str(name);
-            if !labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let v = v
-                        .replace('\\', "\\\\")
-                        .replace('"', "\\\"")
-                        .replace('\n', "\\n");
-                    let _ = write!(out, "{k}=\"{v}\"");
+            match metric {
+                Metric::Counter(c) => {
+                    sample(&mut out, name, "", labels, None);
+                    let _ = writeln!(out, " {}", c.get());
                 }
-                out.push('}');
+                Metric::Gauge(g) => {
+                    sample(&mut out, name, "", labels, None);
+                    let _ = writeln!(out, " {}", g.get());
+                }
+                Metric::Histogram(h) => {
+                    let v = h.read();
+                    for (i, n) in v.cumulative.iter().enumerate() {
+                        let le = v
+                            .bounds
+                            .get(i)
+                            .map_or("+Inf".to_string(), |b| b.to_string());
+                        sample(&mut out, name, "_bucket", labels, Some(&le));
+                        let _ = writeln!(out, " {n}");
+                    }
+                    sample(&mut out, name, "_sum", labels, None);
+                    let _ = writeln!(out, " {}", v.sum);
+                    sample(&mut out, name, "_count", labels, None);
+                    let _ = writeln!(out, " {}", v.count());
+                }
             }
-            let value = match metric {
-                Metric::Counter(c) => c.get() as i128,
-                Metric::Gauge(g) => g.get() as i128,
-            };
-            let _ = writeln!(out, " {value}");
         }
         out
     }
+}
+
+/// Writes `name{suffix}{labels[,le="…"]}` of one Prometheus sample line (without its value).
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(&'static str, String)],
+    le: Option<&str>,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if labels.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    let all = labels
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(le.map(|le| ("le", le)));
+    for (k, v) in all {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = write!(out, "{k}=\"{v}\"");
+    }
+    out.push('}');
 }
 
 /// When the agent started: the start time of its cumulative counters (which live across
@@ -203,10 +340,11 @@ pub struct Sample {
     pub value: Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Counter(u64),
     Gauge(i64),
+    Histogram(HistogramValue),
 }
 
 /// The process's own figures, read from `/proc/self`.
@@ -289,5 +427,49 @@ mod tests {
         let text = r.render();
         assert!(text.contains("# TYPE sonde_x_total counter\n"), "{text}");
         assert!(text.contains("sonde_x_total{exporter=\"a\"} 3\n"), "{text}");
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let r = Registry::default();
+        let h = r.histogram("sonde_d_seconds", "d", &[("exporter", "a")], &[0.1, 1.0]);
+        h.observe(0.05);
+        h.observe(0.1); // on the bound: counts in `le="0.1"`
+        h.observe(0.5);
+        h.observe(7.0);
+        let v = h.read();
+        assert_eq!(v.cumulative, [2, 3, 4]);
+        assert_eq!(v.count(), 4);
+        assert!((v.sum - 7.65).abs() < 1e-6, "{}", v.sum);
+        let text = r.render();
+        assert!(
+            text.contains("# TYPE sonde_d_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sonde_d_seconds_bucket{exporter=\"a\",le=\"0.1\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sonde_d_seconds_bucket{exporter=\"a\",le=\"1\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sonde_d_seconds_bucket{exporter=\"a\",le=\"+Inf\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sonde_d_seconds_count{exporter=\"a\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sonde_d_seconds_sum{exporter=\"a\"} 7.65"),
+            "{text}"
+        );
+        // The same name and labels give the same histogram; counters ignore it.
+        r.histogram("sonde_d_seconds", "d", &[("exporter", "a")], &[0.1, 1.0])
+            .observe(0.2);
+        assert_eq!(h.read().count(), 5);
+        assert_eq!(r.counter_sum("sonde_d_seconds", &[]), 0);
     }
 }

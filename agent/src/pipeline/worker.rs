@@ -12,7 +12,7 @@
 use super::backoff::Backoff;
 use super::buffer::{BufferReceiver, Queued};
 use crate::health::ExporterHealth;
-use crate::metrics::{Counter, Registry};
+use crate::metrics::{Counter, Histogram, Registry, EXPORT_SECONDS_BUCKETS};
 use bytes::BytesMut;
 use sonde_config::{BatchConfig, RetryConfig};
 use sonde_exporters::{wire, Batch, DynExporter, ExportError, Signal};
@@ -44,6 +44,9 @@ struct Counters {
     dropped_exhausted: Counter,
     dropped_shutdown: Counter,
     failed_calls: Counter,
+    /// Duration of each export call, by outcome.
+    call_ok: Histogram,
+    call_failed: Histogram,
 }
 
 impl Counters {
@@ -56,6 +59,14 @@ impl Counters {
             )
         };
         let c = |n, h| r.counter(n, h, &[("exporter", name)]);
+        let duration = |outcome| {
+            r.histogram(
+                "sonde_exporter_call_duration_seconds",
+                "Duration of export calls (one per attempt), by outcome; a timed-out call counts its timeout.",
+                &[("exporter", name), ("outcome", outcome)],
+                EXPORT_SECONDS_BUCKETS,
+            )
+        };
         Counters {
             sent_items: c(
                 "sonde_exporter_sent_items_total",
@@ -77,6 +88,8 @@ impl Counters {
                 "sonde_exporter_failed_calls_total",
                 "Export calls that failed.",
             ),
+            call_ok: duration("success"),
+            call_failed: duration("failure"),
         }
     }
 }
@@ -292,10 +305,16 @@ impl Shared {
                 }
                 return Done::Aborted;
             }
+            let call_started = Instant::now();
             let attempt = tokio::select! {
                 r = tokio::time::timeout(self.cfg.timeout, self.exporter.export(&batch)) => r,
                 _ = self.abort.cancelled() => continue,
             };
+            let took = call_started.elapsed().as_secs_f64();
+            match &attempt {
+                Ok(Ok(_)) => self.counters.call_ok.observe(took),
+                _ => self.counters.call_failed.observe(took),
+            }
             let err = match attempt {
                 Ok(Ok(outcome)) => {
                     self.cfg.health.success();

@@ -10,8 +10,8 @@ use crate::metrics::{agent_start, ProcessFigures, Sample, Value};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -62,7 +62,7 @@ pub fn encode(
         let metric = entry.0.get_or_insert_with(|| Metric {
             name: s.name.to_string(),
             description: s.help.to_string(),
-            data: Some(match s.value {
+            data: Some(match &s.value {
                 Value::Counter(_) => metric::Data::Sum(Sum {
                     data_points: vec![],
                     aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -71,18 +71,44 @@ pub fn encode(
                 Value::Gauge(_) => metric::Data::Gauge(Gauge {
                     data_points: vec![],
                 }),
+                Value::Histogram(_) => metric::Data::Histogram(Histogram {
+                    data_points: vec![],
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                }),
             }),
             ..Default::default()
         });
-        match (&mut metric.data, s.value) {
+        match (&mut metric.data, &s.value) {
             (Some(metric::Data::Sum(sum)), Value::Counter(c)) => sum.data_points.push(point(
                 &s.labels,
-                number_data_point::Value::AsInt(c as i64),
+                number_data_point::Value::AsInt(*c as i64),
                 true,
             )),
             (Some(metric::Data::Gauge(g)), Value::Gauge(v)) => {
                 g.data_points
-                    .push(point(&s.labels, number_data_point::Value::AsInt(v), false))
+                    .push(point(&s.labels, number_data_point::Value::AsInt(*v), false))
+            }
+            (Some(metric::Data::Histogram(h)), Value::Histogram(v)) => {
+                // OTLP bucket counts are per bucket, not cumulative.
+                let bucket_counts = v
+                    .cumulative
+                    .iter()
+                    .scan(0, |prev, c| {
+                        let n = c - *prev;
+                        *prev = *c;
+                        Some(n)
+                    })
+                    .collect();
+                h.data_points.push(HistogramDataPoint {
+                    attributes: s.labels.iter().map(|(k, v)| kv(k, v)).collect(),
+                    start_time_unix_nano: start,
+                    time_unix_nano: now,
+                    count: v.count(),
+                    sum: Some(v.sum),
+                    bucket_counts,
+                    explicit_bounds: v.bounds.to_vec(),
+                    ..Default::default()
+                })
             }
             _ => {}
         }
