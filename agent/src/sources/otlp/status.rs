@@ -3,45 +3,12 @@
 //! base64-encoded in `grpc-status-details-bin`; OTLP/HTTP sends it as the body of a 4xx/5xx
 //! response, protobuf- or JSON-encoded like the request.
 //!
-//! The four messages are declared here by hand (prost derive) rather than pulling in a crate of
-//! Google's API types for them.
+//! The messages themselves are declared once, by hand (prost derive), in the OTLP exporter's
+//! codec, which reads the same payloads from the other side.
 
 use prost::Message;
+pub use sonde_exporters::otlp::codec::{Any, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 use std::time::Duration;
-
-const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<Any>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Any {
-    #[prost(string, tag = "1")]
-    pub type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<ProtoDuration>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
 
 /// A `RetryInfo` asking to wait `d`.
 pub fn retry_info(d: Duration) -> RetryInfo {
