@@ -6,54 +6,10 @@
 
 mod support;
 
-use sonde::metrics::Registry;
-use sonde::pipeline::buffer::{self, BufferSender, Wait};
-use sonde::pipeline::worker::{self, WorkerConfig};
-use sonde_config::ExporterConfig;
+use sonde::pipeline::buffer::Wait;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{span_batch, spans, wait_for, FaultServer};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-fn exporter_config(body: &str) -> ExporterConfig {
-    let text =
-        format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
-    let mut c = sonde_config::load_str(&text, "test").unwrap();
-    c.exporters.remove("x").unwrap()
-}
-
-fn pipe(cfg: &ExporterConfig) -> (BufferSender, JoinHandle<()>, Registry) {
-    let metrics = Registry::default();
-    let exporter =
-        sonde_exporters::build("x", cfg, Arc::new(metrics.clone()), &Default::default()).unwrap();
-    let (tx, rx) = buffer::channel("x", &cfg.common.buffer, &metrics);
-    let wcfg = WorkerConfig {
-        name: Arc::from("x"),
-        batch: cfg.common.batch.clone(),
-        timeout: cfg.common.timeout.get(),
-        retry: cfg.common.retry.clone(),
-        concurrency: cfg.common.concurrency.unwrap_or(4),
-        health: Default::default(),
-    };
-    let task = tokio::spawn(worker::run(
-        wcfg,
-        exporter,
-        rx,
-        metrics.clone(),
-        CancellationToken::new(),
-    ));
-    (tx, task, metrics)
-}
-
-async fn drain(tx: BufferSender, task: JoinHandle<()>) {
-    drop(tx);
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("the worker drains within 30s")
-        .unwrap();
-}
+use support::{exporter_config, pipe, span_batch, spans, wait_for, FaultServer};
 
 fn endpoints(sinks: &[FaultServer]) -> String {
     let list: Vec<String> = sinks
@@ -75,10 +31,10 @@ async fn round_robin_loses_nothing_when_a_sink_dies_and_moves_traffic_to_the_liv
             "protocol = \"{proto}\"\n{}\nconcurrency = 2\nbatch = {{ max_items = 1, max_age = \"5ms\" }}\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"100ms\" }}\ncircuit_breaker = {{ failure_threshold = 2, open_duration = \"30s\" }}",
             endpoints(&sinks)
         ));
-        let (tx, task, m) = pipe(&cfg);
+        let p = pipe(&cfg);
         let total_batches = 60;
         for i in 0..total_batches / 2 {
-            tx.push(span_batch(&format!("b{i}"), 10, 3), Wait::Forever)
+            p.tx.push(span_batch(&format!("b{i}"), 10, 3), Wait::Forever)
                 .await
                 .unwrap();
         }
@@ -97,11 +53,11 @@ async fn round_robin_loses_nothing_when_a_sink_dies_and_moves_traffic_to_the_liv
         sinks[1].kill().await;
         let killed_at = Instant::now();
         for i in total_batches / 2..total_batches {
-            tx.push(span_batch(&format!("b{i}"), 10, 3), Wait::Forever)
+            p.tx.push(span_batch(&format!("b{i}"), 10, 3), Wait::Forever)
                 .await
                 .unwrap();
         }
-        drain(tx, task).await;
+        let m = p.drain().await;
         let mut names = BTreeSet::new();
         for s in &sinks {
             for (_, name) in spans(&s.received()) {
@@ -143,15 +99,15 @@ async fn trace_id_balance_lands_every_trace_whole_on_one_sink() {
         "{}\nbalance = \"trace_id\"\nbatch = {{ max_items = 1, max_age = \"5ms\" }}",
         endpoints(&sinks)
     ));
-    let (tx, task, _m) = pipe(&cfg);
+    let p = pipe(&cfg);
     // 20 batches of 50 spans over 25 traces; batches with equal-length prefixes share trace IDs,
     // so a trace's spans arrive in several batches.
     for i in 0..20 {
-        tx.push(span_batch(&format!("b{i}"), 50, 25), Wait::Forever)
+        p.tx.push(span_batch(&format!("b{i}"), 50, 25), Wait::Forever)
             .await
             .unwrap();
     }
-    drain(tx, task).await;
+    p.drain().await;
     let mut homes: BTreeMap<Vec<u8>, BTreeSet<usize>> = BTreeMap::new();
     let mut count = 0;
     for (i, s) in sinks.iter().enumerate() {

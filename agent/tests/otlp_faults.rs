@@ -7,63 +7,9 @@
 mod support;
 
 use sonde::metrics::Registry;
-use sonde::pipeline::buffer::{self, BufferSender, Wait};
-use sonde::pipeline::worker::{self, WorkerConfig};
-use sonde_config::ExporterConfig;
-use std::sync::Arc;
+use sonde::pipeline::buffer::Wait;
 use std::time::Duration;
-use support::{free_port, span_batch, spans, wait_for, FaultServer, Reply};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-/// The exporter `x` of a config whose `[exporters.x]` has `type = "otlp"` plus `body`.
-pub fn exporter_config(body: &str) -> ExporterConfig {
-    let text =
-        format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
-    let mut c = sonde_config::load_str(&text, "test").unwrap();
-    c.exporters.remove("x").unwrap()
-}
-
-pub struct Pipe {
-    pub tx: BufferSender,
-    pub task: JoinHandle<()>,
-    pub metrics: Registry,
-}
-
-pub fn pipe(cfg: &ExporterConfig) -> Pipe {
-    let metrics = Registry::default();
-    let exporter =
-        sonde_exporters::build("x", cfg, Arc::new(metrics.clone()), &Default::default()).unwrap();
-    let (tx, rx) = buffer::channel("x", &cfg.common.buffer, &metrics);
-    let wcfg = WorkerConfig {
-        name: Arc::from("x"),
-        batch: cfg.common.batch.clone(),
-        timeout: cfg.common.timeout.get(),
-        retry: cfg.common.retry.clone(),
-        concurrency: cfg.common.concurrency.unwrap_or(4),
-        health: Default::default(),
-    };
-    let task = tokio::spawn(worker::run(
-        wcfg,
-        exporter,
-        rx,
-        metrics.clone(),
-        CancellationToken::new(),
-    ));
-    Pipe { tx, task, metrics }
-}
-
-impl Pipe {
-    /// Closes the buffer and waits (bounded) until everything is exported or given up on.
-    pub async fn drain(self) -> Registry {
-        drop(self.tx);
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the worker drains within 30s")
-            .unwrap();
-        self.metrics
-    }
-}
+use support::{exporter_config, free_port, pipe, span_batch, spans, wait_for, FaultServer, Reply};
 
 const FAST: &str = r#"
 concurrency = 1

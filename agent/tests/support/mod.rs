@@ -13,6 +13,9 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
+use sonde::metrics::Registry;
+use sonde::pipeline::buffer;
+use sonde::pipeline::worker::{self, WorkerConfig};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Read;
@@ -21,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// How to answer one request.
 #[derive(Debug, Clone)]
@@ -362,5 +366,56 @@ pub async fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> b
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// --- The OTLP exporter behind the real export worker
+
+/// The exporter `x` of a config whose `[exporters.x]` has `type = "otlp"` plus `body`.
+pub fn exporter_config(body: &str) -> sonde_config::ExporterConfig {
+    let text =
+        format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
+    let mut c = sonde_config::load_str(&text, "test").unwrap();
+    c.exporters.remove("x").unwrap()
+}
+
+pub struct Pipe {
+    pub tx: sonde::pipeline::buffer::BufferSender,
+    pub task: tokio::task::JoinHandle<()>,
+    pub metrics: sonde::metrics::Registry,
+}
+
+pub fn pipe(cfg: &sonde_config::ExporterConfig) -> Pipe {
+    let metrics = Registry::default();
+    let exporter =
+        sonde_exporters::build("x", cfg, Arc::new(metrics.clone()), &Default::default()).unwrap();
+    let (tx, rx) = buffer::channel("x", &cfg.common.buffer, &metrics);
+    let wcfg = WorkerConfig {
+        name: Arc::from("x"),
+        batch: cfg.common.batch.clone(),
+        timeout: cfg.common.timeout.get(),
+        retry: cfg.common.retry.clone(),
+        concurrency: cfg.common.concurrency.unwrap_or(4),
+        health: Default::default(),
+    };
+    let task = tokio::spawn(worker::run(
+        wcfg,
+        exporter,
+        rx,
+        metrics.clone(),
+        CancellationToken::new(),
+    ));
+    Pipe { tx, task, metrics }
+}
+
+impl Pipe {
+    /// Closes the buffer and waits (bounded) until everything is exported or given up on.
+    pub async fn drain(self) -> Registry {
+        drop(self.tx);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the worker drains within 30s")
+            .unwrap();
+        self.metrics
     }
 }
