@@ -33,9 +33,11 @@ Prints one JSON line per run and a Markdown table of medians at the end.
 """
 
 import argparse
+import atexit
 import glob
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -122,6 +124,14 @@ def sink_count(log):
     return n
 
 
+def data_dir():
+    """A fresh data_dir for one run (a disk buffer must not inherit the last run's spool),
+    removed when the driver exits."""
+    d = tempfile.mkdtemp(prefix="sonde-bench-")
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    return d
+
+
 def sonde_config(grpc, http, agent, sink_port=None):
     extra = 'signals = ["metrics"]  # traces have no route: receiver only' if agent == "sonde-rx" else ""
     if agent == "sonde-8m":
@@ -133,7 +143,7 @@ def sonde_config(grpc, http, agent, sink_port=None):
             buffer = 'buffer = { type = "disk", max_size = "1GiB", fsync = "batch" }'
         return f"""
 [agent]
-data_dir = "{tempfile.mkdtemp(prefix="sonde-bench-")}"
+data_dir = "{data_dir()}"
 admin = "off"
 [sources.otlp]
 type = "otlp"

@@ -112,7 +112,49 @@ struct Tracked {
     attr_pairs: Vec<(String, String)>,
 }
 
+/// What a newly tracked file starts from: its identity, its descriptor when open, and the
+/// offset reading starts at.
+struct Found<'a> {
+    id: u64,
+    path: &'a Path,
+    dev: u64,
+    ino: u64,
+    fp: Fingerprint,
+    file: Option<File>,
+    offset: u64,
+    seen_gen: u64,
+}
+
 impl Tracked {
+    fn new(f: Found<'_>, now: Instant, s: &Settings) -> Tracked {
+        let mut t = Tracked {
+            id: f.id,
+            path: PathBuf::new(),
+            dev: f.dev,
+            ino: f.ino,
+            fp: f.fp,
+            file: f.file,
+            gone: false,
+            seen_gen: f.seen_gen,
+            last_seen: now,
+            read_pos: f.offset,
+            emitted: f.offset,
+            reported: f.offset,
+            line_end: f.offset,
+            at_eof: false,
+            finished: false,
+            last_data: now,
+            splitter: Splitter::default(),
+            multi: Multiline::default(),
+            lines: s.lines.clone(),
+            decoder: s.decoder,
+            attrs: vec![],
+            attr_pairs: vec![],
+        };
+        t.set_path(f.path, s);
+        t
+    }
+
     fn set_path(&mut self, path: &Path, s: &Settings) {
         self.path = path.to_path_buf();
         self.attrs.clear();
@@ -204,31 +246,20 @@ impl Tailer {
         let next_id = known.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
         let mut files = Vec::with_capacity(known.len());
         for (id, e) in known {
-            let mut t = Tracked {
-                id,
-                path: PathBuf::new(),
-                dev: e.dev,
-                ino: e.ino,
-                fp: e.fp(),
-                file: None,
-                gone: false,
-                seen_gen: 0,
-                last_seen: now,
-                read_pos: e.offset,
-                emitted: e.offset,
-                reported: e.offset,
-                line_end: e.offset,
-                at_eof: false,
-                finished: false,
-                last_data: now,
-                splitter: Splitter::default(),
-                multi: Multiline::default(),
-                lines: s.lines.clone(),
-                decoder: s.decoder,
-                attrs: vec![],
-                attr_pairs: vec![],
-            };
-            t.set_path(&e.path, &s);
+            let t = Tracked::new(
+                Found {
+                    id,
+                    path: &e.path,
+                    dev: e.dev,
+                    ino: e.ino,
+                    fp: e.fp(),
+                    file: None,
+                    offset: e.offset,
+                    seen_gen: 0,
+                },
+                now,
+                &s,
+            );
             files.push(t);
         }
         let buf = vec![0; s.read_buffer];
@@ -547,31 +578,20 @@ impl Tailer {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let mut t = Tracked {
-            id,
-            path: PathBuf::new(),
-            dev,
-            ino,
-            fp,
-            file: open.then_some(file),
-            gone: false,
-            seen_gen: gen,
-            last_seen: now,
-            read_pos: start,
-            emitted: start,
-            reported: start,
-            line_end: start,
-            at_eof: false,
-            finished: false,
-            last_data: now,
-            splitter: Splitter::default(),
-            multi: Multiline::default(),
-            lines: self.s.lines.clone(),
-            decoder: self.s.decoder,
-            attrs: vec![],
-            attr_pairs: vec![],
-        };
-        t.set_path(&cand.path, &self.s);
+        let mut t = Tracked::new(
+            Found {
+                id,
+                path: &cand.path,
+                dev,
+                ino,
+                fp,
+                file: open.then_some(file),
+                offset: start,
+                seen_gen: gen,
+            },
+            now,
+            &self.s,
+        );
         t.set_encoding(&self.s, prefix);
         lock(&self.tracker).upsert(id, fp, dev, ino, &t.path, start);
         info!(path = %t.path.display(), offset = start, "tailing file");
@@ -702,31 +722,20 @@ impl Tailer {
         let (path, dev, ino) = (old.path.clone(), old.dev, old.ino);
         let id = self.next_id;
         self.next_id += 1;
-        let mut t = Tracked {
-            id,
-            path: PathBuf::new(),
-            dev,
-            ino,
-            fp,
-            file: Some(file),
-            gone: false,
-            seen_gen: self.gen,
-            last_seen: now,
-            read_pos: 0,
-            emitted: 0,
-            reported: 0,
-            line_end: 0,
-            at_eof: false,
-            finished: false,
-            last_data: now,
-            splitter: Splitter::default(),
-            multi: Multiline::default(),
-            lines: self.s.lines.clone(),
-            decoder: self.s.decoder,
-            attrs: vec![],
-            attr_pairs: vec![],
-        };
-        t.set_path(&path, &self.s);
+        let mut t = Tracked::new(
+            Found {
+                id,
+                path: &path,
+                dev,
+                ino,
+                fp,
+                file: Some(file),
+                offset: 0,
+                seen_gen: self.gen,
+            },
+            now,
+            &self.s,
+        );
         let prefix = std::mem::take(&mut self.prefix);
         t.set_encoding(&self.s, &prefix);
         self.prefix = prefix;
