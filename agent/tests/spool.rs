@@ -297,3 +297,45 @@ async fn a_drained_backlog_is_deleted_even_when_nothing_follows() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The value of `sonde_spool_read_records_total{from=…}` in the registry's text output.
+fn reads_from(r: &Registry, from: &str) -> u64 {
+    let want = format!("sonde_spool_read_records_total{{exporter=\"t\",from=\"{from}\"}} ");
+    r.render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&want).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("no {want} in /metrics"))
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_reads_the_older_records_back_and_takes_the_newest_from_memory()
+{
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let cfg = config(d.path(), 64 << 20, 1 << 20, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    // 40 × 256 KiB = 10 MiB, more than the writer keeps in memory (RECENT_BYTES = 4 MiB).
+    for i in 0..40 {
+        tx.push(log_batch(i, 256 << 10), Wait::No).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        let (b, t) = rx.recv().await.unwrap();
+        got.extend(ids(&b));
+        t.ack();
+    }
+    assert_eq!(got, (0..40).collect::<Vec<_>>(), "one log, one order");
+    let (disk, memory) = (reads_from(&r, "disk"), reads_from(&r, "memory"));
+    assert_eq!(disk + memory, 40);
+    assert!(disk >= 20, "the oldest were let go and read back: {disk}");
+    assert!(memory >= 10, "the newest came from memory: {memory}");
+    // A reader keeping up takes everything from memory.
+    for i in 40..50 {
+        tx.push(log_batch(i, 1000), Wait::No).await.unwrap();
+        let (b, t) = rx.recv().await.unwrap();
+        assert_eq!(ids(&b), [i]);
+        t.ack();
+    }
+    assert_eq!(reads_from(&r, "memory"), memory + 10);
+    assert_eq!(reads_from(&r, "disk"), disk);
+}

@@ -179,6 +179,23 @@ struct State {
     closed: bool,
     /// Appends are refused until then after a failed write (a full disk above all), and why.
     write_failed: Option<(Instant, WriteError)>,
+    /// The records the writer made durable most recently, in log order, still in memory: a
+    /// reader that has caught up with the writer takes them from here instead of reading back
+    /// what was just written (see [`RECENT_BYTES`]).
+    recent: VecDeque<Recent>,
+    recent_bytes: u64,
+}
+
+/// Most bytes of recently written records kept in memory for a reader that has caught up.
+/// Beyond it the oldest are let go and read from disk when their turn comes, so a reader that
+/// falls behind costs no memory.
+pub const RECENT_BYTES: u64 = 4 << 20;
+
+/// A durable record kept in memory: where it starts, where the next one starts, and the batch.
+struct Recent {
+    pos: Pos,
+    next: u64,
+    batch: Batch,
 }
 
 impl State {
@@ -207,6 +224,34 @@ impl State {
             .map(|(_, l)| *l)
             .sum();
         self.seg_len(a.segment).saturating_sub(a.offset) + middle + b.offset
+    }
+
+    /// Keeps the durable record at `pos` (ending at `next`) for the reader, letting the oldest
+    /// go past [`RECENT_BYTES`].
+    fn remember(&mut self, pos: Pos, next: u64, batch: Batch) {
+        self.recent_bytes += batch.payload.len() as u64;
+        self.recent.push_back(Recent { pos, next, batch });
+        while self.recent_bytes > RECENT_BYTES {
+            match self.recent.pop_front() {
+                Some(r) => self.recent_bytes -= r.batch.payload.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// The record at the read position if it is still in memory (older ones are dropped).
+    fn take_recent(&mut self) -> Option<Recent> {
+        while let Some(r) = self.recent.front() {
+            if r.pos > self.read {
+                return None;
+            }
+            let r = self.recent.pop_front()?;
+            self.recent_bytes -= r.batch.payload.len() as u64;
+            if r.pos == self.read {
+                return Some(r);
+            }
+        }
+        None
     }
 
     fn set_used(&mut self, used: u64) {
@@ -519,10 +564,10 @@ pub async fn open(
     cfg: SpoolConfig,
     metrics: &Registry,
 ) -> Result<(SpoolSender, SpoolReceiver, Recovered), SpoolError> {
-    let metrics = metrics.clone();
+    let registry = metrics.clone();
     let when_full = cfg.when_full;
     let (core, active, recovered) =
-        tokio::task::spawn_blocking(move || recover::recover(cfg, &metrics))
+        tokio::task::spawn_blocking(move || recover::recover(cfg, &registry))
             .await
             .map_err(|e| SpoolError::Io {
                 exporter: String::new(),
@@ -572,7 +617,16 @@ pub async fn open(
             when_full,
         }),
     };
+    let reads = |from| {
+        metrics.counter(
+            "sonde_spool_read_records_total",
+            "Records a disk buffer handed to its exporter, by where they came from (memory: just written and still held, disk: read back).",
+            &[("exporter", &*handle.core.name), ("from", from)],
+        )
+    };
     let receiver = SpoolReceiver {
+        read_from_memory: reads("memory"),
+        read_from_disk: reads("disk"),
         handle,
         file: None,
         last_source: None,
@@ -581,6 +635,9 @@ pub async fn open(
     };
     Ok((sender, receiver, recovered))
 }
+
+/// The cursor is persisted at most this often (and only when it moved).
+pub const CURSOR_INTERVAL: Duration = Duration::from_millis(100);
 
 fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
     use std::sync::mpsc::RecvTimeoutError;
@@ -591,7 +648,8 @@ fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
         if r == Err(RecvTimeoutError::Disconnected) {
             return;
         }
-        // Coalesce bursts of acknowledgements into one write.
-        std::thread::sleep(Duration::from_millis(5));
+        // Coalesce acknowledgements into one write per interval: each write costs two fsyncs
+        // that compete with the writer's, and a crash resends at most one interval's worth.
+        std::thread::sleep(CURSOR_INTERVAL);
     }
 }

@@ -11,6 +11,9 @@ pub struct SpoolReceiver {
     pub(super) io_failures: u32,
     /// Frames read ahead of the worker (at most [`READ_AHEAD`] bytes), each with its position.
     pub(super) ahead: VecDeque<(Pos, segment::Read)>,
+    /// Records handed out from memory, and read back from disk.
+    pub(super) read_from_memory: Counter,
+    pub(super) read_from_disk: Counter,
 }
 
 /// How much the reader reads in one go. Bounds the memory a drain uses besides what the worker
@@ -68,7 +71,12 @@ impl Drop for Ticket {
 }
 
 enum Claim {
-    Read { pos: Pos, limit: u64 },
+    /// The record at the read position, taken from memory and handed out (its ticket id).
+    Ready(Batch, u64),
+    Read {
+        pos: Pos,
+        limit: u64,
+    },
     Wait,
     Closed,
 }
@@ -129,6 +137,20 @@ impl SpoolReceiver {
                 let end = st.end();
                 let claim = if st.closed {
                     Claim::Closed
+                } else if let Some(r) = (st.read < end).then(|| st.take_recent()).flatten() {
+                    // Just written and still in memory: no need to read it back.
+                    let pos = st.read;
+                    st.read = Pos {
+                        segment: pos.segment,
+                        offset: r.next,
+                    };
+                    let id = st.front + st.inflight.len() as u64;
+                    st.inflight.push_back(Entry {
+                        start: pos,
+                        done: false,
+                        evicted: false,
+                    });
+                    Claim::Ready(r.batch, id)
                 } else if st.read < end {
                     let limit = if st.read.segment == st.active {
                         end.offset
@@ -150,6 +172,16 @@ impl SpoolReceiver {
             }
             let (pos, limit) = match claim {
                 Claim::Closed => return None,
+                Claim::Ready(batch, id) => {
+                    self.read_from_memory.inc();
+                    let ticket = Ticket {
+                        handle: self.handle.clone(),
+                        id,
+                        items: batch.items,
+                        acked: false,
+                    };
+                    return Some((batch, ticket));
+                }
                 Claim::Wait if wait => {
                     notified.await;
                     continue;
@@ -228,6 +260,8 @@ impl SpoolReceiver {
                                 done: false,
                                 evicted: false,
                             });
+                            drop(st);
+                            self.read_from_disk.inc();
                             let ticket = Ticket {
                                 handle: self.handle.clone(),
                                 id,

@@ -215,6 +215,8 @@ pub(super) fn recover(
         used_gauge,
         closed: false,
         write_failed: None,
+        recent: VecDeque::new(),
+        recent_bytes: 0,
     };
     st.normalize_read();
     st.cursor = st.read;

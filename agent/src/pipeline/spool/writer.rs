@@ -70,6 +70,7 @@ pub struct Active {
 
 pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) {
     let mut buf = Vec::with_capacity(1 << 20);
+    let mut placed = Vec::new();
     let mut last_log: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -83,7 +84,8 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
                 Err(_) => break,
             }
         }
-        let (written, failure, sealed) = commit(&core, &mut active, &group, &mut buf);
+        placed.clear();
+        let (written, failure, sealed) = commit(&core, &mut active, &group, &mut buf, &mut placed);
         // Publish before acknowledging: a producer told "durable" finds its record readable.
         {
             let mut st = core.lock();
@@ -92,8 +94,10 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             }
             st.segments.insert(active.id, active.len);
             st.active = active.id;
-            for a in &mut group[..written] {
+            for (a, pos) in group[..written].iter_mut().zip(&placed) {
                 a.reservation.disarm();
+                let next = pos.offset + a.reservation.bytes();
+                st.remember(*pos, next, a.batch.clone());
             }
             if let Some(e) = failure {
                 // Retrying at once would fail the same way: producers wait, drop or evict.
@@ -134,12 +138,14 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
 }
 
 /// Writes `group`; returns how many records (a prefix) are durable, the error that stopped the
-/// rest, and the segments that were finished (id, final length) along the way.
+/// rest, and the segments that were finished (id, final length) along the way. `placed` gets
+/// where each record went (at least for the durable prefix).
 fn commit(
     core: &Core,
     active: &mut Active,
     group: &[Append],
     buf: &mut Vec<u8>,
+    placed: &mut Vec<super::Pos>,
 ) -> (usize, Option<WriteError>, Vec<(u64, u64)>) {
     let mut sealed = Vec::new();
     // Records [seg_first, i) are in the current segment since `seg_start` and not yet synced.
@@ -186,6 +192,10 @@ fn commit(
         buf.clear();
         let mut j = i;
         loop {
+            placed.push(super::Pos {
+                segment: active.id,
+                offset: active.len + buf.len() as u64,
+            });
             record::encode(&group[j].batch, buf);
             j += 1;
             if core.fsync == Fsync::Always || j == n {
