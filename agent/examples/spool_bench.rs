@@ -19,7 +19,8 @@ use sonde::pipeline::router::{Route, Router};
 use sonde::pipeline::spool::{self, SpoolConfig};
 use sonde::pipeline::worker::{self, WorkerConfig};
 use sonde_config::{
-    BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, Fsync, RetryConfig, WhenFull,
+    BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, Fsync, RetryConfig,
+    SpoolCompression, WhenFull,
 };
 use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ fn cfg(dir: &Path, fsync: Fsync) -> SpoolConfig {
         max_size: 64 << 30,
         when_full: WhenFull::Block,
         fsync,
+        // The payloads here are constant bytes: compressed they would measure nothing.
+        compression: SpoolCompression::None,
         segment_size: 64 << 20,
     }
 }
@@ -107,6 +110,7 @@ async fn pipeline(
         kind,
         max_size: ByteSize::mib(256),
         fsync,
+        compression: SpoolCompression::None,
         ..BufferConfig::default()
     };
     let (tx, rx) = buffer::open("e2e", &bcfg, data, &r).await.unwrap();

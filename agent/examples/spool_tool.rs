@@ -16,7 +16,7 @@ use prost::Message;
 use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{Pushed, Wait};
 use sonde::pipeline::spool::{self, segment, SpoolConfig};
-use sonde_config::{Fsync, WhenFull};
+use sonde_config::{Fsync, SpoolCompression, WhenFull};
 use sonde_exporters::{Batch, Signal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,8 @@ fn main() -> ExitCode {
                 max_size: 1 << 40,
                 when_full: WhenFull::Block,
                 fsync: Fsync::Batch,
+                // As is, so that the tests that damage frames know their sizes.
+                compression: SpoolCompression::None,
                 segment_size: num(4, 64 << 20),
             };
             let pad = num(5, 100) as usize;

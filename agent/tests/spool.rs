@@ -339,3 +339,33 @@ async fn a_reader_that_falls_behind_reads_the_older_records_back_and_takes_the_n
     assert_eq!(reads_from(&r, "memory"), memory + 10);
     assert_eq!(reads_from(&r, "disk"), disk);
 }
+
+#[tokio::test]
+async fn zstd_records_take_a_fraction_of_the_space_and_come_back_whole_after_a_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let mut cfg = config(d.path(), 64 << 20, 1 << 20, WhenFull::Block);
+    cfg.compression = sonde_config::SpoolCompression::Zstd;
+    let (tx, rx, _) = open(&cfg, &r).await;
+    let batches: Vec<_> = (0..50).map(|i| log_batch(i, 20_000)).collect();
+    let raw: u64 = batches.iter().map(|b| b.payload.len() as u64).sum();
+    for b in &batches {
+        tx.push(b.clone(), Wait::No).await.unwrap();
+    }
+    let backlog = rx.backlog_bytes();
+    assert!(
+        backlog * 5 < raw,
+        "{backlog} bytes on disk for {raw} bytes of payload"
+    );
+    drop(tx);
+    rx.close().await;
+    // Read back from the files (nothing in memory after a restart), decompressed.
+    let (_tx, mut rx, rec) = open(&cfg, &r).await;
+    assert_eq!(rec.backlog_bytes, backlog);
+    for b in &batches {
+        let (got, t) = rx.recv().await.unwrap();
+        assert_eq!(&got, b);
+        t.ack();
+    }
+    assert_eq!(reads_from(&r, "disk"), 50);
+}

@@ -10,7 +10,9 @@ use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
 use sonde::pipeline::worker::{self, WorkerConfig};
-use sonde_config::{BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, RetryConfig};
+use sonde_config::{
+    BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, RetryConfig, SpoolCompression,
+};
 use sonde_exporters::Signal;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -22,6 +24,8 @@ fn disk(max: u64) -> BufferConfig {
     BufferConfig {
         kind: BufferKind::Disk,
         max_size: ByteSize(max),
+        // As is, so that sizes here count in records (zstd is the default and tested elsewhere).
+        compression: SpoolCompression::None,
         ..BufferConfig::default()
     }
 }

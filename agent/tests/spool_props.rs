@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{Pushed, Wait};
 use sonde::pipeline::spool::Ticket;
-use sonde_config::{Fsync, WhenFull};
+use sonde_config::{Fsync, SpoolCompression, WhenFull};
 use std::collections::{HashSet, VecDeque};
 
 #[derive(Debug, Clone)]
@@ -33,10 +33,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+async fn run(ops: Vec<Op>, zstd: bool) -> Result<(), TestCaseError> {
     let d = tempfile::tempdir().unwrap();
     let mut cfg = config(d.path(), 1 << 30, 1024, WhenFull::Block);
     cfg.fsync = Fsync::Never;
+    if zstd {
+        cfg.compression = SpoolCompression::Zstd;
+    }
     let r = Registry::default();
     let (mut tx, mut rx, _) = open(&cfg, &r).await;
     // The model: ids from the cursor on, in order; how many of them were handed out since the
@@ -101,8 +104,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
-    fn the_queue_keeps_its_contents_and_order(ops in proptest::collection::vec(op(), 1..60)) {
+    fn the_queue_keeps_its_contents_and_order(ops in proptest::collection::vec(op(), 1..60),
+                                              zstd in any::<bool>()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(ops))?;
+        rt.block_on(run(ops, zstd))?;
     }
 }

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use sonde::metrics::Registry;
 use sonde::pipeline::spool::{self, Recovered, SpoolConfig, SpoolReceiver, SpoolSender};
-use sonde_config::{Fsync, WhenFull};
+use sonde_config::{Fsync, SpoolCompression, WhenFull};
 use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +64,9 @@ pub fn config(dir: &Path, max_size: u64, segment_size: u64, when_full: WhenFull)
         max_size,
         when_full,
         fsync: Fsync::Batch,
+        // Stored as is, so that tests can size a spool in records; the compressed format is
+        // tested where `compression` is set.
+        compression: SpoolCompression::None,
         segment_size,
     }
 }

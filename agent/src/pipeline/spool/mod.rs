@@ -51,7 +51,7 @@ pub use sender::SpoolSender;
 
 use crate::metrics::{Counter, Gauge, Registry};
 use crate::pipeline::buffer::{PushError, Pushed, Wait};
-use sonde_config::{BufferConfig, Fsync, WhenFull};
+use sonde_config::{BufferConfig, Fsync, SpoolCompression, WhenFull};
 use sonde_exporters::Batch;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -87,6 +87,8 @@ pub struct SpoolConfig {
     pub max_size: u64,
     pub when_full: WhenFull,
     pub fsync: Fsync,
+    /// How each record's payload is stored.
+    pub compression: SpoolCompression,
     /// A segment is closed and a new one started once the next record would pass this size.
     pub segment_size: u64,
 }
@@ -101,6 +103,7 @@ impl SpoolConfig {
             max_size,
             when_full: cfg.when_full,
             fsync: cfg.fsync,
+            compression: cfg.compression,
             segment_size: default_segment_size(max_size),
         }
     }
@@ -423,6 +426,7 @@ pub(crate) struct Core {
     name: Arc<str>,
     dir: PathBuf,
     fsync: Fsync,
+    compression: SpoolCompression,
     segment_size: u64,
     max_size: u64,
     state: Mutex<State>,

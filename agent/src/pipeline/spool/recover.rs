@@ -229,6 +229,7 @@ pub(super) fn recover(
         name: cfg.name.clone(),
         dir,
         fsync: cfg.fsync,
+        compression: cfg.compression,
         segment_size: cfg.segment_size.max(record::HEADER_LEN),
         max_size: cfg.max_size,
         state: Mutex::new(st),

@@ -2,6 +2,7 @@
 //! writer thread.
 
 use super::*;
+use bytes::Bytes;
 
 /// The producers' side. Cloning is cheap; when the last clone is gone the writer stops and the
 /// reader returns `None`.
@@ -36,12 +37,23 @@ impl SpoolSender {
     /// segment of unexported data (counted) to make room. A full disk is handled the same way.
     pub async fn push(&self, batch: Batch, wait: Wait) -> Result<Pushed, PushError> {
         let core = &self.inner.handle.core;
-        let need = record::frame_len(&batch);
-        if need - record::HEADER_LEN > record::MAX_BODY {
+        if record::frame_len(&batch) - record::HEADER_LEN > record::MAX_BODY {
             core.counters.drop("too_large", 1, batch.items);
             warn!(exporter = %core.name, bytes = batch.payload.len(), "batch too large for the disk buffer; dropped");
             return Ok(Pushed::Dropped);
         }
+        // Framed (and compressed) before reserving: the space reserved is what is written.
+        let frame = if core.compression == SpoolCompression::Zstd && batch.payload.len() > 64 << 10
+        {
+            // Large payloads are compressed off the runtime's threads.
+            let (b, c) = (batch.clone(), core.compression);
+            tokio::task::spawn_blocking(move || Bytes::from(record::frame(&b, c)))
+                .await
+                .map_err(|_| PushError::Closed)?
+        } else {
+            Bytes::from(record::frame(&batch, core.compression))
+        };
+        let need = frame.len() as u64;
         let when_full = self.inner.when_full;
         let wait = if when_full == WhenFull::Block {
             wait
@@ -78,6 +90,7 @@ impl SpoolSender {
                 let (reply, answer) = oneshot::channel();
                 let append = Append {
                     batch: batch.clone(),
+                    frame: frame.clone(),
                     reservation,
                     reply,
                 };

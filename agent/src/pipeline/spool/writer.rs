@@ -11,7 +11,8 @@
 //! for a short while (the producers' `when_full` policy applies). If the cut itself fails, the
 //! segment is sealed where its good data ends and the next append starts a new one.
 
-use super::{record, Core, Reservation};
+use super::{Core, Reservation};
+use bytes::Bytes;
 use sonde_config::Fsync;
 use sonde_exporters::Batch;
 use std::fs::File;
@@ -29,6 +30,8 @@ pub const DISK_FULL_PAUSE: Duration = Duration::from_millis(500);
 /// One producer's record.
 pub struct Append {
     pub batch: Batch,
+    /// The batch's frame as it goes to disk (built by the producer, which also compressed it).
+    pub frame: Bytes,
     pub reservation: Reservation,
     pub reply: oneshot::Sender<Result<(), WriteError>>,
 }
@@ -196,7 +199,7 @@ fn commit(
                 segment: active.id,
                 offset: active.len + buf.len() as u64,
             });
-            record::encode(&group[j].batch, buf);
+            buf.extend_from_slice(&group[j].frame);
             j += 1;
             if core.fsync == Fsync::Always || j == n {
                 break;
