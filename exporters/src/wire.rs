@@ -204,15 +204,21 @@ impl<'a> Reader<'a> {
 
     /// A varint of at most 10 bytes whose value fits 64 bits (a 10th byte above 1 is refused,
     /// as prost does).
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        // Fast path: most varints on the wire (tags, small lengths) are one byte.
+        // Fast path, inlined into every caller: most varints on the wire (tags, small lengths)
+        // are one byte.
         if let Some(&b) = self.buf.get(self.pos).filter(|_| self.pos < self.end) {
             if b < 0x80 {
                 self.pos += 1;
                 return Ok(u64::from(b));
             }
         }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let start = self.pos;
         let mut value: u64 = 0;
         for i in 0..10 {
@@ -660,6 +666,26 @@ mod tests {
         assert_eq!(e.kind, WireErrorKind::VarintTooLong);
         let e = validate(Signal::Traces, &[0x02, 0x00]).unwrap_err();
         assert_eq!(e.kind, WireErrorKind::FieldNumberZero);
+    }
+
+    #[test]
+    fn varints_past_64_bits_and_keys_past_32_bits_are_rejected_as_prost_does() {
+        // An unknown varint field (9) of a resource-level message whose 10th byte carries
+        // bits past the 64th.
+        let mut buf = vec![0x0a, 0x0b, 0x48];
+        buf.extend([0xff; 9]);
+        buf.push(0x02);
+        let e = validate(Signal::Traces, &buf).unwrap_err();
+        assert_eq!(e.kind, WireErrorKind::VarintTooLong);
+        assert_eq!(e.offset, 3);
+        // The largest 10-byte varint (u64::MAX) is fine in an unknown field.
+        let mut buf = vec![0x0a, 0x0b, 0x48];
+        buf.extend([0xff; 9]);
+        buf.push(0x01);
+        assert_eq!(validate(Signal::Traces, &buf), Ok(0));
+        // A key of 2^32 (field number 2^29, wire type 0): prost refuses it.
+        let e = validate(Signal::Logs, &[0x80, 0x80, 0x80, 0x80, 0x10, 0x00]).unwrap_err();
+        assert_eq!(e.kind, WireErrorKind::KeyTooLarge);
     }
 
     #[test]
