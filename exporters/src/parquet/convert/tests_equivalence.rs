@@ -131,7 +131,7 @@ fn odd_traces() -> ExportTraceServiceRequest {
             1 => vec![i; 16],
             _ => vec![i; 5],
         },
-        span_id: if i % 2 == 0 { vec![i; 8] } else { vec![] },
+        span_id: if i.is_multiple_of(2) { vec![i; 8] } else { vec![] },
         parent_span_id: vec![i; 3],
         trace_state: if i == 0 { String::new() } else { "k=v".into() },
         flags: u32::MAX - u32::from(i),
@@ -227,7 +227,7 @@ fn odd_logs() -> ExportLogsServiceRequest {
             time_unix_nano: i as u64,
             observed_time_unix_nano: u64::MAX,
             severity_number: i as i32 - 2,
-            severity_text: if i % 2 == 0 {
+            severity_text: if i.is_multiple_of(2) {
                 String::new()
             } else {
                 "x".into()
@@ -236,8 +236,8 @@ fn odd_logs() -> ExportLogsServiceRequest {
             attributes: if i == 0 { odd_attributes() } else { vec![] },
             dropped_attributes_count: i as u32,
             flags: u32::MAX,
-            trace_id: vec![1; if i % 2 == 0 { 16 } else { 4 }],
-            span_id: vec![2; if i % 3 == 0 { 8 } else { 0 }],
+            trace_id: vec![1; if i.is_multiple_of(2) { 16 } else { 4 }],
+            span_id: vec![2; if i.is_multiple_of(3) { 8 } else { 0 }],
             event_name: if i == 3 { "e".into() } else { String::new() },
         })
         .collect();
