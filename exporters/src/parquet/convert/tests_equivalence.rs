@@ -131,7 +131,11 @@ fn odd_traces() -> ExportTraceServiceRequest {
             1 => vec![i; 16],
             _ => vec![i; 5],
         },
-        span_id: if i.is_multiple_of(2) { vec![i; 8] } else { vec![] },
+        span_id: if i.is_multiple_of(2) {
+            vec![i; 8]
+        } else {
+            vec![]
+        },
         parent_span_id: vec![i; 3],
         trace_state: if i == 0 { String::new() } else { "k=v".into() },
         flags: u32::MAX - u32::from(i),
