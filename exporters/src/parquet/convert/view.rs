@@ -539,7 +539,7 @@ pub(crate) fn for_each_item<'a>(
             let mut s = Reader::new(buf, a, b);
             while let Some(f) = s.next()? {
                 if f.number == 2 {
-                    item(&resource, &scope, f.payload)?;
+                    item(&resource, &scope, f.len()?)?;
                 }
             }
         }
