@@ -52,8 +52,15 @@ pub enum WireErrorKind {
         len: usize,
         expected: usize,
     },
-    /// The message structure nests deeper than any OTLP message.
+    /// The message structure nests deeper than any OTLP message (or, for attribute values,
+    /// deeper than prost's recursion limit of 100 nested messages).
     TooDeep,
+    /// A field key whose value does not fit 32 bits (protobuf keys are `uint32`).
+    KeyTooLarge,
+    /// A string field that is not valid UTF-8.
+    InvalidUtf8 {
+        field: u32,
+    },
 }
 
 impl fmt::Display for WireError {
@@ -94,6 +101,8 @@ impl fmt::Display for WireError {
                 write!(f, "{field} is {len} bytes, expected {expected} (or empty)")
             }
             TooDeep => write!(f, "message nesting too deep"),
+            KeyTooLarge => write!(f, "field key larger than 32 bits"),
+            InvalidUtf8 { field } => write!(f, "string field {field} is not valid UTF-8"),
         }?;
         write!(f, " at byte {}", self.offset)
     }
@@ -101,13 +110,13 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-const VARINT: u8 = 0;
-const I64: u8 = 1;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const I64: u8 = 1;
 pub(crate) const LEN: u8 = 2;
-const I32: u8 = 5;
+pub(crate) const I32: u8 = 5;
 
-/// One field read off the wire: its number, wire type, where it starts, and for LEN fields the
-/// payload's range.
+/// One field read off the wire: its number, wire type, where it starts, for LEN fields the
+/// payload's range, and for the other wire types its value.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Field {
     pub(crate) number: u32,
@@ -115,6 +124,62 @@ pub(crate) struct Field {
     pub(crate) start: usize,
     /// For LEN fields: payload start..end (absolute offsets).
     pub(crate) payload: (usize, usize),
+    /// For VARINT fields the decoded varint, for I64 / I32 fields the little-endian value; 0 for
+    /// LEN fields.
+    pub(crate) value: u64,
+}
+
+impl Field {
+    fn wrong_type(&self, expected: u8) -> WireError {
+        WireError {
+            offset: self.start,
+            kind: WireErrorKind::WrongWireType {
+                field: self.number,
+                found: self.wire_type,
+                expected,
+            },
+        }
+    }
+
+    /// The payload range of a length-delimited field (message, string, bytes).
+    #[inline]
+    pub(crate) fn len(&self) -> Result<(usize, usize), WireError> {
+        if self.wire_type == LEN {
+            Ok(self.payload)
+        } else {
+            Err(self.wrong_type(LEN))
+        }
+    }
+
+    /// The value of a varint field (`int32`, `int64`, `uint32`, `bool`, enums).
+    #[inline]
+    pub(crate) fn varint(&self) -> Result<u64, WireError> {
+        if self.wire_type == VARINT {
+            Ok(self.value)
+        } else {
+            Err(self.wrong_type(VARINT))
+        }
+    }
+
+    /// The value of a `fixed64` / `double` field.
+    #[inline]
+    pub(crate) fn fixed64(&self) -> Result<u64, WireError> {
+        if self.wire_type == I64 {
+            Ok(self.value)
+        } else {
+            Err(self.wrong_type(I64))
+        }
+    }
+
+    /// The value of a `fixed32` field.
+    #[inline]
+    pub(crate) fn fixed32(&self) -> Result<u32, WireError> {
+        if self.wire_type == I32 {
+            Ok(self.value as u32)
+        } else {
+            Err(self.wrong_type(I32))
+        }
+    }
 }
 
 /// A cursor over a message body, with absolute offsets for error reporting.
@@ -137,7 +202,23 @@ impl<'a> Reader<'a> {
         WireError { offset, kind }
     }
 
+    /// A varint of at most 10 bytes whose value fits 64 bits (a 10th byte above 1 is refused,
+    /// as prost does).
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Fast path, inlined into every caller: most varints on the wire (tags, small lengths)
+        // are one byte.
+        if let Some(&b) = self.buf.get(self.pos).filter(|_| self.pos < self.end) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let start = self.pos;
         let mut value: u64 = 0;
         for i in 0..10 {
@@ -145,6 +226,9 @@ impl<'a> Reader<'a> {
                 return Err(self.err(start, WireErrorKind::TruncatedVarint));
             };
             self.pos += 1;
+            if i == 9 && b > 1 {
+                break;
+            }
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(value);
@@ -153,41 +237,54 @@ impl<'a> Reader<'a> {
         Err(self.err(start, WireErrorKind::VarintTooLong))
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), WireError> {
-        let available = self.end - self.pos;
-        if n > available {
-            return Err(self.err(
+    /// Reads `N` little-endian bytes.
+    #[inline]
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let available = self.end.saturating_sub(self.pos);
+        match self
+            .buf
+            .get(self.pos..self.pos.saturating_add(N))
+            .filter(|_| N <= available)
+            .and_then(|b| <[u8; N]>::try_from(b).ok())
+        {
+            Some(bytes) => {
+                self.pos += N;
+                Ok(bytes)
+            }
+            None => Err(self.err(
                 self.pos,
                 WireErrorKind::Truncated {
-                    needed: n,
+                    needed: N,
                     available,
                 },
-            ));
+            )),
         }
-        self.pos += n;
-        Ok(())
     }
 
     /// Reads the next field, skipping over its payload. `None` at the end of the message.
+    /// Inlined: the converters call it once per field of every span (a call, and the
+    /// `Result<Option<Field>>` through memory, cost more than the read itself).
+    #[inline(always)]
     pub(crate) fn next(&mut self) -> Result<Option<Field>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
         }
         let start = self.pos;
         let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(self.err(start, WireErrorKind::KeyTooLarge));
+        }
         let wire_type = (key & 7) as u8;
-        let number = key >> 3;
+        let number = (key >> 3) as u32;
         if number == 0 {
             return Err(self.err(start, WireErrorKind::FieldNumberZero));
         }
-        let number = u32::try_from(number).unwrap_or(u32::MAX);
         let mut payload = (self.pos, self.pos);
+        let mut value = 0;
         match wire_type {
-            VARINT => {
-                self.varint()?;
-            }
-            I64 => self.skip(8)?,
-            I32 => self.skip(4)?,
+            VARINT => value = self.varint()?,
+            I64 => value = u64::from_le_bytes(self.fixed::<8>()?),
+            I32 => value = u64::from(u32::from_le_bytes(self.fixed::<4>()?)),
             LEN => {
                 let len_at = self.pos;
                 let len = self.varint()?;
@@ -205,22 +302,13 @@ impl<'a> Reader<'a> {
             wire_type,
             start,
             payload,
+            value,
         }))
     }
 }
 
 fn expect_len(f: &Field) -> Result<(), WireError> {
-    if f.wire_type != LEN {
-        return Err(WireError {
-            offset: f.start,
-            kind: WireErrorKind::WrongWireType {
-                field: f.number,
-                found: f.wire_type,
-                expected: LEN,
-            },
-        });
-    }
-    Ok(())
+    f.len().map(|_| ())
 }
 
 /// How to walk one message type: which fields hold nested messages to descend into, and what
@@ -580,6 +668,26 @@ mod tests {
         assert_eq!(e.kind, WireErrorKind::VarintTooLong);
         let e = validate(Signal::Traces, &[0x02, 0x00]).unwrap_err();
         assert_eq!(e.kind, WireErrorKind::FieldNumberZero);
+    }
+
+    #[test]
+    fn varints_past_64_bits_and_keys_past_32_bits_are_rejected_as_prost_does() {
+        // An unknown varint field (9) of a resource-level message whose 10th byte carries
+        // bits past the 64th.
+        let mut buf = vec![0x0a, 0x0b, 0x48];
+        buf.extend([0xff; 9]);
+        buf.push(0x02);
+        let e = validate(Signal::Traces, &buf).unwrap_err();
+        assert_eq!(e.kind, WireErrorKind::VarintTooLong);
+        assert_eq!(e.offset, 3);
+        // The largest 10-byte varint (u64::MAX) is fine in an unknown field.
+        let mut buf = vec![0x0a, 0x0b, 0x48];
+        buf.extend([0xff; 9]);
+        buf.push(0x01);
+        assert_eq!(validate(Signal::Traces, &buf), Ok(0));
+        // A key of 2^32 (field number 2^29, wire type 0): prost refuses it.
+        let e = validate(Signal::Logs, &[0x80, 0x80, 0x80, 0x80, 0x10, 0x00]).unwrap_err();
+        assert_eq!(e.kind, WireErrorKind::KeyTooLarge);
     }
 
     #[test]

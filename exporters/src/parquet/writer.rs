@@ -22,10 +22,10 @@ use super::naming::{self, Civil, NameParts};
 use super::schema::{self, META_FILE_ID, META_HOST, META_SCHEMA_VERSION, META_SIGNAL, META_WRITER};
 use super::wal::{self, AppendError, Header, WalReader, WalWriter};
 use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sonde_config::{ParquetCompression, ParquetConfig, Signal};
@@ -86,8 +86,16 @@ impl Settings {
         })
     }
 
-    /// Writer properties for a signal's files: the codec, row-group limits, and dictionary
-    /// encoding everywhere except on columns of unique or near-unique values.
+    /// Writer properties for a signal's files: the codec, row-group limits, dictionary
+    /// encoding everywhere except on columns of unique or near-unique values, and min/max
+    /// statistics (chunk and page level, the page index) on every column except the key and
+    /// value leaves of the attribute maps.
+    ///
+    /// Why no statistics on attribute maps: their leaves hold every key and value of every
+    /// attribute of every row, mixed (`http.route` next to `client.address`), so a min/max over
+    /// them prunes nothing — a reader filtering on `attributes['k'] = 'v'` has to read the
+    /// pages anyway — while computing them (two byte comparisons per value, per leaf) was about
+    /// a third of the Parquet encoding time of spans (BENCHMARKS.md, "Parquet exporter").
     pub fn properties(&self, signal: Signal) -> WriterProperties {
         let mut b = WriterProperties::builder()
             .set_compression(self.compression)
@@ -121,8 +129,29 @@ impl Settings {
                 .set_column_dictionary_enabled(ColumnPath::from(*c), false)
                 .set_column_encoding(ColumnPath::from(*c), Encoding::DELTA_BINARY_PACKED);
         }
+        for path in attribute_map_leaves(signal) {
+            b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
         b.build()
     }
+}
+
+/// The Parquet paths of the key and value leaves of every attribute map of `signal`'s schema
+/// (top-level and nested in events, links, exemplars): the leaves below a map's `key_value`
+/// group.
+fn attribute_map_leaves(signal: Signal) -> Vec<ColumnPath> {
+    // The schema is ours and always converts; if it ever did not, the writer would refuse it
+    // first, so no leaves (all statistics kept) is a safe answer here.
+    let Ok(descr) = ArrowSchemaConverter::new().convert(&schema::schema(signal)) else {
+        return Vec::new();
+    };
+    descr
+        .columns()
+        .iter()
+        .map(|c| c.path())
+        .filter(|p| p.parts().iter().any(|part| part == "key_value"))
+        .cloned()
+        .collect()
 }
 
 /// A finished file waiting in the outbox.
@@ -539,4 +568,70 @@ pub fn outbox_bytes(s: &Settings) -> u64 {
     outbox(s)
         .map(|v| v.iter().map(|f| f.bytes).sum())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod properties_tests {
+    use super::*;
+    use crate::parquet::testdata;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use prost::Message;
+
+    /// Writes the fixture rows with the exporter's properties; returns, per column path, whether
+    /// its chunk carries statistics, min/max statistics, and a page index.
+    fn stats_by_column(signal: Signal, payload: &[u8]) -> Vec<(String, bool, bool, bool)> {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::new("t", &ParquetConfig::default(), dir.path()).unwrap();
+        let mut w = ArrowWriter::try_new(
+            Vec::new(),
+            schema::schema(signal),
+            Some(settings.properties(signal)),
+        )
+        .unwrap();
+        w.write(&convert::convert(signal, payload).unwrap())
+            .unwrap();
+        let bytes = bytes::Bytes::from(w.into_inner().unwrap());
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let rg = reader.metadata().row_group(0);
+        rg.columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.column_path().string(),
+                    c.statistics().is_some(),
+                    c.statistics().is_some_and(|s| s.min_bytes_opt().is_some()),
+                    c.column_index_offset().is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attribute_maps_carry_no_statistics_and_other_columns_keep_theirs() {
+        for (signal, payload) in [
+            (Signal::Traces, testdata::traces().encode_to_vec()),
+            (Signal::Logs, testdata::logs().encode_to_vec()),
+            (Signal::Metrics, testdata::metrics().encode_to_vec()),
+        ] {
+            let cols = stats_by_column(signal, &payload);
+            let get = |name: &str| {
+                cols.iter()
+                    .find(|c| c.0 == name)
+                    .unwrap_or_else(|| panic!("{signal}: no column {name}"))
+            };
+            assert!(get("service_name").2, "{signal}");
+            assert!(get("service_name").3, "{signal}");
+            assert!(!get("resource_attributes.key_value.value").1, "{signal}");
+            assert!(!get("resource_attributes_int.key_value.key").1, "{signal}");
+            assert!(!get("attributes.key_value.value").1, "{signal}");
+            let maps = cols.iter().filter(|c| c.0.contains(".key_value.")).count();
+            assert!(maps >= 16, "{signal}: {maps} map leaves");
+            for c in &cols {
+                assert_eq!(c.1, !c.0.contains(".key_value."), "{signal}: {}", c.0);
+            }
+        }
+        let spans = stats_by_column(Signal::Traces, &testdata::traces().encode_to_vec());
+        assert!(spans.iter().any(|c| c.0 == "start_time" && c.2 && c.3));
+        assert!(spans.iter().any(|c| c.0 == "name" && c.2 && c.3));
+    }
 }

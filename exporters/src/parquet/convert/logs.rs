@@ -4,47 +4,49 @@
 //! list) becomes its JSON text (bytes as a base64 string), and `body_type` says which it was, so
 //! `json_extract(body, '$.field')` works on structured bodies.
 
+use super::view::{self, bytes_of, depth, str_of, write_json, AnyView, Chunks, KvView};
+use super::view::{ResourceView, ScopeView};
 use super::{
-    append_id, base64, batch, json_text, non_empty, ts, ts_builder, AttrCols, ConvertError, Origin,
+    append_id, base64_into, batch, non_empty, ts, ts_builder, AttrCols, ConvertError, DecodeError,
     OriginCols,
 };
+use crate::wire::{Reader, WireError};
 use arrow_array::builder::{
     FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use prost::Message;
 use sonde_config::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
-    let req = ExportLogsServiceRequest::decode(payload).map_err(|source| ConvertError::Decode {
+    let mut cols = LogCols::new(view::count_items(payload));
+    view::for_each_item(payload, |resource, scope, record| {
+        cols.append(payload, resource, scope, record)
+    })
+    .map_err(|source| ConvertError::Decode {
         signal: Signal::Logs,
-        source,
+        source: DecodeError::Wire(source),
     })?;
-    let rows: usize = req
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len())
-        .sum();
-    let mut cols = LogCols::new(rows);
-    for rl in &req.resource_logs {
-        let origin = Origin::new(rl.resource.as_ref(), &rl.schema_url);
-        for sl in &rl.scope_logs {
-            let origin = origin.with_scope(sl.scope.as_ref(), &sl.schema_url);
-            for r in &sl.log_records {
-                cols.append(&origin, r);
-            }
-        }
-    }
     let columns = cols.finish().map_err(|source| ConvertError::Arrow {
         signal: Signal::Logs,
         source,
     })?;
     batch(Signal::Logs, columns)
+}
+
+/// A log record's scalar fields as read (defaults = protobuf's defaults).
+#[derive(Default)]
+struct RecordFields<'a> {
+    time: u64,
+    observed: u64,
+    severity_number: i32,
+    severity_text: &'a str,
+    body: Chunks,
+    dropped_attrs: u32,
+    flags: u32,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    event_name: &'a str,
 }
 
 struct LogCols {
@@ -61,6 +63,8 @@ struct LogCols {
     origin: OriginCols,
     attrs: AttrCols,
     dropped_attrs: Int64Builder,
+    /// Reused for the JSON of structured bodies.
+    scratch: Vec<u8>,
 }
 
 impl LogCols {
@@ -79,48 +83,94 @@ impl LogCols {
             origin: OriginCols::default(),
             attrs: AttrCols::default(),
             dropped_attrs: Int64Builder::with_capacity(rows),
+            scratch: Vec::new(),
         }
     }
 
-    fn append(&mut self, origin: &Origin<'_>, r: &LogRecord) {
-        self.time.append_option(ts(r.time_unix_nano));
-        self.observed.append_option(ts(r.observed_time_unix_nano));
-        self.severity_number.append_value(r.severity_number);
-        self.severity_text
-            .append_option(non_empty(&r.severity_text));
-        match r.body.as_ref().and_then(|b| b.value.as_ref()) {
-            None => {
-                self.body.append_null();
-                self.body_type.append_null();
-            }
-            Some(v) => {
-                let (text, ty) = match v {
-                    any_value::Value::StringValue(s) => (None, ("string", s.as_str())),
-                    any_value::Value::BytesValue(b) => (Some(base64(b)), ("bytes", "")),
-                    any_value::Value::IntValue(_) => (Some(json_text(v)), ("int", "")),
-                    any_value::Value::DoubleValue(_) => (Some(json_text(v)), ("double", "")),
-                    any_value::Value::BoolValue(_) => (Some(json_text(v)), ("bool", "")),
-                    any_value::Value::ArrayValue(_) => (Some(json_text(v)), ("array", "")),
-                    any_value::Value::KvlistValue(_) => (Some(json_text(v)), ("kvlist", "")),
-                    any_value::Value::StringValueStrindex(_) => {
-                        (Some(json_text(v)), ("strindex", ""))
-                    }
-                };
-                match text {
-                    Some(t) => self.body.append_value(t),
-                    None => self.body.append_value(ty.1),
+    /// Reads the log record in `buf[range]` and appends its row (attributes as they are read,
+    /// the other fields once the record is read, the last occurrence of each winning).
+    fn append(
+        &mut self,
+        buf: &[u8],
+        resource: &ResourceView<'_>,
+        scope: &ScopeView<'_>,
+        (a, b): (usize, usize),
+    ) -> Result<(), WireError> {
+        let mut r = RecordFields::default();
+        let mut rd = Reader::new(buf, a, b);
+        while let Some(f) = rd.next()? {
+            match f.number {
+                1 => r.time = f.fixed64()?,
+                2 => r.severity_number = f.varint()? as i32,
+                3 => r.severity_text = str_of(buf, &f)?,
+                5 => {
+                    r.body.push(f.len()?);
+                    view::enter(depth::ITEM + 1, f.start)?;
                 }
-                self.body_type.append_value(ty.0);
+                6 => self
+                    .attrs
+                    .push(buf, &KvView::field(buf, &f, depth::ITEM + 1)?)?,
+                7 => r.dropped_attrs = f.varint()? as u32,
+                8 => r.flags = f.fixed32()?,
+                9 => r.trace_id = bytes_of(buf, &f)?,
+                10 => r.span_id = bytes_of(buf, &f)?,
+                11 => r.observed = f.fixed64()?,
+                12 => r.event_name = str_of(buf, &f)?,
+                _ => {}
             }
         }
-        self.event_name.append_option(non_empty(&r.event_name));
-        append_id(&mut self.trace_id, &r.trace_id, 16);
-        append_id(&mut self.span_id, &r.span_id, 8);
-        self.flags.append_value(r.flags as i64);
-        self.origin.append(origin);
-        self.attrs.append(&r.attributes);
-        self.dropped_attrs
-            .append_value(r.dropped_attributes_count as i64);
+        self.attrs.end_row();
+        let body = AnyView::read(buf, &r.body, depth::ITEM + 1)?;
+        self.append_body(buf, &body)?;
+
+        self.time.append_option(ts(r.time));
+        self.observed.append_option(ts(r.observed));
+        self.severity_number.append_value(r.severity_number);
+        self.severity_text.append_option(non_empty(r.severity_text));
+        self.event_name.append_option(non_empty(r.event_name));
+        append_id(&mut self.trace_id, r.trace_id, 16);
+        append_id(&mut self.span_id, r.span_id, 8);
+        self.flags.append_value(i64::from(r.flags));
+        self.origin.append_view(resource, scope);
+        self.dropped_attrs.append_value(i64::from(r.dropped_attrs));
+        Ok(())
+    }
+
+    /// The body: a string as it is, bytes as base64, anything else as its JSON text.
+    fn append_body(&mut self, buf: &[u8], body: &AnyView<'_>) -> Result<(), WireError> {
+        let ty = match body {
+            AnyView::Empty => {
+                self.body.append_null();
+                self.body_type.append_null();
+                return Ok(());
+            }
+            AnyView::Str(s) => {
+                self.body.append_value(s);
+                "string"
+            }
+            AnyView::Bytes(b) => {
+                base64_into(&mut self.body, b);
+                self.body.append_value("");
+                "bytes"
+            }
+            v => {
+                self.scratch.clear();
+                write_json(&mut self.scratch, buf, v, depth::ITEM + 1)?;
+                // Built from checked `&str`s and ASCII punctuation, so always UTF-8.
+                self.body
+                    .append_value(String::from_utf8_lossy(&self.scratch));
+                match v {
+                    AnyView::Int(_) => "int",
+                    AnyView::Double(_) => "double",
+                    AnyView::Bool(_) => "bool",
+                    AnyView::Array(_) => "array",
+                    AnyView::Kvlist(_) => "kvlist",
+                    _ => "strindex",
+                }
+            }
+        };
+        self.body_type.append_value(ty);
+        Ok(())
     }
 
     fn finish(mut self) -> Result<Vec<ArrayRef>, arrow_schema::ArrowError> {

@@ -2,8 +2,8 @@
 //! columns a type does not use are null (see the schema).
 
 use super::{
-    append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, Origin,
-    OriginCols,
+    append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, DecodeError,
+    Origin, OriginCols,
 };
 use crate::parquet::schema::{exemplar_fields, list_item, quantile_fields};
 use arrow_array::builder::{
@@ -27,7 +27,7 @@ pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
     let req =
         ExportMetricsServiceRequest::decode(payload).map_err(|source| ConvertError::Decode {
             signal: Signal::Metrics,
-            source,
+            source: DecodeError::Prost(source),
         })?;
     let mut cols = MetricCols::default();
     for rm in &req.resource_metrics {

@@ -1,15 +1,28 @@
 //! OTLP export requests (protobuf bytes) → Arrow record batches in the [schema](super::schema)
-//! of their signal. Decodes with the `opentelemetry-proto` prost types, then fills columnar
-//! builders row by row (one row per span, log record or metric data point).
+//! of their signal, one row per span, log record or metric data point.
 //!
-//! Never panics on input: a payload prost cannot decode (e.g. a string that is not UTF-8, which
-//! the wire walker does not check) is a [`ConvertError::Decode`], and the caller drops that batch.
+//! Traces and logs are read straight off the protobuf wire ([view]: borrowed `&str` / `&[u8]`
+//! views, appended into the columnar builders as they are read; resource and scope parsed once
+//! per resource / scope). Decoding into prost's owned structs first (a `String` per attribute
+//! key and value) cost more than a third of the whole OTLP → Parquet path. Metrics still decode
+//! with the `opentelemetry-proto` prost types.
+//!
+//! Never panics on input: a payload that is not a valid request (e.g. a string that is not
+//! UTF-8, which the receiver's wire walker does not check) is a [`ConvertError::Decode`], and the
+//! caller drops that batch. The wire-level readers refuse what prost refuses (see [view]); the
+//! tests compare them with the prost-based converters they replaced ([oracle], test-only).
 
 mod logs;
 mod metrics;
+#[cfg(test)]
+mod oracle;
+#[cfg(test)]
+mod tests_equivalence;
 mod traces;
+mod view;
 
 use super::schema::{self, attr_value_type, map_entries};
+use crate::wire::WireError;
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Builder,
     StringBuilder, TimestampNanosecondBuilder,
@@ -22,18 +35,26 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use sonde_config::Signal;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use view::{KvView, RenderedKv, ResourceView, ScopeView, Typed};
 
 /// Why a payload could not become rows.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     #[error("cannot decode the {signal} request: {source}")]
-    Decode {
-        signal: Signal,
-        source: prost::DecodeError,
-    },
+    Decode { signal: Signal, source: DecodeError },
     /// A bug: the arrays built do not match the schema.
     #[error("cannot assemble the {signal} record batch: {source}")]
     Arrow { signal: Signal, source: ArrowError },
+}
+
+/// Why the bytes are not a request: from the wire-level reader (traces, logs; with the byte
+/// offset) or from prost (metrics).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Wire(#[from] crate::wire::WireError),
+    #[error("{0}")]
+    Prost(#[from] prost::DecodeError),
 }
 
 /// Decodes one encoded export request of `signal` and returns its rows.
@@ -120,6 +141,8 @@ pub(crate) struct AttrCols {
     int: MapCol<Int64Builder>,
     double: MapCol<Float64Builder>,
     boolean: MapCol<BooleanBuilder>,
+    /// Reused for the JSON of array and key-value-list values.
+    scratch: Vec<u8>,
 }
 
 impl Default for AttrCols {
@@ -129,11 +152,65 @@ impl Default for AttrCols {
             int: MapCol::new(Int64Builder::new(), attr_value_type(1)),
             double: MapCol::new(Float64Builder::new(), attr_value_type(2)),
             boolean: MapCol::new(BooleanBuilder::new(), attr_value_type(3)),
+            scratch: Vec::new(),
         }
     }
 }
 
 impl AttrCols {
+    /// Adds one attribute read off the wire to the current row (finished by [`Self::end_row`]).
+    #[inline]
+    pub(crate) fn push(&mut self, buf: &[u8], kv: &KvView<'_>) -> Result<(), WireError> {
+        self.text.keys.append_value(kv.key);
+        let v = &mut self.text.values;
+        if view::write_text(v, buf, &kv.value, kv.value_depth, &mut self.scratch)? {
+            v.append_value("");
+        } else {
+            v.append_null();
+        }
+        self.push_typed(kv.key, Typed::of(&kv.value));
+        Ok(())
+    }
+
+    #[inline]
+    fn push_typed(&mut self, key: &str, typed: Typed) {
+        match typed {
+            Typed::None => {}
+            Typed::Int(i) => {
+                self.int.keys.append_value(key);
+                self.int.values.append_value(i);
+            }
+            Typed::Double(d) => {
+                self.double.keys.append_value(key);
+                self.double.values.append_value(d);
+            }
+            Typed::Bool(b) => {
+                self.boolean.keys.append_value(key);
+                self.boolean.values.append_value(b);
+            }
+        }
+    }
+
+    /// Ends the current row of the four maps.
+    #[inline]
+    pub(crate) fn end_row(&mut self) {
+        self.text.end_row();
+        self.int.end_row();
+        self.double.end_row();
+        self.boolean.end_row();
+    }
+
+    /// Appends one row of attributes rendered beforehand (a resource's or scope's).
+    #[inline]
+    pub(crate) fn append_rendered(&mut self, kvs: &[RenderedKv<'_>]) {
+        for kv in kvs {
+            self.text.keys.append_value(kv.key);
+            self.text.values.append_option(kv.text.as_deref());
+            self.push_typed(kv.key, kv.typed);
+        }
+        self.end_row();
+    }
+
     /// Appends one row holding `kvs`.
     pub(crate) fn append(&mut self, kvs: &[KeyValue]) {
         for kv in kvs {
@@ -245,6 +322,21 @@ pub(crate) struct OriginCols {
 }
 
 impl OriginCols {
+    /// Appends the resource and scope columns of one row read off the wire.
+    #[inline]
+    pub(crate) fn append_view(&mut self, r: &ResourceView<'_>, s: &ScopeView<'_>) {
+        self.service_name.append_option(r.service_name);
+        self.resource_attrs.append_rendered(&r.attrs);
+        self.resource_dropped.append_value(i64::from(r.dropped));
+        self.resource_schema_url
+            .append_option(non_empty(r.schema_url));
+        self.scope_name.append_option(non_empty(s.name));
+        self.scope_version.append_option(non_empty(s.version));
+        self.scope_attrs.append_rendered(&s.attrs);
+        self.scope_dropped.append_value(i64::from(s.dropped));
+        self.scope_schema_url.append_option(non_empty(s.schema_url));
+    }
+
     pub(crate) fn append(&mut self, o: &Origin<'_>) {
         self.service_name.append_option(o.service_name);
         match o.resource {

@@ -1,44 +1,31 @@
 //! `ExportTraceServiceRequest` → one row per span.
 
+use super::view::{self, bytes_of, depth, str_of, KvView, ResourceView, ScopeView};
 use super::{
-    append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, Origin,
+    append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, DecodeError,
     OriginCols,
 };
 use crate::parquet::schema::{event_fields, link_fields, list_item};
+use crate::wire::{Reader, WireError};
 use arrow_array::builder::{
     ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
 };
 use arrow_array::{ArrayRef, ListArray, RecordBatch};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{ArrowError, DataType};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{span, Span};
-use prost::Message;
+use opentelemetry_proto::tonic::trace::v1::span;
 use sonde_config::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
-    let req =
-        ExportTraceServiceRequest::decode(payload).map_err(|source| ConvertError::Decode {
-            signal: Signal::Traces,
-            source,
-        })?;
-    let rows: usize = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
-    let mut cols = SpanCols::new(rows);
-    for rs in &req.resource_spans {
-        let origin = Origin::new(rs.resource.as_ref(), &rs.schema_url);
-        for ss in &rs.scope_spans {
-            let origin = origin.with_scope(ss.scope.as_ref(), &ss.schema_url);
-            for span in &ss.spans {
-                cols.append(&origin, span);
-            }
-        }
-    }
+    let mut cols = SpanCols::new(view::count_items(payload));
+    view::for_each_item(payload, |resource, scope, span| {
+        cols.append(payload, resource, scope, span)
+    })
+    .map_err(|source| ConvertError::Decode {
+        signal: Signal::Traces,
+        source: DecodeError::Wire(source),
+    })?;
     let columns = cols.finish().map_err(|source| ConvertError::Arrow {
         signal: Signal::Traces,
         source,
@@ -65,6 +52,25 @@ fn status_name(code: i32) -> &'static str {
         2 => "error",
         _ => "unknown",
     }
+}
+
+/// A span's scalar fields as read (defaults = protobuf's defaults).
+#[derive(Default)]
+struct SpanFields<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    trace_state: &'a str,
+    flags: u32,
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    dropped_attrs: u32,
+    dropped_events: u32,
+    dropped_links: u32,
+    status_message: &'a str,
+    status_code: i32,
 }
 
 struct SpanCols {
@@ -114,40 +120,77 @@ impl SpanCols {
         }
     }
 
-    fn append(&mut self, origin: &Origin<'_>, s: &Span) {
-        append_id(&mut self.trace_id, &s.trace_id, 16);
-        append_id(&mut self.span_id, &s.span_id, 8);
-        append_id(&mut self.parent_span_id, &s.parent_span_id, 8);
-        self.trace_state.append_option(non_empty(&s.trace_state));
-        self.flags.append_value(s.flags as i64);
-        self.name.append_value(&s.name);
+    /// Reads the span in `buf[range]` and appends its row (attributes, events and links are
+    /// appended as they are read; the scalar fields once the span is read, the last occurrence
+    /// of each winning).
+    fn append(
+        &mut self,
+        buf: &[u8],
+        resource: &ResourceView<'_>,
+        scope: &ScopeView<'_>,
+        (a, b): (usize, usize),
+    ) -> Result<(), WireError> {
+        let mut s = SpanFields::default();
+        let mut r = Reader::new(buf, a, b);
+        while let Some(f) = r.next()? {
+            match f.number {
+                1 => s.trace_id = bytes_of(buf, &f)?,
+                2 => s.span_id = bytes_of(buf, &f)?,
+                3 => s.trace_state = str_of(buf, &f)?,
+                4 => s.parent_span_id = bytes_of(buf, &f)?,
+                5 => s.name = str_of(buf, &f)?,
+                6 => s.kind = f.varint()? as i32,
+                7 => s.start = f.fixed64()?,
+                8 => s.end = f.fixed64()?,
+                9 => self
+                    .attrs
+                    .push(buf, &KvView::field(buf, &f, depth::ITEM + 1)?)?,
+                10 => s.dropped_attrs = f.varint()? as u32,
+                11 => self.events.append(buf, f.len()?)?,
+                12 => s.dropped_events = f.varint()? as u32,
+                13 => self.links.append(buf, f.len()?)?,
+                14 => s.dropped_links = f.varint()? as u32,
+                15 => {
+                    // Status: 2 = message, 3 = code. Repeated occurrences merge.
+                    let (a, b) = f.len()?;
+                    let mut st = Reader::new(buf, a, b);
+                    while let Some(f) = st.next()? {
+                        match f.number {
+                            2 => s.status_message = str_of(buf, &f)?,
+                            3 => s.status_code = f.varint()? as i32,
+                            _ => {}
+                        }
+                    }
+                }
+                16 => s.flags = f.fixed32()?,
+                _ => {}
+            }
+        }
+        self.attrs.end_row();
+        self.events.end_row();
+        self.links.end_row();
+
+        append_id(&mut self.trace_id, s.trace_id, 16);
+        append_id(&mut self.span_id, s.span_id, 8);
+        append_id(&mut self.parent_span_id, s.parent_span_id, 8);
+        self.trace_state.append_option(non_empty(s.trace_state));
+        self.flags.append_value(i64::from(s.flags));
+        self.name.append_value(s.name);
         self.kind.append_value(kind_name(s.kind));
-        let (start, end) = (ts(s.start_time_unix_nano), ts(s.end_time_unix_nano));
+        let (start, end) = (ts(s.start), ts(s.end));
         self.start.append_option(start);
         self.end.append_option(end);
         self.duration
             .append_option(start.zip(end).map(|(a, b)| b.saturating_sub(a)));
-        let status = s.status.as_ref();
-        self.status_code
-            .append_value(status_name(status.map_or(0, |s| s.code)));
+        self.status_code.append_value(status_name(s.status_code));
         self.status_message
-            .append_option(status.and_then(|s| non_empty(&s.message)));
-        self.origin.append(origin);
-        self.attrs.append(&s.attributes);
-        self.dropped_attrs
-            .append_value(s.dropped_attributes_count as i64);
-        for e in &s.events {
-            self.events.append(e);
-        }
-        self.events.end_row();
+            .append_option(non_empty(s.status_message));
+        self.origin.append_view(resource, scope);
+        self.dropped_attrs.append_value(i64::from(s.dropped_attrs));
         self.dropped_events
-            .append_value(s.dropped_events_count as i64);
-        for l in &s.links {
-            self.links.append(l);
-        }
-        self.links.end_row();
-        self.dropped_links
-            .append_value(s.dropped_links_count as i64);
+            .append_value(i64::from(s.dropped_events));
+        self.dropped_links.append_value(i64::from(s.dropped_links));
+        Ok(())
     }
 
     fn finish(mut self) -> Result<Vec<ArrayRef>, ArrowError> {
@@ -197,11 +240,26 @@ impl Default for Events {
 }
 
 impl Events {
-    fn append(&mut self, e: &span::Event) {
-        self.time.append_option(ts(e.time_unix_nano));
-        self.name.append_value(&e.name);
-        self.attrs.append(&e.attributes);
-        self.dropped.append_value(e.dropped_attributes_count as i64);
+    /// Reads one `Span.Event` (1 = time, 2 = name, 3 = attributes, 4 = dropped count).
+    fn append(&mut self, buf: &[u8], (a, b): (usize, usize)) -> Result<(), WireError> {
+        let (mut time, mut name, mut dropped) = (0, "", 0u32);
+        let mut r = Reader::new(buf, a, b);
+        while let Some(f) = r.next()? {
+            match f.number {
+                1 => time = f.fixed64()?,
+                2 => name = str_of(buf, &f)?,
+                3 => self
+                    .attrs
+                    .push(buf, &KvView::field(buf, &f, depth::EVENT + 1)?)?,
+                4 => dropped = f.varint()? as u32,
+                _ => {}
+            }
+        }
+        self.attrs.end_row();
+        self.time.append_option(ts(time));
+        self.name.append_value(name);
+        self.dropped.append_value(i64::from(dropped));
+        Ok(())
     }
 
     fn end_row(&mut self) {
@@ -249,13 +307,32 @@ impl Default for Links {
 }
 
 impl Links {
-    fn append(&mut self, l: &span::Link) {
-        append_id(&mut self.trace_id, &l.trace_id, 16);
-        append_id(&mut self.span_id, &l.span_id, 8);
-        self.trace_state.append_option(non_empty(&l.trace_state));
-        self.flags.append_value(l.flags as i64);
-        self.attrs.append(&l.attributes);
-        self.dropped.append_value(l.dropped_attributes_count as i64);
+    /// Reads one `Span.Link` (1 = trace id, 2 = span id, 3 = trace state, 4 = attributes,
+    /// 5 = dropped count, 6 = flags).
+    fn append(&mut self, buf: &[u8], (a, b): (usize, usize)) -> Result<(), WireError> {
+        let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
+        let (mut flags, mut dropped) = (0u32, 0u32);
+        let mut r = Reader::new(buf, a, b);
+        while let Some(f) = r.next()? {
+            match f.number {
+                1 => trace_id = bytes_of(buf, &f)?,
+                2 => span_id = bytes_of(buf, &f)?,
+                3 => trace_state = str_of(buf, &f)?,
+                4 => self
+                    .attrs
+                    .push(buf, &KvView::field(buf, &f, depth::EVENT + 1)?)?,
+                5 => dropped = f.varint()? as u32,
+                6 => flags = f.fixed32()?,
+                _ => {}
+            }
+        }
+        self.attrs.end_row();
+        append_id(&mut self.trace_id, trace_id, 16);
+        append_id(&mut self.span_id, span_id, 8);
+        self.trace_state.append_option(non_empty(trace_state));
+        self.flags.append_value(i64::from(flags));
+        self.dropped.append_value(i64::from(dropped));
+        Ok(())
     }
 
     fn end_row(&mut self) {

@@ -1,0 +1,566 @@
+//! Borrowed views of the OTLP messages the trace and log converters read, straight off the
+//! protobuf wire: no prost structs, no owned `String` per attribute key and value. Strings are
+//! `&str` into the payload (checked UTF-8), bytes are `&[u8]`, numbers are read as they pass.
+//!
+//! Reading uses the one wire [`Reader`](crate::wire::Reader) the receiver's validator uses
+//! (varints, lengths, unknown fields skipped). On top of it this module keeps prost's decoding
+//! semantics, so the rows are the ones the prost-based converter produced (the tests compare
+//! both):
+//! - a non-repeated scalar field seen twice: the last one wins;
+//! - a non-repeated message field seen twice (a `resource`, `status`, `value`, `array_value`):
+//!   the occurrences merge, which is reading the concatenation of their bodies, so such a field
+//!   is kept as [`Chunks`] and read across them;
+//! - a oneof (`AnyValue.value`): the last variant wins; two consecutive occurrences of the same
+//!   message variant merge;
+//! - every known field must carry its declared wire type, every string must be UTF-8, and nested
+//!   messages may be at most [`MAX_DEPTH`] deep (prost's recursion limit) — otherwise the whole
+//!   request is refused, as prost refuses it. Known fields the tables do not keep (a resource's
+//!   `entity_refs`, a key's `key_strindex`) are checked the same way.
+//!
+//! One difference remains: protobuf groups (wire types 3 and 4, unused since proto2) are refused
+//! here and by [`crate::wire::validate`], while prost skips them in unknown fields. No batch holding
+//! them gets past the receiver.
+
+use super::base64_into;
+use crate::wire::{Field, Reader, WireError, WireErrorKind};
+use std::borrow::Cow;
+
+/// prost's recursion limit: a message nested deeper than this below the request is refused.
+pub(crate) const MAX_DEPTH: u32 = 100;
+
+/// Depths (the request is 0) of the messages the converters open, for the recursion limit.
+pub(crate) mod depth {
+    /// `Resource`, below `Resource{Spans,Logs}` (1).
+    pub const RESOURCE: u32 = 2;
+    /// `InstrumentationScope`, below `Scope{Spans,Logs}` (2).
+    pub const SCOPE: u32 = 3;
+    /// `Span` / `LogRecord`.
+    pub const ITEM: u32 = 3;
+    /// `Span.Event` / `Span.Link`.
+    pub const EVENT: u32 = 4;
+}
+
+fn err(offset: usize, kind: WireErrorKind) -> WireError {
+    WireError { offset, kind }
+}
+
+/// Refuses a message at `depth` past the recursion limit (`at`: where its field starts).
+#[inline]
+pub(crate) fn enter(depth: u32, at: usize) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        Err(err(at, WireErrorKind::TooDeep))
+    } else {
+        Ok(())
+    }
+}
+
+/// The payload of a length-delimited field.
+#[inline]
+pub(crate) fn bytes_of<'a>(buf: &'a [u8], f: &Field) -> Result<&'a [u8], WireError> {
+    let (a, b) = f.len()?;
+    // The reader only hands out ranges inside `buf`; `get` keeps that a checked fact.
+    buf.get(a..b).ok_or_else(|| {
+        err(
+            f.start,
+            WireErrorKind::LengthOverflow {
+                len: b.saturating_sub(a) as u64,
+                available: buf.len().saturating_sub(a),
+            },
+        )
+    })
+}
+
+/// The payload of a `string` field: UTF-8 or an error, as prost requires.
+#[inline]
+pub(crate) fn str_of<'a>(buf: &'a [u8], f: &Field) -> Result<&'a str, WireError> {
+    std::str::from_utf8(bytes_of(buf, f)?)
+        .map_err(|_| err(f.start, WireErrorKind::InvalidUtf8 { field: f.number }))
+}
+
+/// The body of a non-repeated message field: one range, or several when the field occurred
+/// more than once (protobuf merges them: the message is read across all of them, in order).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Chunks {
+    #[default]
+    Absent,
+    One(usize, usize),
+    Many(Vec<(usize, usize)>),
+}
+
+impl Chunks {
+    #[inline]
+    pub(crate) fn push(&mut self, r: (usize, usize)) {
+        *self = match std::mem::take(self) {
+            Chunks::Absent => Chunks::One(r.0, r.1),
+            Chunks::One(a, b) => Chunks::Many(vec![(a, b), r]),
+            Chunks::Many(mut v) => {
+                v.push(r);
+                Chunks::Many(v)
+            }
+        };
+    }
+
+    /// Calls `each` for every field of the message, across all its chunks.
+    #[inline]
+    pub(crate) fn fields(
+        &self,
+        buf: &[u8],
+        mut each: impl FnMut(Field) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        let mut read = |(a, b): (usize, usize)| {
+            let mut r = Reader::new(buf, a, b);
+            while let Some(f) = r.next()? {
+                each(f)?;
+            }
+            Ok(())
+        };
+        match self {
+            Chunks::Absent => Ok(()),
+            Chunks::One(a, b) => read((*a, *b)),
+            Chunks::Many(v) => v.iter().try_for_each(|r| read(*r)),
+        }
+    }
+}
+
+/// An `AnyValue` on the wire. Arrays and key-value lists stay unread until rendered.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum AnyView<'a> {
+    /// No value set (or no `AnyValue` at all).
+    #[default]
+    Empty,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    Strindex(i32),
+    /// An `ArrayValue` body.
+    Array(Chunks),
+    /// A `KeyValueList` body.
+    Kvlist(Chunks),
+}
+
+impl<'a> AnyView<'a> {
+    /// Reads the `AnyValue` in `chunks`, a message at `depth`.
+    pub(crate) fn read(buf: &'a [u8], chunks: &Chunks, depth: u32) -> Result<Self, WireError> {
+        let mut v = AnyView::Empty;
+        chunks.fields(buf, |f| {
+            let next = match f.number {
+                1 => AnyView::Str(str_of(buf, &f)?),
+                2 => AnyView::Bool(f.varint()? != 0),
+                3 => AnyView::Int(f.varint()? as i64),
+                4 => AnyView::Double(f64::from_bits(f.fixed64()?)),
+                5 | 6 => {
+                    let range = f.len()?;
+                    enter(depth + 1, f.start)?;
+                    match (&mut v, f.number) {
+                        (AnyView::Array(c), 5) | (AnyView::Kvlist(c), 6) => {
+                            // Same message variant again: prost merges into it.
+                            c.push(range);
+                            return Ok(());
+                        }
+                        _ if f.number == 5 => AnyView::Array(Chunks::One(range.0, range.1)),
+                        _ => AnyView::Kvlist(Chunks::One(range.0, range.1)),
+                    }
+                }
+                7 => AnyView::Bytes(bytes_of(buf, &f)?),
+                8 => AnyView::Strindex(f.varint()? as i32),
+                _ => return Ok(()),
+            };
+            let old = std::mem::replace(&mut v, next);
+            // prost decoded a replaced array or list in full before dropping it: check it
+            // the same way, so what prost refuses is refused here too.
+            if matches!(old, AnyView::Array(_) | AnyView::Kvlist(_)) {
+                write_json(&mut Vec::new(), buf, &old, depth)?;
+            }
+            Ok(())
+        })?;
+        Ok(v)
+    }
+}
+
+/// A `KeyValue` on the wire; its value is an `AnyValue` at `depth + 1`.
+pub(crate) struct KvView<'a> {
+    pub key: &'a str,
+    pub value: AnyView<'a>,
+    /// Depth of the `AnyValue` message.
+    pub value_depth: u32,
+}
+
+impl<'a> KvView<'a> {
+    /// Reads the `KeyValue` in `buf[range]`, a message at `depth`.
+    #[inline]
+    pub(crate) fn read(
+        buf: &'a [u8],
+        (a, b): (usize, usize),
+        depth: u32,
+    ) -> Result<Self, WireError> {
+        let mut key = "";
+        let mut value = Chunks::Absent;
+        let mut r = Reader::new(buf, a, b);
+        while let Some(f) = r.next()? {
+            match f.number {
+                1 => key = str_of(buf, &f)?,
+                2 => {
+                    value.push(f.len()?);
+                    enter(depth + 1, f.start)?;
+                }
+                3 => {
+                    f.varint()?; // key_strindex: checked, not kept (the tables hold keys)
+                }
+                _ => {}
+            }
+        }
+        Ok(KvView {
+            key,
+            value: AnyView::read(buf, &value, depth + 1)?,
+            value_depth: depth + 1,
+        })
+    }
+
+    /// Reads a `KeyValue` field (its wire type and depth checked).
+    #[inline]
+    pub(crate) fn field(buf: &'a [u8], f: &Field, depth: u32) -> Result<Self, WireError> {
+        let range = f.len()?;
+        enter(depth, f.start)?;
+        KvView::read(buf, range, depth)
+    }
+}
+
+/// Writes a `serde_json` serialization into `out`. Serializing a string or number into a `Vec`
+/// cannot fail (it performs no I/O and has no maps with non-string keys), so the error is
+/// dropped.
+fn json_into(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(out, v);
+}
+
+/// Writes `v` (an `AnyValue` at `depth`) as JSON, exactly as the prost path's `json_text` did:
+/// strings, numbers, booleans, arrays and objects (key order kept); bytes as base64 strings; a
+/// non-finite double as the string `"NaN"`, `"inf"` or `"-inf"`; an empty value as `null`.
+/// Leaves go through `serde_json`'s own serializer, as before.
+pub(crate) fn write_json(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    v: &AnyView<'_>,
+    depth: u32,
+) -> Result<(), WireError> {
+    match v {
+        AnyView::Empty => out.extend_from_slice(b"null"),
+        AnyView::Str(s) => json_into(out, *s),
+        AnyView::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        AnyView::Int(i) => json_into(out, i),
+        AnyView::Double(d) => match serde_json::Number::from_f64(*d) {
+            Some(n) => json_into(out, &n),
+            None => json_into(out, &format!("{d:?}")),
+        },
+        AnyView::Bytes(b) => {
+            let mut s = String::with_capacity(b.len().div_ceil(3) * 4);
+            base64_into(&mut s, b);
+            json_into(out, &s);
+        }
+        AnyView::Strindex(i) => json_into(out, &i64::from(*i)),
+        AnyView::Array(chunks) => {
+            // ArrayValue at depth + 1; its values are AnyValues at depth + 2.
+            out.push(b'[');
+            let mut first = true;
+            chunks.fields(buf, |f| {
+                if f.number != 1 {
+                    return Ok(());
+                }
+                let range = f.len()?;
+                enter(depth + 2, f.start)?;
+                let item = AnyView::read(buf, &Chunks::One(range.0, range.1), depth + 2)?;
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_json(out, buf, &item, depth + 2)
+            })?;
+            out.push(b']');
+        }
+        AnyView::Kvlist(chunks) => {
+            // KeyValueList at depth + 1; its KeyValues at depth + 2.
+            out.push(b'{');
+            let mut first = true;
+            chunks.fields(buf, |f| {
+                if f.number != 1 {
+                    return Ok(());
+                }
+                let kv = KvView::field(buf, &f, depth + 2)?;
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                json_into(out, kv.key);
+                out.push(b':');
+                write_json(out, buf, &kv.value, kv.value_depth)
+            })?;
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// Writes the text form of an attribute value (the `<set>` map's value) into `w` and returns
+/// `true`, or returns `false` for an empty value (a null). Strings as they are, integers and
+/// doubles as Rust prints them, booleans `true`/`false`, bytes base64, arrays and lists JSON.
+/// `scratch` is reused for JSON.
+#[inline]
+pub(crate) fn write_text(
+    w: &mut impl std::fmt::Write,
+    buf: &[u8],
+    v: &AnyView<'_>,
+    depth: u32,
+    scratch: &mut Vec<u8>,
+) -> Result<bool, WireError> {
+    match v {
+        AnyView::Empty => return Ok(false),
+        AnyView::Str(s) => {
+            let _ = w.write_str(s);
+        }
+        AnyView::Int(i) => {
+            let _ = write!(w, "{i}");
+        }
+        AnyView::Double(d) => {
+            let _ = write!(w, "{d:?}");
+        }
+        AnyView::Bool(b) => {
+            let _ = w.write_str(if *b { "true" } else { "false" });
+        }
+        AnyView::Bytes(b) => base64_into(w, b),
+        AnyView::Strindex(i) => {
+            let _ = write!(w, "{i}");
+        }
+        AnyView::Array(_) | AnyView::Kvlist(_) => {
+            scratch.clear();
+            write_json(scratch, buf, v, depth)?;
+            // Built from checked `&str`s and ASCII punctuation, so always UTF-8.
+            let _ = w.write_str(&String::from_utf8_lossy(scratch));
+        }
+    }
+    Ok(true)
+}
+
+/// The typed copy of an attribute value, for the `_int`, `_double` and `_bool` maps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Typed {
+    None,
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+}
+
+impl Typed {
+    #[inline]
+    pub(crate) fn of(v: &AnyView<'_>) -> Typed {
+        match v {
+            AnyView::Int(i) => Typed::Int(*i),
+            AnyView::Double(d) => Typed::Double(*d),
+            AnyView::Bool(b) => Typed::Bool(*b),
+            _ => Typed::None,
+        }
+    }
+}
+
+/// An attribute rendered once (resource and scope attributes are parsed once per
+/// resource / scope and appended to every row below them).
+#[derive(Debug, Clone)]
+pub(crate) struct RenderedKv<'a> {
+    pub key: &'a str,
+    /// The text form, `None` for an empty value.
+    pub text: Option<Cow<'a, str>>,
+    pub typed: Typed,
+}
+
+impl<'a> RenderedKv<'a> {
+    /// Reads a `KeyValue` field at `depth` and renders it; also says whether its value is a
+    /// string (for `service.name`).
+    fn read(buf: &'a [u8], f: &Field, depth: u32) -> Result<(Self, bool), WireError> {
+        let kv = KvView::field(buf, f, depth)?;
+        let text = match &kv.value {
+            AnyView::Str(s) => Some(Cow::Borrowed(*s)),
+            v => {
+                let mut s = String::new();
+                let present = write_text(&mut s, buf, v, kv.value_depth, &mut Vec::new())?;
+                present.then_some(Cow::Owned(s))
+            }
+        };
+        let is_str = matches!(kv.value, AnyView::Str(_));
+        Ok((
+            RenderedKv {
+                key: kv.key,
+                text,
+                typed: Typed::of(&kv.value),
+            },
+            is_str,
+        ))
+    }
+}
+
+/// A `Resource` and its resource-level `schema_url`, read once per `Resource{Spans,Logs}`.
+#[derive(Debug, Default)]
+pub(crate) struct ResourceView<'a> {
+    pub attrs: Vec<RenderedKv<'a>>,
+    pub dropped: u32,
+    pub schema_url: &'a str,
+    /// The first `service.name` attribute with a string value.
+    pub service_name: Option<&'a str>,
+}
+
+impl<'a> ResourceView<'a> {
+    pub(crate) fn read(
+        buf: &'a [u8],
+        chunks: &Chunks,
+        schema_url: &'a str,
+    ) -> Result<Self, WireError> {
+        let mut v = ResourceView {
+            schema_url,
+            ..Default::default()
+        };
+        chunks.fields(buf, |f| {
+            match f.number {
+                1 => {
+                    let (kv, is_str) = RenderedKv::read(buf, &f, depth::RESOURCE + 1)?;
+                    if is_str && v.service_name.is_none() && kv.key == "service.name" {
+                        v.service_name = kv.text.as_ref().and_then(|t| match t {
+                            Cow::Borrowed(s) => Some(*s),
+                            Cow::Owned(_) => None,
+                        });
+                    }
+                    v.attrs.push(kv);
+                }
+                2 => v.dropped = f.varint()? as u32,
+                3 => check_entity_ref(buf, &f)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(v)
+    }
+}
+
+/// `Resource.entity_refs` is not kept in the tables, but prost decodes it, so a malformed one
+/// refuses the request here too.
+fn check_entity_ref(buf: &[u8], f: &Field) -> Result<(), WireError> {
+    let (a, b) = f.len()?;
+    let mut r = Reader::new(buf, a, b);
+    while let Some(f) = r.next()? {
+        if (1..=4).contains(&f.number) {
+            str_of(buf, &f)?;
+        }
+    }
+    Ok(())
+}
+
+/// An `InstrumentationScope` and its scope-level `schema_url`, read once per
+/// `Scope{Spans,Logs}`.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeView<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub attrs: Vec<RenderedKv<'a>>,
+    pub dropped: u32,
+    pub schema_url: &'a str,
+}
+
+impl<'a> ScopeView<'a> {
+    pub(crate) fn read(
+        buf: &'a [u8],
+        chunks: &Chunks,
+        schema_url: &'a str,
+    ) -> Result<Self, WireError> {
+        let mut v = ScopeView {
+            schema_url,
+            ..Default::default()
+        };
+        chunks.fields(buf, |f| {
+            match f.number {
+                1 => v.name = str_of(buf, &f)?,
+                2 => v.version = str_of(buf, &f)?,
+                3 => v.attrs.push(RenderedKv::read(buf, &f, depth::SCOPE + 1)?.0),
+                4 => v.dropped = f.varint()? as u32,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(v)
+    }
+}
+
+/// Walks `Export*ServiceRequest → Resource* → Scope* → item` and calls `item` with the
+/// resource, the scope and each item's body range. Resource and scope are read before their
+/// items wherever they sit in the message (protobuf allows any field order).
+pub(crate) fn for_each_item<'a>(
+    buf: &'a [u8],
+    mut item: impl FnMut(&ResourceView<'a>, &ScopeView<'a>, (usize, usize)) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let mut request = Reader::new(buf, 0, buf.len());
+    while let Some(f) = request.next()? {
+        if f.number != 1 {
+            continue;
+        }
+        let (a, b) = f.len()?;
+        // Resource{Spans,Logs}: 1 = resource, 2 = scope-level messages, 3 = schema_url.
+        let mut resource = Chunks::Absent;
+        let mut url = "";
+        let mut r = Reader::new(buf, a, b);
+        while let Some(f) = r.next()? {
+            match f.number {
+                1 => resource.push(f.len()?),
+                2 => {
+                    f.len()?;
+                }
+                3 => url = str_of(buf, &f)?,
+                _ => {}
+            }
+        }
+        let resource = ResourceView::read(buf, &resource, url)?;
+        let mut r = Reader::new(buf, a, b);
+        while let Some(f) = r.next()? {
+            if f.number != 2 {
+                continue;
+            }
+            let (a, b) = f.len()?;
+            // Scope{Spans,Logs}: 1 = scope, 2 = items, 3 = schema_url.
+            let mut scope = Chunks::Absent;
+            let mut url = "";
+            let mut s = Reader::new(buf, a, b);
+            while let Some(f) = s.next()? {
+                match f.number {
+                    1 => scope.push(f.len()?),
+                    2 => {
+                        f.len()?;
+                    }
+                    3 => url = str_of(buf, &f)?,
+                    _ => {}
+                }
+            }
+            let scope = ScopeView::read(buf, &scope, url)?;
+            let mut s = Reader::new(buf, a, b);
+            while let Some(f) = s.next()? {
+                if f.number == 2 {
+                    item(&resource, &scope, f.len()?)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The number of items in a request, for builder capacities; 0 if it is malformed (the real
+/// walk reports the error).
+pub(crate) fn count_items(buf: &[u8]) -> usize {
+    fn count(buf: &[u8], (a, b): (usize, usize), level: u8) -> Result<usize, WireError> {
+        let mut r = Reader::new(buf, a, b);
+        let mut n = 0;
+        while let Some(f) = r.next()? {
+            match (level, f.number) {
+                (0, 1) | (1, 2) => n += count(buf, f.len()?, level + 1)?,
+                (2, 2) => n += 1,
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+    count(buf, (0, buf.len()), 0).unwrap_or(0)
+}
