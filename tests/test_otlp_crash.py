@@ -42,7 +42,7 @@ protocol = "http/protobuf"
 endpoint = "http://127.0.0.1:{sink_http}"
 timeout = "2s"
 retry = {{ initial_backoff = "100ms", max_backoff = "500ms", max_elapsed = "unlimited" }}
-buffer = {{ type = "disk", max_size = "256MiB", fsync = "batch" }}
+buffer = {{ type = "disk", max_size = "256MiB", fsync = "batch", compression = "zstd" }}
 batch = {{ max_age = "50ms" }}
 """
 

@@ -24,7 +24,7 @@ fn disk(max: u64) -> BufferConfig {
     BufferConfig {
         kind: BufferKind::Disk,
         max_size: ByteSize(max),
-        // As is, so that sizes here count in records (zstd is the default and tested elsewhere).
+        // As is (the default), so that sizes here count in records.
         compression: SpoolCompression::None,
         ..BufferConfig::default()
     }

@@ -585,7 +585,7 @@ impl Default for BufferConfig {
             max_size: BufferConfig::default_max_size(BufferKind::Memory),
             when_full: WhenFull::Block,
             fsync: Fsync::Batch,
-            compression: SpoolCompression::Zstd,
+            compression: SpoolCompression::None,
         }
     }
 }
@@ -666,12 +666,13 @@ pub enum Fsync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpoolCompression {
-    /// zstd at a fast level (about 1 GB/s per core; OTLP shrinks 5–6×): less to write and
-    /// fsync, and `max_size` holds that much more telemetry. A payload that does not shrink is
-    /// stored as is.
-    Zstd,
-    /// Stored as received.
+    /// Stored as received: the least CPU per batch (every batch passes through the spool, not
+    /// only during an outage).
     None,
+    /// zstd at a fast level (about 1 GB/s per core; OTLP shrinks 5–6×): less to write and
+    /// fsync, and `max_size` holds that much more telemetry, for about 0.4 µs of CPU per
+    /// 430-byte span. A payload that does not shrink is stored as is.
+    Zstd,
 }
 
 /// How batches are merged before an export call.

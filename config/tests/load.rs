@@ -399,7 +399,7 @@ buffer = { type = "disk" }
     assert_eq!(b.max_size, ByteSize::gib(2));
     assert_eq!(b.fsync, Fsync::Batch);
     assert_eq!(b.when_full, WhenFull::Block);
-    assert_eq!(b.compression, SpoolCompression::Zstd);
+    assert_eq!(b.compression, SpoolCompression::None);
     // print-config shows the size that applies, and its output loads back to the same config.
     let text = c.to_toml();
     assert!(text.contains("max_size = \"2GiB\""), "{text}");
@@ -415,12 +415,12 @@ type = "host_metrics"
 
 [exporters.out]
 type = "stdout"
-buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync = "never", compression = "none" }
+buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync = "never", compression = "zstd" }
 "#,
     )
     .unwrap();
     let b = &c.exporters["out"].common.buffer;
-    assert_eq!(b.compression, SpoolCompression::None);
+    assert_eq!(b.compression, SpoolCompression::Zstd);
     assert_eq!(b.max_size, ByteSize::mib(100));
     assert_eq!(b.when_full, WhenFull::DropOldest);
     assert_eq!(b.fsync, Fsync::Never);

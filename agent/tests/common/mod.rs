@@ -64,8 +64,8 @@ pub fn config(dir: &Path, max_size: u64, segment_size: u64, when_full: WhenFull)
         max_size,
         when_full,
         fsync: Fsync::Batch,
-        // Stored as is, so that tests can size a spool in records; the compressed format is
-        // tested where `compression` is set.
+        // Stored as is (the default), so that tests can size a spool in records; the compressed
+        // format is tested where `compression` is set.
         compression: SpoolCompression::None,
         segment_size,
     }

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The payload is the batch's encoded OTLP request, stored verbatim or zstd-compressed at a fast
-//! level (`buffer.compression`, default `zstd`; a payload that does not shrink is stored as is):
+//! level (`buffer.compression`, default `none`; a payload that does not shrink is stored as is):
 //! no second serialization format. Both versions are always readable, so a spool written with
 //! either setting drains after the setting changes. The CRC covers the length and the stored
 //! bytes, so a damaged length is caught like a damaged body, before anything is decompressed.
