@@ -247,6 +247,11 @@ async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
     let evicted = r.counter_sum("sonde_buffer_dropped_items_total", &[("reason", "evicted")]);
     // Everything not delivered is counted: 40 sent = 1 exported by the worker + kept + evicted.
     assert_eq!(evicted, 40 - 1 - kept.len() as u64);
+    assert_eq!(
+        gauge(&r, "sonde_buffer_items"),
+        0,
+        "evictions and acknowledgements take their items off the gauge"
+    );
     // Discarded segments are deleted once the cursor past them is persisted (its own thread).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -368,4 +373,48 @@ async fn zstd_records_take_a_fraction_of_the_space_and_come_back_whole_after_a_r
         t.ack();
     }
     assert_eq!(reads_from(&r, "disk"), 50);
+}
+
+/// The value of the gauge `name{exporter="t"}` in the registry's text output.
+fn gauge(r: &Registry, name: &str) -> i64 {
+    let want = format!("{name}{{exporter=\"t\"}} ");
+    r.render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&want).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("no {want} in /metrics"))
+}
+
+#[tokio::test]
+async fn the_items_gauge_follows_appends_and_acks_and_counts_the_backlog_after_a_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    for i in 0..10 {
+        tx.push(log_batch(i, 500), Wait::No).await.unwrap();
+    }
+    assert_eq!(gauge(&r, "sonde_buffer_items"), 10);
+    for _ in 0..4 {
+        rx.recv().await.unwrap().1.ack();
+    }
+    let (_held, _t) = rx.recv().await.unwrap(); // handed out, not acknowledged: still held
+    assert_eq!(gauge(&r, "sonde_buffer_items"), 6);
+    drop(tx);
+    drop((_held, _t));
+    rx.close().await;
+
+    // After a restart the backlog (several segments) is counted in the background.
+    let r = Registry::default();
+    let (_tx, mut rx, _) = open(&cfg, &r).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gauge(&r, "sonde_buffer_items") != 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog never counted: {}",
+            gauge(&r, "sonde_buffer_items")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(drain(&mut rx).await, (4..10).collect::<Vec<_>>());
+    assert_eq!(gauge(&r, "sonde_buffer_items"), 0);
 }

@@ -211,7 +211,7 @@ pub fn channel(
         ),
         items: metrics.gauge(
             "sonde_buffer_items",
-            "Items held by an exporter's memory buffer.",
+            "Items held by an exporter's buffer (disk: from the cursor to the end of the log).",
             &labels,
         ),
     };

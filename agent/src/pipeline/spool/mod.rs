@@ -159,6 +159,8 @@ pub enum CursorFound {
 #[derive(Debug)]
 struct Entry {
     start: Pos,
+    /// Items of the record (what the cursor moving over it takes off `items`).
+    items: u64,
     done: bool,
     /// Dropped by `drop_oldest` while the worker held it: if the worker gives it up at shutdown,
     /// it is lost and counted.
@@ -178,6 +180,12 @@ struct State {
     front: u64,
     used: u64,
     used_gauge: Gauge,
+    /// Items from the cursor to the end: added when the writer publishes a record, taken off
+    /// when the cursor passes it or an eviction drops it. The backlog found at start-up is
+    /// counted in the background and added when known, so it may lag (and is shown as at
+    /// least 0) for a moment after a start with a large backlog.
+    items: i64,
+    items_gauge: Gauge,
     /// Every sender is gone: the reader stops (what is left stays on disk for the next start).
     closed: bool,
     /// Appends are refused until then after a failed write (a full disk above all), and why.
@@ -257,6 +265,11 @@ impl State {
         None
     }
 
+    fn add_items(&mut self, n: i64) {
+        self.items = self.items.saturating_add(n);
+        self.items_gauge.set(self.items.max(0));
+    }
+
     fn set_used(&mut self, used: u64) {
         self.used = used;
         self.used_gauge.set(i64::try_from(used).unwrap_or(i64::MAX));
@@ -286,9 +299,13 @@ impl State {
     /// not move (it may move by zero bytes, from the end of a segment to the start of the next:
     /// that still lets the finished segment be deleted).
     fn advance_cursor(&mut self) -> Option<u64> {
+        let mut passed = 0u64;
         while self.inflight.front().is_some_and(|e| e.done) {
-            self.inflight.pop_front();
+            passed += self.inflight.pop_front().map_or(0, |e| e.items);
             self.front += 1;
+        }
+        if passed > 0 {
+            self.add_items(-(passed.min(i64::MAX as u64) as i64));
         }
         let new = self.inflight.front().map_or(self.read, |e| e.start);
         if new <= self.cursor {
@@ -614,6 +631,7 @@ pub async fn open(
     });
     // A missing or corrected cursor is written at once.
     handle.wake_cursor();
+    count_backlog_items(&handle.core);
     let sender = SpoolSender {
         inner: Arc::new(sender::SenderInner {
             handle: handle.clone(),
@@ -638,6 +656,51 @@ pub async fn open(
         ahead: VecDeque::new(),
     };
     Ok((sender, receiver, recovered))
+}
+
+/// Counts the items of the backlog found at start-up on a short-lived thread and adds them to
+/// the `sonde_buffer_items` gauge. Holds the spool only weakly: a spool closed meanwhile (a
+/// reload reopening it) is not kept open by the count.
+fn count_backlog_items(core: &Arc<Core>) {
+    let ranges: Vec<(u64, u64, u64)> = {
+        let st = core.lock();
+        let end = st.end();
+        st.segments
+            .range(st.cursor.segment..=end.segment)
+            .map(|(id, len)| {
+                let from = if *id == st.cursor.segment {
+                    st.cursor.offset
+                } else {
+                    0
+                };
+                (*id, from, *len)
+            })
+            .filter(|(_, from, to)| from < to)
+            .collect()
+    };
+    if ranges.is_empty() {
+        return;
+    }
+    let (dir, weak) = (core.dir.clone(), Arc::downgrade(core));
+    let spawned = std::thread::Builder::new()
+        .name("sonde-spool-n".into())
+        .spawn(move || {
+            let mut items = 0u64;
+            for (id, from, to) in ranges {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                if let Ok(f) = File::open(segment::path(&dir, id)) {
+                    items = items.saturating_add(segment::count_items(&f, from, to).unwrap_or(0));
+                }
+            }
+            if let Some(core) = weak.upgrade() {
+                core.lock().add_items(items.min(i64::MAX as u64) as i64);
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(exporter = %core.name, error = %e, "cannot start a thread to count the backlog's items; sonde_buffer_items leaves them out");
+    }
 }
 
 /// The cursor is persisted at most this often (and only when it moved).

@@ -147,6 +147,7 @@ impl SpoolReceiver {
                     let id = st.front + st.inflight.len() as u64;
                     st.inflight.push_back(Entry {
                         start: pos,
+                        items: r.batch.items,
                         done: false,
                         evicted: false,
                     });
@@ -257,6 +258,7 @@ impl SpoolReceiver {
                             let id = st.front + st.inflight.len() as u64;
                             st.inflight.push_back(Entry {
                                 start: pos,
+                                items: batch.items,
                                 done: false,
                                 evicted: false,
                             });

@@ -190,6 +190,11 @@ pub(super) fn recover(
         "Encoded bytes held by an exporter's buffer (disk: from the cursor to the end of the log).",
         &labels,
     );
+    let items_gauge = metrics.gauge(
+        "sonde_buffer_items",
+        "Items held by an exporter's buffer (disk: from the cursor to the end of the log).",
+        &labels,
+    );
     metrics
         .gauge(
             "sonde_buffer_max_bytes",
@@ -213,6 +218,8 @@ pub(super) fn recover(
         front: 0,
         used: 0,
         used_gauge,
+        items: 0,
+        items_gauge,
         closed: false,
         write_failed: None,
         recent: VecDeque::new(),

@@ -100,6 +100,7 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             for (a, pos) in group[..written].iter_mut().zip(&placed) {
                 a.reservation.disarm();
                 let next = pos.offset + a.reservation.bytes();
+                st.add_items(a.batch.items.min(i64::MAX as u64) as i64);
                 st.remember(*pos, next, a.batch.clone());
             }
             if let Some(e) = failure {
