@@ -250,6 +250,24 @@ impl State {
         }
     }
 
+    /// Hands out the record at the read position (ending at `next` in the same segment): the
+    /// read position moves past it and it becomes an in-flight entry; returns its ticket id.
+    fn hand_out(&mut self, next: u64, items: u64) -> u64 {
+        let start = self.read;
+        self.read = Pos {
+            segment: start.segment,
+            offset: next,
+        };
+        let id = self.front + self.inflight.len() as u64;
+        self.inflight.push_back(Entry {
+            start,
+            items,
+            done: false,
+            evicted: false,
+        });
+        id
+    }
+
     /// The record at the read position if it is still in memory (older ones are dropped).
     fn take_recent(&mut self) -> Option<Recent> {
         while let Some(r) = self.recent.front() {

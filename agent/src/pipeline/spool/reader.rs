@@ -139,18 +139,7 @@ impl SpoolReceiver {
                     Claim::Closed
                 } else if let Some(r) = (st.read < end).then(|| st.take_recent()).flatten() {
                     // Just written and still in memory: no need to read it back.
-                    let pos = st.read;
-                    st.read = Pos {
-                        segment: pos.segment,
-                        offset: r.next,
-                    };
-                    let id = st.front + st.inflight.len() as u64;
-                    st.inflight.push_back(Entry {
-                        start: pos,
-                        items: r.batch.items,
-                        done: false,
-                        evicted: false,
-                    });
+                    let id = st.hand_out(r.next, r.batch.items);
                     Claim::Ready(r.batch, id)
                 } else if st.read < end {
                     let limit = if st.read.segment == st.active {
@@ -175,13 +164,7 @@ impl SpoolReceiver {
                 Claim::Closed => return None,
                 Claim::Ready(batch, id) => {
                     self.read_from_memory.inc();
-                    let ticket = Ticket {
-                        handle: self.handle.clone(),
-                        id,
-                        items: batch.items,
-                        acked: false,
-                    };
-                    return Some((batch, ticket));
+                    return Some(self.with_ticket(batch, id));
                 }
                 Claim::Wait if wait => {
                     notified.await;
@@ -251,26 +234,10 @@ impl SpoolReceiver {
                                 self.ahead.clear();
                                 continue;
                             }
-                            st.read = Pos {
-                                segment: pos.segment,
-                                offset: next,
-                            };
-                            let id = st.front + st.inflight.len() as u64;
-                            st.inflight.push_back(Entry {
-                                start: pos,
-                                items: batch.items,
-                                done: false,
-                                evicted: false,
-                            });
+                            let id = st.hand_out(next, batch.items);
                             drop(st);
                             self.read_from_disk.inc();
-                            let ticket = Ticket {
-                                handle: self.handle.clone(),
-                                id,
-                                items: batch.items,
-                                acked: false,
-                            };
-                            return Some((batch, ticket));
+                            return Some(self.with_ticket(batch, id));
                         }
                         None => (next, segment::Damage::Undecodable),
                     }
@@ -279,6 +246,17 @@ impl SpoolReceiver {
             };
             self.skip(pos, next, damage.as_str());
         }
+    }
+
+    /// `batch` with the ticket of in-flight entry `id`.
+    fn with_ticket(&self, batch: Batch, id: u64) -> (Batch, Ticket) {
+        let ticket = Ticket {
+            handle: self.handle.clone(),
+            id,
+            items: batch.items,
+            acked: false,
+        };
+        (batch, ticket)
     }
 
     /// Skips the damaged stretch `[pos, next)` of one segment, counted and logged.
