@@ -453,14 +453,10 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_resolver_publishes_names_and_keeps_literals() {
-        let f = Arc::new(factory(&["localhost:4317", "127.0.0.9:4317"]));
-        // Before the first resolution only the literal address is known, and the set says so.
-        let literal = f.literal_set();
-        assert_eq!(keys(&literal), ["127.0.0.9:4317"]);
-        assert!(!literal.ready);
-        let (tx, mut rx) = watch::channel(Arc::new(literal));
+    /// Runs the resolver from `initial` until it publishes once; returns that set and the
+    /// endpoints gauge it kept.
+    async fn first_resolution(f: Arc<Factory>, initial: EndpointSet) -> (Arc<EndpointSet>, Gauge) {
+        let (tx, mut rx) = watch::channel(Arc::new(initial));
         let gauge = Gauge::new(
             &LocalTelemetry::default(),
             "sonde_otlp_exporter_endpoints",
@@ -468,17 +464,28 @@ mod tests {
             &[],
         );
         let task = tokio::spawn(resolve_loop(
-            f.clone(),
+            f,
             tx,
             Duration::from_secs(3600),
             gauge.clone(),
         ));
-        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+        tokio::time::timeout(Duration::from_secs(15), rx.changed())
             .await
             .unwrap()
             .unwrap();
         let set = rx.borrow().clone();
         task.abort();
+        (set, gauge)
+    }
+
+    #[tokio::test]
+    async fn the_resolver_publishes_names_and_keeps_literals() {
+        let f = Arc::new(factory(&["localhost:4317", "127.0.0.9:4317"]));
+        // Before the first resolution only the literal address is known, and the set says so.
+        let literal = f.literal_set();
+        assert_eq!(keys(&literal), ["127.0.0.9:4317"]);
+        assert!(!literal.ready);
+        let (set, gauge) = first_resolution(f.clone(), literal).await;
         assert!(set.ready);
         assert!(set.problem.is_none(), "{:?}", set.problem);
         // localhost is 127.0.0.1 (and ::1 where IPv6 is configured): one endpoint per address.
@@ -490,25 +497,7 @@ mod tests {
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_a_problem_not_a_crash() {
         let f = Arc::new(factory(&["no-such-host.invalid:4317"]));
-        let (tx, mut rx) = watch::channel(Arc::new(f.literal_set()));
-        let gauge = Gauge::new(
-            &LocalTelemetry::default(),
-            "sonde_otlp_exporter_endpoints",
-            "",
-            &[],
-        );
-        let task = tokio::spawn(resolve_loop(
-            f.clone(),
-            tx,
-            Duration::from_secs(3600),
-            gauge,
-        ));
-        tokio::time::timeout(Duration::from_secs(15), rx.changed())
-            .await
-            .unwrap()
-            .unwrap();
-        let set = rx.borrow().clone();
-        task.abort();
+        let (set, _) = first_resolution(f.clone(), f.literal_set()).await;
         assert!(set.ready);
         assert!(set.list.is_empty());
         let problem = set.problem.clone().unwrap();

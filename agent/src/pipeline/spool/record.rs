@@ -271,7 +271,7 @@ mod tests {
         let b = Batch::from_trusted(Signal::Traces, text.into(), 9, "otlp".into());
         let z = frame(&b, SpoolCompression::Zstd);
         assert!(z.len() * 10 < b.payload.len(), "{} bytes", z.len());
-        let (h, body) = split(&z);
+        let (_, body) = split(&z);
         assert!(parse_meta(body).unwrap().compressed);
         assert_eq!(
             decode(Bytes::copy_from_slice(body), &mut None),
@@ -280,7 +280,6 @@ mod tests {
         let raw = frame(&b, SpoolCompression::None);
         assert_eq!(raw.len() as u64, frame_len(&b));
         assert!(!parse_meta(&raw[12..]).unwrap().compressed);
-        let _ = h;
 
         // Random bytes do not shrink: stored as is, as with `none`.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;

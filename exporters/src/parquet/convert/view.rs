@@ -501,19 +501,7 @@ pub(crate) fn for_each_item<'a>(
         }
         let (a, b) = f.len()?;
         // Resource{Spans,Logs}: 1 = resource, 2 = scope-level messages, 3 = schema_url.
-        let mut resource = Chunks::Absent;
-        let mut url = "";
-        let mut r = Reader::new(buf, a, b);
-        while let Some(f) = r.next()? {
-            match f.number {
-                1 => resource.push(f.len()?),
-                2 => {
-                    f.len()?;
-                }
-                3 => url = str_of(buf, &f)?,
-                _ => {}
-            }
-        }
+        let (resource, url) = level_header(buf, (a, b))?;
         let resource = ResourceView::read(buf, &resource, url)?;
         let mut r = Reader::new(buf, a, b);
         while let Some(f) = r.next()? {
@@ -522,19 +510,7 @@ pub(crate) fn for_each_item<'a>(
             }
             let (a, b) = f.len()?;
             // Scope{Spans,Logs}: 1 = scope, 2 = items, 3 = schema_url.
-            let mut scope = Chunks::Absent;
-            let mut url = "";
-            let mut s = Reader::new(buf, a, b);
-            while let Some(f) = s.next()? {
-                match f.number {
-                    1 => scope.push(f.len()?),
-                    2 => {
-                        f.len()?;
-                    }
-                    3 => url = str_of(buf, &f)?,
-                    _ => {}
-                }
-            }
+            let (scope, url) = level_header(buf, (a, b))?;
             let scope = ScopeView::read(buf, &scope, url)?;
             let mut s = Reader::new(buf, a, b);
             while let Some(f) = s.next()? {
@@ -545,6 +521,26 @@ pub(crate) fn for_each_item<'a>(
         }
     }
     Ok(())
+}
+
+/// The own fields of a resource-level or scope-level message, which share their layout:
+/// 1 = the resource or scope (its chunks, merged as protobuf merges a repeated message field),
+/// 2 = the nested messages (only their wire type is checked here), 3 = schema_url.
+fn level_header(buf: &[u8], (a, b): (usize, usize)) -> Result<(Chunks, &str), WireError> {
+    let mut head = Chunks::Absent;
+    let mut url = "";
+    let mut r = Reader::new(buf, a, b);
+    while let Some(f) = r.next()? {
+        match f.number {
+            1 => head.push(f.len()?),
+            2 => {
+                f.len()?;
+            }
+            3 => url = str_of(buf, &f)?,
+            _ => {}
+        }
+    }
+    Ok((head, url))
 }
 
 /// The number of items in a request, for builder capacities; 0 if it is malformed (the real
