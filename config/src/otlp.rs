@@ -120,15 +120,19 @@ pub struct OtlpTlsConfig {
 pub struct CircuitBreakerConfig {
     /// Consecutive failed calls that open the circuit (0 = never open).
     pub failure_threshold: u32,
-    /// How long an open circuit refuses calls before one probe is let through.
+    /// How long an open circuit first refuses calls before one probe is let through; each
+    /// failed probe doubles it, up to `max_open_duration`.
     pub open_duration: Duration,
+    /// The longest an open circuit refuses calls.
+    pub max_open_duration: Duration,
 }
 
 impl Default for CircuitBreakerConfig {
     fn default() -> Self {
         Self {
             failure_threshold: 5,
-            open_duration: Duration::from_secs(30),
+            open_duration: Duration::from_secs(1),
+            max_open_duration: Duration::from_secs(30),
         }
     }
 }
@@ -294,6 +298,15 @@ impl OtlpExporterConfig {
             out.push((
                 vec![Key("circuit_breaker"), Key("open_duration")],
                 "must be greater than zero".to_string(),
+            ));
+        }
+        if self.circuit_breaker.max_open_duration.get() < self.circuit_breaker.open_duration.get() {
+            out.push((
+                vec![Key("circuit_breaker"), Key("max_open_duration")],
+                format!(
+                    "must be at least `open_duration` ({})",
+                    self.circuit_breaker.open_duration
+                ),
             ));
         }
         if self.resolve_interval.get() < std::time::Duration::from_secs(1) {

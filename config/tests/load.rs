@@ -315,6 +315,8 @@ fn otlp_exporter_gets_its_defaults() {
     assert_eq!(o.compression, OtlpCompression::Gzip);
     assert_eq!(o.balance, OtlpBalance::RoundRobin);
     assert_eq!(o.circuit_breaker.failure_threshold, 5);
+    assert_eq!(o.circuit_breaker.open_duration, Duration::from_secs(1));
+    assert_eq!(o.circuit_breaker.max_open_duration, Duration::from_secs(30));
     assert_eq!(o.headers["authorization"].expose(), "Bearer hunter2-token");
     assert_eq!(e.kind.default_concurrency(), 4);
     assert_eq!(
@@ -379,6 +381,19 @@ tls = { cert_file = "/c.pem" }
 "#,
     );
     assert_eq!(e.path, "exporters.gw.tls");
+    let e = one_error(
+        r#"
+[sources.host]
+type = "host_metrics"
+
+[exporters.gw]
+type = "otlp"
+endpoint = "gw:4317"
+circuit_breaker = { open_duration = "1m" }
+"#,
+    );
+    assert_eq!(e.path, "exporters.gw.circuit_breaker.max_open_duration");
+    assert!(e.message.contains("open_duration"), "{}", e.message);
 }
 
 #[test]

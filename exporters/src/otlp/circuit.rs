@@ -1,7 +1,12 @@
 //! The circuit breaker of one endpoint: closed (calls go through, consecutive failures are
-//! counted) → after `failure_threshold` failures, open for `open_duration` (no calls: the data
-//! waits in the buffer) → half-open (exactly one probe call goes through; its success closes the
-//! circuit, its failure opens it again).
+//! counted) → after `failure_threshold` failures, open (no calls: the data waits in the buffer)
+//! → half-open (exactly one probe call goes through; its success closes the circuit, its failure
+//! opens it again).
+//!
+//! The first opening lasts `open_duration`; each failed probe doubles the next one, up to
+//! `max_open_duration` (as Envoy's outlier ejection and gRPC's reconnect backoff grow). A brief
+//! outage is over a second or so after the endpoint is back; a long one costs one probe per
+//! `max_open_duration`. A success starts the sequence again.
 //!
 //! It only decides and records; it never sleeps. A call that was let through must be reported
 //! with [`Circuit::success`] or [`Circuit::failure`]; the exporter's call guard reports a call
@@ -54,7 +59,15 @@ pub enum Transition {
 pub struct Circuit {
     threshold: u32,
     open_for: Duration,
-    state: Mutex<State>,
+    max_open_for: Duration,
+    state: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    /// Openings since the last success: the next one lasts `open_for × 2^openings`.
+    openings: u32,
 }
 
 /// Refused: the circuit is open (or its one probe is out); try again after `retry_after`.
@@ -64,22 +77,39 @@ pub struct Refused {
 }
 
 impl Circuit {
-    /// `threshold` 0 disables the breaker (it never opens).
-    pub fn new(threshold: u32, open_for: Duration) -> Self {
+    /// `threshold` 0 disables the breaker (it never opens). Openings last `open_for`, doubling
+    /// after each failed probe up to `max_open_for` (never less than `open_for`).
+    pub fn new(threshold: u32, open_for: Duration, max_open_for: Duration) -> Self {
         Circuit {
             threshold,
             open_for,
-            state: Mutex::new(State::Closed { failures: 0 }),
+            max_open_for: max_open_for.max(open_for),
+            state: Mutex::new(Inner {
+                state: State::Closed { failures: 0 },
+                openings: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every update is a single assignment: a poisoned lock still holds a valid state.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every update leaves both fields valid: a poisoned lock still holds a usable state.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Opens the circuit now, for the period this opening is due.
+    fn open(&self, inner: &mut Inner, now: Instant) {
+        let period = self
+            .open_for
+            .saturating_mul(1u32 << inner.openings.min(20))
+            .min(self.max_open_for);
+        inner.state = State::Open {
+            until: now + period,
+        };
+        inner.openings = inner.openings.saturating_add(1);
+    }
+
     pub fn phase(&self) -> Phase {
-        match *self.lock() {
+        match self.lock().state {
             State::Closed { .. } => Phase::Closed,
             State::Open { until } if Instant::now() >= until => Phase::HalfOpen,
             State::Open { .. } => Phase::Open,
@@ -89,7 +119,7 @@ impl Circuit {
 
     /// Whether a call may go now (without taking the probe slot): for choosing endpoints.
     pub fn available(&self, now: Instant) -> bool {
-        match *self.lock() {
+        match self.lock().state {
             State::Closed { .. } => true,
             State::Open { until } => now >= until,
             State::HalfOpen => false,
@@ -98,7 +128,7 @@ impl Circuit {
 
     /// How long until a call may go (zero when it may go now).
     pub fn wait(&self, now: Instant) -> Duration {
-        match *self.lock() {
+        match self.lock().state {
             State::Closed { .. } => Duration::ZERO,
             State::Open { until } => until.saturating_duration_since(now),
             // The probe's outcome decides; ask again after a short while.
@@ -109,10 +139,10 @@ impl Circuit {
     /// Asks to make a call. On an open circuit whose time is up, this call becomes the probe.
     pub fn try_acquire(&self, now: Instant) -> Result<Option<Transition>, Refused> {
         let mut s = self.lock();
-        match *s {
+        match s.state {
             State::Closed { .. } => Ok(None),
             State::Open { until } if now >= until => {
-                *s = State::HalfOpen;
+                s.state = State::HalfOpen;
                 Ok(Some(Transition::HalfOpened))
             }
             State::Open { until } => Err(Refused {
@@ -127,8 +157,9 @@ impl Circuit {
     /// The call got an answer from the endpoint (even a refusal of the data).
     pub fn success(&self) -> Option<Transition> {
         let mut s = self.lock();
-        let was = *s;
-        *s = State::Closed { failures: 0 };
+        let was = s.state;
+        s.state = State::Closed { failures: 0 };
+        s.openings = 0;
         match was {
             State::Closed { .. } => None,
             _ => Some(Transition::Closed),
@@ -142,24 +173,21 @@ impl Circuit {
             return None;
         }
         let mut s = self.lock();
-        match *s {
+        match s.state {
             State::Closed { failures } if failures + 1 >= self.threshold => {
-                *s = State::Open {
-                    until: now + self.open_for,
-                };
+                self.open(&mut s, now);
                 Some(Transition::Opened)
             }
             State::Closed { failures } => {
-                *s = State::Closed {
+                s.state = State::Closed {
                     failures: failures + 1,
                 };
                 None
             }
-            // The probe failed (or a call let through before the circuit opened): open again.
+            // The probe failed (or a call let through before the circuit opened): open again,
+            // for longer.
             State::HalfOpen => {
-                *s = State::Open {
-                    until: now + self.open_for,
-                };
+                self.open(&mut s, now);
                 Some(Transition::Opened)
             }
             State::Open { .. } => None,
@@ -173,7 +201,7 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_consecutive_failures() {
-        let c = Circuit::new(3, Duration::from_secs(10));
+        let c = Circuit::new(3, Duration::from_secs(10), Duration::from_secs(10));
         let t = Instant::now();
         assert_eq!(c.failure(t), None);
         assert_eq!(c.failure(t), None);
@@ -186,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_success_resets_the_count() {
-        let c = Circuit::new(2, Duration::from_secs(10));
+        let c = Circuit::new(2, Duration::from_secs(10), Duration::from_secs(10));
         let t = Instant::now();
         c.failure(t);
         c.success();
@@ -196,7 +224,7 @@ mod tests {
 
     #[test]
     fn half_open_lets_exactly_one_probe_through() {
-        let c = Circuit::new(1, Duration::from_secs(5));
+        let c = Circuit::new(1, Duration::from_secs(5), Duration::from_secs(5));
         let t = Instant::now();
         assert_eq!(c.failure(t), Some(Transition::Opened));
         let later = t + Duration::from_secs(5);
@@ -209,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_failed_probe_opens_the_circuit_again() {
-        let c = Circuit::new(1, Duration::from_secs(5));
+        let c = Circuit::new(1, Duration::from_secs(5), Duration::from_secs(5));
         let t = Instant::now();
         c.failure(t);
         let later = t + Duration::from_secs(6);
@@ -225,11 +253,46 @@ mod tests {
 
     #[test]
     fn threshold_zero_never_opens() {
-        let c = Circuit::new(0, Duration::from_secs(5));
+        let c = Circuit::new(0, Duration::from_secs(5), Duration::from_secs(5));
         let t = Instant::now();
         for _ in 0..100 {
             assert_eq!(c.failure(t), None);
         }
         assert_eq!(c.try_acquire(t), Ok(None));
+    }
+
+    #[test]
+    fn each_failed_probe_doubles_the_open_period_up_to_the_maximum_and_a_success_resets_it() {
+        let secs = Duration::from_secs;
+        let c = Circuit::new(1, secs(1), secs(5));
+        let mut t = Instant::now();
+        assert_eq!(c.failure(t), Some(Transition::Opened));
+        // Open for 1 s, then 2, 4, and 5 (the maximum) from then on.
+        for period in [1, 2, 4, 5, 5] {
+            assert_eq!(c.wait(t), secs(period), "open for {period}s");
+            assert!(c
+                .try_acquire(t + secs(period) - Duration::from_millis(1))
+                .is_err());
+            t += secs(period);
+            assert_eq!(c.try_acquire(t), Ok(Some(Transition::HalfOpened)));
+            assert_eq!(c.failure(t), Some(Transition::Opened));
+        }
+        // A successful probe closes it; the next opening is short again.
+        t += secs(5);
+        c.try_acquire(t).unwrap();
+        assert_eq!(c.success(), Some(Transition::Closed));
+        assert_eq!(c.failure(t), Some(Transition::Opened));
+        assert_eq!(c.wait(t), secs(1));
+    }
+
+    #[test]
+    fn a_maximum_below_the_first_period_is_taken_as_the_first_period() {
+        let c = Circuit::new(1, Duration::from_secs(3), Duration::from_secs(1));
+        let t = Instant::now();
+        c.failure(t);
+        assert_eq!(c.wait(t), Duration::from_secs(3));
+        c.try_acquire(t + Duration::from_secs(3)).unwrap();
+        c.failure(t + Duration::from_secs(3));
+        assert_eq!(c.wait(t + Duration::from_secs(3)), Duration::from_secs(3));
     }
 }

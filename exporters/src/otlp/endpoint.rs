@@ -218,6 +218,7 @@ impl Factory {
             circuit: Circuit::new(
                 self.cfg.circuit_breaker.failure_threshold,
                 self.cfg.circuit_breaker.open_duration.get(),
+                self.cfg.circuit_breaker.max_open_duration.get(),
             ),
             exporter: self.exporter.clone(),
             telemetry: self.telemetry.clone(),
