@@ -50,26 +50,46 @@ fn source_bytes(batch: &Batch) -> &[u8] {
     &s[..s.len().min(u16::MAX as usize)]
 }
 
+/// A record's frame in two parts: `head` (magic, length, CRC and the metadata) and `data` (the
+/// payload, or its compressed form). An uncompressed payload is the batch's own buffer, so the
+/// writer hands both parts to one `writev` and the payload is never copied in user space.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub head: Bytes,
+    pub data: Bytes,
+}
+
+impl Frame {
+    /// Bytes on disk.
+    pub fn disk_len(&self) -> u64 {
+        (self.head.len() + self.data.len()) as u64
+    }
+
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        [&self.head[..], &self.data[..]].concat()
+    }
+}
+
 /// Appends the frame of `batch`, uncompressed, to `out`.
 pub fn encode(batch: &Batch, out: &mut Vec<u8>) {
-    encode_data(batch, VERSION_RAW, None, &batch.payload, out);
+    let f = make(batch, VERSION_RAW, None, batch.payload.clone());
+    out.extend_from_slice(&f.head);
+    out.extend_from_slice(&f.data);
 }
 
 /// The frame of `batch` as `compression` asks; with `zstd`, the payload is stored compressed
 /// when that makes it smaller.
-pub fn frame(batch: &Batch, compression: SpoolCompression) -> Vec<u8> {
-    let mut out = Vec::new();
+pub fn frame(batch: &Batch, compression: SpoolCompression) -> Frame {
     if compression == SpoolCompression::Zstd && !batch.payload.is_empty() {
         if let Some(z) = compress(&batch.payload) {
             if z.len() + 4 < batch.payload.len() {
                 let raw_len = batch.payload.len() as u32;
-                encode_data(batch, VERSION_ZSTD, Some(raw_len), &z, &mut out);
-                return out;
+                return make(batch, VERSION_ZSTD, Some(raw_len), Bytes::from(z));
             }
         }
     }
-    encode(batch, &mut out);
-    out
+    make(batch, VERSION_RAW, None, batch.payload.clone())
 }
 
 thread_local! {
@@ -92,27 +112,29 @@ fn compress(payload: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-fn encode_data(batch: &Batch, version: u8, raw_len: Option<u32>, data: &[u8], out: &mut Vec<u8>) {
+fn make(batch: &Batch, version: u8, raw_len: Option<u32>, data: Bytes) -> Frame {
     let source = source_bytes(batch);
     let len_field = if raw_len.is_some() { 4 } else { 0 };
-    let body_len = (META_FIXED + source.len() + len_field + data.len()) as u32;
-    out.reserve(HEADER_LEN as usize + body_len as usize);
-    let start = out.len();
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&body_len.to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // CRC, filled in below
-    let body = out.len();
-    out.push(version);
-    out.push(signal_code(batch.signal));
-    out.extend_from_slice(&batch.items.to_le_bytes());
-    out.extend_from_slice(&(source.len() as u16).to_le_bytes());
-    out.extend_from_slice(source);
+    let meta_len = META_FIXED + source.len() + len_field;
+    let body_len = (meta_len + data.len()) as u32;
+    let mut head = Vec::with_capacity(HEADER_LEN as usize + meta_len);
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&body_len.to_le_bytes());
+    head.extend_from_slice(&[0; 4]); // CRC, filled in below
+    head.push(version);
+    head.push(signal_code(batch.signal));
+    head.extend_from_slice(&batch.items.to_le_bytes());
+    head.extend_from_slice(&(source.len() as u16).to_le_bytes());
+    head.extend_from_slice(source);
     if let Some(n) = raw_len {
-        out.extend_from_slice(&n.to_le_bytes());
+        head.extend_from_slice(&n.to_le_bytes());
     }
-    out.extend_from_slice(data);
-    let crc = body_crc(body_len, &out[body..]);
-    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c_append(body_crc(body_len, &head[HEADER_LEN as usize..]), &data);
+    head[8..12].copy_from_slice(&crc.to_le_bytes());
+    Frame {
+        head: Bytes::from(head),
+        data,
+    }
 }
 
 fn signal_code(s: Signal) -> u8 {
@@ -269,7 +291,7 @@ mod tests {
     fn a_compressible_payload_is_stored_compressed_and_an_incompressible_one_as_is() {
         let text: Vec<u8> = b"span name=GET /api/orders status=200 ".repeat(1000);
         let b = Batch::from_trusted(Signal::Traces, text.into(), 9, "otlp".into());
-        let z = frame(&b, SpoolCompression::Zstd);
+        let z = frame(&b, SpoolCompression::Zstd).to_vec();
         assert!(z.len() * 10 < b.payload.len(), "{} bytes", z.len());
         let (_, body) = split(&z);
         assert!(parse_meta(body).unwrap().compressed);
@@ -277,7 +299,13 @@ mod tests {
             decode(Bytes::copy_from_slice(body), &mut None),
             Some(b.clone())
         );
-        let raw = frame(&b, SpoolCompression::None);
+        let parts = frame(&b, SpoolCompression::None);
+        assert_eq!(
+            parts.data.as_ptr(),
+            b.payload.as_ptr(),
+            "an uncompressed payload is written from the batch's own buffer"
+        );
+        let raw = parts.to_vec();
         assert_eq!(raw.len() as u64, frame_len(&b));
         assert!(!parse_meta(&raw[12..]).unwrap().compressed);
 
@@ -293,8 +321,8 @@ mod tests {
             .collect();
         let n = Batch::from_trusted(Signal::Logs, noise.into(), 1, "f".into());
         assert_eq!(
-            frame(&n, SpoolCompression::Zstd),
-            frame(&n, SpoolCompression::None)
+            frame(&n, SpoolCompression::Zstd).to_vec(),
+            frame(&n, SpoolCompression::None).to_vec()
         );
     }
 
@@ -302,7 +330,7 @@ mod tests {
     fn a_compressed_body_that_lies_about_its_length_is_undecodable() {
         let text: Vec<u8> = b"abcabcabc".repeat(500);
         let b = Batch::from_trusted(Signal::Logs, text.into(), 1, "s".into());
-        let z = frame(&b, SpoolCompression::Zstd);
+        let z = frame(&b, SpoolCompression::Zstd).to_vec();
         let body = &z[12..];
         let at = META_FIXED + 1; // the payload length, after the one-byte source name
         for len in [0u32, 10, 4499, 4501, u32::MAX] {
@@ -344,7 +372,7 @@ mod tests {
         #[test]
         fn compressed_framing_round_trips(text in "[a-z ]{0,3000}", items in any::<u64>()) {
             let b = Batch::from_trusted(Signal::Logs, Bytes::from(text.into_bytes()), items, "s".into());
-            let out = frame(&b, SpoolCompression::Zstd);
+            let out = frame(&b, SpoolCompression::Zstd).to_vec();
             let (h, body) = split(&out);
             prop_assert!(body_ok(h, body));
             prop_assert_eq!(decode(Bytes::copy_from_slice(body), &mut None), Some(b));

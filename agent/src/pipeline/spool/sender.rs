@@ -2,7 +2,6 @@
 //! writer thread.
 
 use super::*;
-use bytes::Bytes;
 
 /// The producers' side. Cloning is cheap; when the last clone is gone the writer stops and the
 /// reader returns `None`.
@@ -47,13 +46,13 @@ impl SpoolSender {
         {
             // Large payloads are compressed off the runtime's threads.
             let (b, c) = (batch.clone(), core.compression);
-            tokio::task::spawn_blocking(move || Bytes::from(record::frame(&b, c)))
+            tokio::task::spawn_blocking(move || record::frame(&b, c))
                 .await
                 .map_err(|_| PushError::Closed)?
         } else {
-            Bytes::from(record::frame(&batch, core.compression))
+            record::frame(&batch, core.compression)
         };
-        let need = frame.len() as u64;
+        let need = frame.disk_len();
         let when_full = self.inner.when_full;
         let wait = if when_full == WhenFull::Block {
             wait

@@ -2,7 +2,8 @@
 //!
 //! Producers send an [`Append`] (the batch and the space it reserved) and wait for the reply.
 //! The thread takes one append, then every other one already waiting (up to [`GROUP_BYTES`]),
-//! writes their frames in as few `write` calls as the segment boundaries allow, fsyncs once
+//! writes their frames in as few `writev` calls as the segment boundaries allow (from the
+//! producers' buffers: an uncompressed payload is not copied), fsyncs once
 //! (`fsync = "batch"`; `"always"`: once per record; `"never"`: not at all), publishes the new end
 //! of the log to the reader, and only then acknowledges every producer of the group.
 //!
@@ -11,12 +12,12 @@
 //! for a short while (the producers' `when_full` policy applies). If the cut itself fails, the
 //! segment is sealed where its good data ends and the next append starts a new one.
 
+use super::record::Frame;
 use super::{Core, Reservation};
-use bytes::Bytes;
 use sonde_config::Fsync;
 use sonde_exporters::Batch;
 use std::fs::File;
-use std::io::{self, Write as _};
+use std::io::{self, IoSlice, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -31,7 +32,7 @@ pub const DISK_FULL_PAUSE: Duration = Duration::from_millis(500);
 pub struct Append {
     pub batch: Batch,
     /// The batch's frame as it goes to disk (built by the producer, which also compressed it).
-    pub frame: Bytes,
+    pub frame: Frame,
     pub reservation: Reservation,
     pub reply: oneshot::Sender<Result<(), WriteError>>,
 }
@@ -72,7 +73,6 @@ pub struct Active {
 }
 
 pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) {
-    let mut buf = Vec::with_capacity(1 << 20);
     let mut placed = Vec::new();
     let mut last_log: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
@@ -88,7 +88,7 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             }
         }
         placed.clear();
-        let (written, failure, sealed) = commit(&core, &mut active, &group, &mut buf, &mut placed);
+        let (written, failure, sealed) = commit(&core, &mut active, &group, &mut placed);
         // Publish before acknowledging: a producer told "durable" finds its record readable.
         {
             let mut st = core.lock();
@@ -148,10 +148,10 @@ fn commit(
     core: &Core,
     active: &mut Active,
     group: &[Append],
-    buf: &mut Vec<u8>,
     placed: &mut Vec<super::Pos>,
 ) -> (usize, Option<WriteError>, Vec<(u64, u64)>) {
     let mut sealed = Vec::new();
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * group.len());
     // Records [seg_first, i) are in the current segment since `seg_start` and not yet synced.
     let mut seg_first = 0;
     let mut seg_start = active.len;
@@ -193,24 +193,30 @@ fn commit(
                 Err(e) => return (i, Some(WriteError::of(&e)), sealed),
             }
         }
-        buf.clear();
+        // The frames [i, j) that fit in this segment, written by one `writev` from where they
+        // are (the payloads are the batches' own buffers).
+        let mut chunk = 0u64;
         let mut j = i;
+        slices.clear();
         loop {
             placed.push(super::Pos {
                 segment: active.id,
-                offset: active.len + buf.len() as u64,
+                offset: active.len + chunk,
             });
-            buf.extend_from_slice(&group[j].frame);
+            let f = &group[j].frame;
+            slices.push(IoSlice::new(&f.head));
+            slices.push(IoSlice::new(&f.data));
+            chunk += f.disk_len();
             j += 1;
             if core.fsync == Fsync::Always || j == n {
                 break;
             }
             let next = group[j].reservation.bytes();
-            if active.len + buf.len() as u64 + next > core.segment_size {
+            if active.len + chunk + next > core.segment_size {
                 break;
             }
         }
-        if let Err(e) = active.file.write_all(buf) {
+        if let Err(e) = write_all_vectored(&mut active.file, &mut slices) {
             let at = active.len;
             let err = fail(active, at, &e);
             // What was written to this segment before this chunk is still good: sync it.
@@ -222,10 +228,10 @@ fn commit(
             }
             return (i, Some(err), sealed);
         }
-        active.len += buf.len() as u64;
+        active.len += chunk;
         if core.fsync == Fsync::Always {
             if let Err(e) = active.file.sync_data() {
-                let at = active.len - buf.len() as u64;
+                let at = active.len - chunk;
                 return (i, Some(fail(active, at, &e)), sealed);
             }
             seg_first = j;
@@ -240,6 +246,22 @@ fn commit(
         }
     }
     (n, None, sealed)
+}
+
+/// Writes every byte of `slices` (`writev`, again after a short write), as `write_all` does for
+/// one buffer. The kernel takes at most `IOV_MAX` slices per call; std caps the count.
+fn write_all_vectored(file: &mut File, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut rest = slices;
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Creates segment `id` (and makes its directory entry durable).
