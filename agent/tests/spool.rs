@@ -146,7 +146,6 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
     let (_tx, mut rx, rec) = open(&cfg, &r).await;
     assert_eq!(rec.cursor, CursorFound::Missing);
     assert_eq!(rec.torn_tail_bytes, fl[0].len / 2);
-    let got = drain(&mut rx).await;
     let mut want = Vec::new();
     for (k, seg_ids) in ids_of.iter().enumerate() {
         for (j, id) in seg_ids.iter().enumerate() {
@@ -156,6 +155,19 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
             }
         }
     }
+    // The backlog is counted from the frames' headers: the record with the damaged payload has
+    // an intact header and is counted too (one item per batch here).
+    let counted = want.len() as i64 + 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gauge(&r, "sonde_buffer_items") != counted {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog never counted: {}",
+            gauge(&r, "sonde_buffer_items")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let got = drain(&mut rx).await;
     // Resent from the oldest segment (0..5 again: duplicates, not loss), minus exactly the damage.
     assert_eq!(got, want);
     let damaged =
@@ -167,6 +179,9 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
         r.counter_sum("sonde_spool_torn_tail_bytes_total", &[]),
         fl[0].len / 2
     );
+    // The reader skipped that record, so its item was never taken off; the spool is empty now
+    // and the gauge says so.
+    assert_eq!(gauge(&r, "sonde_buffer_items"), 0);
 }
 
 #[tokio::test]

@@ -183,9 +183,13 @@ struct State {
     /// Items from the cursor to the end: added when the writer publishes a record, taken off
     /// when the cursor passes it or an eviction drops it. The backlog found at start-up is
     /// counted in the background and added when known, so it may lag (and is shown as at
-    /// least 0) for a moment after a start with a large backlog.
+    /// least 0) for a moment after a start with a large backlog. Records lost to damage are
+    /// never taken off (their item counts cannot be trusted), so whenever the spool is empty
+    /// (`used` 0) and the backlog count is in, `items` is set to 0: any drift ends there.
     items: i64,
     items_gauge: Gauge,
+    /// The start-up backlog's items are still being counted.
+    backlog_pending: bool,
     /// Every sender is gone: the reader stops (what is left stays on disk for the next start).
     closed: bool,
     /// Appends are refused until then after a failed write (a full disk above all), and why.
@@ -285,12 +289,23 @@ impl State {
 
     fn add_items(&mut self, n: i64) {
         self.items = self.items.saturating_add(n);
+        self.settle_items();
+    }
+
+    /// Publishes `items`; an empty spool holds no items, whatever damage made the count drift.
+    fn settle_items(&mut self) {
+        if self.used == 0 && !self.backlog_pending {
+            self.items = 0;
+        }
         self.items_gauge.set(self.items.max(0));
     }
 
     fn set_used(&mut self, used: u64) {
         self.used = used;
         self.used_gauge.set(i64::try_from(used).unwrap_or(i64::MAX));
+        if used == 0 {
+            self.settle_items();
+        }
     }
 
     /// Moves the read position off the end of finished segments.
@@ -699,6 +714,7 @@ fn count_backlog_items(core: &Arc<Core>) {
     if ranges.is_empty() {
         return;
     }
+    core.lock().backlog_pending = true;
     let (dir, weak) = (core.dir.clone(), Arc::downgrade(core));
     let spawned = std::thread::Builder::new()
         .name("sonde-spool-n".into())
@@ -713,10 +729,13 @@ fn count_backlog_items(core: &Arc<Core>) {
                 }
             }
             if let Some(core) = weak.upgrade() {
-                core.lock().add_items(items.min(i64::MAX as u64) as i64);
+                let mut st = core.lock();
+                st.backlog_pending = false;
+                st.add_items(items.min(i64::MAX as u64) as i64);
             }
         });
     if let Err(e) = spawned {
+        core.lock().backlog_pending = false;
         warn!(exporter = %core.name, error = %e, "cannot start a thread to count the backlog's items; sonde_buffer_items leaves them out");
     }
 }

@@ -220,6 +220,7 @@ pub(super) fn recover(
         used_gauge,
         items: 0,
         items_gauge,
+        backlog_pending: false,
         closed: false,
         write_failed: None,
         recent: VecDeque::new(),
