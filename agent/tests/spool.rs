@@ -433,3 +433,133 @@ async fn the_items_gauge_follows_appends_and_acks_and_counts_the_backlog_after_a
     assert_eq!(drain(&mut rx).await, (4..10).collect::<Vec<_>>());
     assert_eq!(gauge(&r, "sonde_buffer_items"), 0);
 }
+
+/// The value of `name{exporter="t"}` in the registry's text output (0 when absent).
+fn metric(r: &Registry, name: &str) -> u64 {
+    let want = format!("{name}{{exporter=\"t\"}} ");
+    r.render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&want).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Copies the spool's files (not its lock) as a crash would leave them: everything the writer
+/// acknowledged is durable, and a reused file still holds its old content past the new end.
+fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap() != "lock" {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_stale() {
+    use sonde::pipeline::spool::{segment, SPARE};
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let cfg = config(d.path(), 1 << 20, 8192, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    // Three segments' worth, exported and acknowledged: the cursor thread keeps the newest
+    // exported segment file as the spare.
+    let mut next = 0;
+    while next < 30 {
+        tx.push(log_batch(next, 700), Wait::No).await.unwrap();
+        next += 1;
+    }
+    assert_eq!(drain(&mut rx).await, (0..30).collect::<Vec<_>>());
+    let spare = d.path().join(SPARE);
+    wait_until("a spare", || spare.exists()).await;
+    let old_len = std::fs::metadata(&spare).unwrap().len();
+    let ino = std::fs::metadata(&spare).unwrap().ino();
+    assert!(seg_files(d.path())
+        .iter()
+        .all(|p| std::fs::metadata(p).unwrap().ino() != ino));
+
+    // Appends fill the active segment; the next one starts in the spare's file.
+    let first_unacked = next;
+    while metric(&r, "sonde_spool_segments_reused_total") == 0 {
+        assert!(
+            next < first_unacked + 20,
+            "the writer never rolled into the spare"
+        );
+        tx.push(log_batch(next, 700), Wait::No).await.unwrap();
+        next += 1;
+    }
+    assert!(!spare.exists());
+    let reused = seg_files(d.path())
+        .into_iter()
+        .find(|p| std::fs::metadata(p).unwrap().ino() == ino)
+        .expect("the spare's file became a segment");
+    assert_eq!(
+        seg_files(d.path()).last(),
+        Some(&reused),
+        "it is the active segment"
+    );
+    tx.push(log_batch(next, 10), Wait::No).await.unwrap();
+    next += 1;
+    let data_len: u64 = segment::frames(&reused)
+        .unwrap()
+        .iter()
+        .map(|f| f.len)
+        .sum();
+    assert!(
+        data_len < old_len && std::fs::metadata(&reused).unwrap().len() == old_len,
+        "new frames ({data_len} bytes) over the start, old content after ({old_len} bytes in all)"
+    );
+
+    // A crash now: the copy restarts with the reused file's old content past its data.
+    let crashed = tempfile::tempdir().unwrap();
+    crash_copy(d.path(), crashed.path());
+    let r2 = Registry::default();
+    let (_tx2, mut rx2, rec) =
+        open(&config(crashed.path(), 1 << 20, 8192, WhenFull::Block), &r2).await;
+    assert_eq!(rec.torn_tail_bytes, 0, "old content is not a torn record");
+    assert_eq!(
+        drain(&mut rx2).await,
+        (first_unacked..next).collect::<Vec<_>>(),
+        "every unacknowledged record, none of the old content"
+    );
+    assert_eq!(metric(&r2, "sonde_spool_damaged_bytes_total"), 0);
+    let name = reused.file_name().unwrap();
+    assert_eq!(
+        std::fs::metadata(crashed.path().join(name)).unwrap().len(),
+        data_len,
+        "the old content was cut"
+    );
+
+    // Without a crash: once the reused segment is finished it is cut to its data.
+    while seg_files(d.path()).last() == Some(&reused) {
+        tx.push(log_batch(next, 700), Wait::No).await.unwrap();
+        next += 1;
+    }
+    let frames: u64 = segment::frames(&reused)
+        .unwrap()
+        .iter()
+        .map(|f| f.len)
+        .sum();
+    assert_eq!(std::fs::metadata(&reused).unwrap().len(), frames);
+    assert_eq!(
+        drain(&mut rx).await,
+        (first_unacked..next).collect::<Vec<_>>()
+    );
+    // A spare again; closing the spool deletes it.
+    wait_until("a second spare", || spare.exists()).await;
+    drop(tx);
+    assert!(rx.recv().await.is_none());
+    rx.close().await;
+    wait_until("the spare deleted at close", || !spare.exists()).await;
+}

@@ -199,7 +199,20 @@ struct State {
     /// what was just written (see [`RECENT_BYTES`]).
     recent: VecDeque<Recent>,
     recent_bytes: u64,
+    /// An exported segment file kept (as [`SPARE`]) to be reused as the next segment.
+    spare: bool,
+    /// Segments from this id on may be reused: they hold only frames bound to them (created by
+    /// this run) and were never evicted (an eviction may still be counting its records).
+    recycle_floor: u64,
+    /// Since when the spool has been empty (`used` 0), for letting an idle spare go.
+    empty_since: Option<Instant>,
 }
+
+/// The exported segment file kept for reuse (not a segment: `segment::list` ignores it).
+pub const SPARE: &str = "spare";
+/// An empty spool keeps its spare this long, then deletes it (an idle agent holds no more disk
+/// than its data).
+pub const SPARE_IDLE: Duration = Duration::from_secs(5);
 
 /// Most bytes of recently written records kept in memory for a reader that has caught up.
 /// Beyond it the oldest are let go and read from disk when their turn comes, so a reader that
@@ -305,6 +318,9 @@ impl State {
         self.used_gauge.set(i64::try_from(used).unwrap_or(i64::MAX));
         if used == 0 {
             self.settle_items();
+            self.empty_since.get_or_insert_with(Instant::now);
+        } else {
+            self.empty_since = None;
         }
     }
 
@@ -356,6 +372,7 @@ struct Counters {
     damaged_records: BTreeMap<&'static str, Counter>,
     damaged_bytes: Counter,
     torn_tail_bytes: Counter,
+    recycled: Counter,
     write_errors: BTreeMap<&'static str, Counter>,
     cursor_errors: Counter,
 }
@@ -420,6 +437,10 @@ impl Counters {
             torn_tail_bytes: c(
                 "sonde_spool_torn_tail_bytes_total",
                 "Bytes of a torn last record cut from a spool at start-up.",
+            ),
+            recycled: c(
+                "sonde_spool_segments_reused_total",
+                "Segments started in an exported segment's file instead of a new one (overwriting written blocks makes each fsync cheaper).",
             ),
             write_errors,
             cursor_errors: c(
@@ -495,6 +516,64 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Whether a spare file (and a reused, full-size active segment) fits next to the log:
+    /// only while the log is two segments below `max_size`, so the disk never holds more than
+    /// `max_size` plus one segment.
+    fn spare_fits(&self, st: &State) -> bool {
+        st.used.saturating_add(2 * self.segment_size) <= self.max_size
+    }
+
+    /// The spare, renamed into place as segment `id` and opened to be overwritten from its
+    /// start; `None` when there is none, it no longer fits (then it is deleted), or it cannot be
+    /// taken (the caller starts a new file).
+    fn take_spare(&self, id: u64) -> Option<File> {
+        let fits = {
+            let mut st = self.lock();
+            if !std::mem::take(&mut st.spare) {
+                return None;
+            }
+            self.spare_fits(&st)
+        };
+        let spare = self.dir.join(SPARE);
+        let path = segment::path(&self.dir, id);
+        let taken = fits
+            && std::fs::rename(&spare, &path).is_ok()
+            && (self.fsync == Fsync::Never || cursor::sync_dir(&self.dir).is_ok());
+        if !taken {
+            let _ = std::fs::remove_file(&spare);
+            return None;
+        }
+        match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => {
+                self.counters.recycled.inc();
+                Some(f)
+            }
+            Err(e) => {
+                debug!(exporter = %self.name, file = %path.display(), error = %e, "cannot open the reused segment file; starting a new one");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Deletes the spare if it no longer fits, or the spool has been empty for [`SPARE_IDLE`]
+    /// (or `now` is `None`: the spool is closing).
+    fn trim_spare(&self, now: Option<Instant>) {
+        {
+            let mut st = self.lock();
+            let idle = match (now, st.empty_since) {
+                (None, _) => true,
+                (Some(now), Some(t)) => now.duration_since(t) >= SPARE_IDLE,
+                (Some(_), None) => false,
+            };
+            if !st.spare || (!idle && self.spare_fits(&st)) {
+                return;
+            }
+            st.spare = false;
+        }
+        let _ = std::fs::remove_file(self.dir.join(SPARE));
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before anything that can panic.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -535,7 +614,7 @@ impl Core {
             }
             return;
         }
-        let doomed: Vec<u64> = {
+        let (doomed, reuse) = {
             let mut st = self.lock();
             st.persisted = Some(pos);
             let doomed: Vec<u64> = st
@@ -550,10 +629,20 @@ impl Core {
             if !doomed.is_empty() {
                 st.write_failed = None;
             }
-            doomed
+            // The newest exported segment is kept as the spare, if it may be reused and fits.
+            let reuse = doomed
+                .last()
+                .copied()
+                .filter(|id| !st.spare && *id >= st.recycle_floor && self.spare_fits(&st));
+            (doomed, reuse)
         };
         for id in &doomed {
             let path = segment::path(&self.dir, *id);
+            if Some(*id) == reuse && std::fs::rename(&path, self.dir.join(SPARE)).is_ok() {
+                self.lock().spare = true;
+                debug!(exporter = %self.name, file = %path.display(), "segment exported; kept for reuse");
+                continue;
+            }
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     debug!(exporter = %self.name, file = %path.display(), "segment exported; deleted")
@@ -750,8 +839,10 @@ fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
         let r = wake.recv_timeout(Duration::from_secs(1));
         core.persist();
         if r == Err(RecvTimeoutError::Disconnected) {
+            core.trim_spare(None);
             return;
         }
+        core.trim_spare(Some(Instant::now()));
         // Coalesce acknowledgements into one write per interval: each write costs two fsyncs
         // that compete with the writer's, and a crash resends at most one interval's worth.
         std::thread::sleep(CURSOR_INTERVAL);

@@ -196,7 +196,7 @@ impl SpoolReceiver {
                         },
                     };
                     let read = tokio::task::spawn_blocking(move || {
-                        segment::read_ahead(&file, pos.offset, limit, READ_AHEAD)
+                        segment::read_ahead(&file, pos.segment, pos.offset, limit, READ_AHEAD)
                     })
                     .await
                     .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));

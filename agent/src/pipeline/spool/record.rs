@@ -1,8 +1,10 @@
 //! The on-disk record: one [`Batch`] framed with a magic, its length and a CRC32C.
 //!
 //! ```text
-//! frame  = magic "SDR1" | body_len: u32 LE | crc: u32 LE | body
-//! crc    = CRC32C(body_len LE bytes ++ body)
+//! frame  = magic "SDR2" | body_len: u32 LE | crc: u32 LE | body      (written since 0.1: bound)
+//!        | magic "SDR1" | body_len: u32 LE | crc: u32 LE | body      (still read: unbound)
+//! crc    = CRC32C(segment_id: u64 LE ++ body_len LE bytes ++ body)  (SDR2)
+//!        | CRC32C(body_len LE bytes ++ body)                          (SDR1)
 //! body   = version: u8 | signal: u8 | items: u64 LE | source_len: u16 LE | source | data
 //! data   = payload                                  (version 1: stored as is)
 //!        | payload_len: u32 LE | zstd(payload)       (version 2: compressed)
@@ -13,6 +15,15 @@
 //! no second serialization format. Both versions are always readable, so a spool written with
 //! either setting drains after the setting changes. The CRC covers the length and the stored
 //! bytes, so a damaged length is caught like a damaged body, before anything is decompressed.
+//!
+//! A frame is **bound** to the segment it is written in: its CRC starts with the segment's id.
+//! That is what lets an exported segment file be reused as a later segment (its blocks are
+//! already allocated and written, so an `fdatasync` of an overwrite journals nothing): after a
+//! crash, the old content past the new end is frames of another segment, which fail the check
+//! instead of being replayed. The producer computes the unbound CRC off the writer thread
+//! ([`frame`]); the writer binds it with [`bind`] (a CRC combine, independent of the payload's
+//! size). Frames of the unbound kind (`SDR1`, written before frames were bound) stay readable;
+//! a segment holding them is never reused.
 //! This module only encodes and checks bytes; it never does I/O and never panics on what it
 //! reads.
 
@@ -22,8 +33,11 @@ use sonde_exporters::{Batch, Signal};
 use std::cell::RefCell;
 use std::sync::Arc;
 
-/// Marks the start of every frame; what a reader looks for to find its footing after damage.
+/// Marks the start of an unbound frame (the producer's form, and what older versions wrote).
 pub const MAGIC: [u8; 4] = *b"SDR1";
+/// Marks the start of a frame bound to its segment (what the writer writes). A reader looks for
+/// either magic to find its footing after damage.
+pub const MAGIC_BOUND: [u8; 4] = *b"SDR2";
 /// magic + body length + CRC.
 pub const HEADER_LEN: u64 = 12;
 /// version + signal + items + source length.
@@ -154,13 +168,22 @@ fn body_crc(body_len: u32, body: &[u8]) -> u32 {
 pub struct Header {
     pub body_len: u64,
     pub crc: u32,
+    /// The CRC starts with the id of the segment the frame was written in.
+    pub bound: bool,
+}
+
+/// Whether `w` (4 bytes) is a frame magic of either kind.
+pub fn is_magic(w: &[u8]) -> bool {
+    w == MAGIC_BOUND || w == MAGIC
 }
 
 /// Parses a header; `None` when the magic is wrong or the length is impossible.
 pub fn parse_header(h: &[u8; HEADER_LEN as usize]) -> Option<Header> {
-    if h[..4] != MAGIC {
-        return None;
-    }
+    let bound = match h[..4] {
+        [b'S', b'D', b'R', b'2'] => true,
+        [b'S', b'D', b'R', b'1'] => false,
+        _ => return None,
+    };
     let body_len = u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]]));
     if !(META_FIXED as u64..=MAX_BODY).contains(&body_len) {
         return None;
@@ -168,12 +191,40 @@ pub fn parse_header(h: &[u8; HEADER_LEN as usize]) -> Option<Header> {
     Some(Header {
         body_len,
         crc: u32::from_le_bytes([h[8], h[9], h[10], h[11]]),
+        bound,
     })
 }
 
-/// Whether `body` is what `header` promised.
-pub fn body_ok(header: Header, body: &[u8]) -> bool {
-    body.len() as u64 == header.body_len && body_crc(header.body_len as u32, body) == header.crc
+/// Whether `body` is what `header` promised, for a frame read from segment `segment`.
+pub fn body_ok(header: Header, body: &[u8], segment: u64) -> bool {
+    if body.len() as u64 != header.body_len {
+        return false;
+    }
+    let len = (header.body_len as u32).to_le_bytes();
+    let crc = if header.bound {
+        let seeded = crc32c::crc32c(&segment.to_le_bytes());
+        crc32c::crc32c_append(crc32c::crc32c_append(seeded, &len), body)
+    } else {
+        body_crc(header.body_len as u32, body)
+    };
+    crc == header.crc
+}
+
+/// Appends `head` (an unbound frame's head, as [`frame`] makes it) to `out`, bound to segment
+/// `segment`: the bound magic, and the CRC of the segment id followed by what the unbound CRC
+/// covered — combined from the two, so the payload is not read again.
+pub fn bind(head: &[u8], segment: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(head);
+    let Some(h) = out.get_mut(start..start + HEADER_LEN as usize) else {
+        return;
+    };
+    let body_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    let unbound = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    let seeded = crc32c::crc32c(&segment.to_le_bytes());
+    let crc = crc32c::crc32c_combine(seeded, unbound, 4 + body_len);
+    h[..4].copy_from_slice(&MAGIC_BOUND);
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// What a record's metadata says, without its payload.
@@ -265,7 +316,7 @@ mod tests {
         encode(&b, &mut out);
         assert_eq!(out.len() as u64, frame_len(&b));
         let (h, body) = split(&out);
-        assert!(body_ok(h, body));
+        assert!(body_ok(h, body, 0));
         let got = decode(Bytes::copy_from_slice(body), &mut None).unwrap();
         assert_eq!(got, b);
     }
@@ -281,7 +332,7 @@ mod tests {
             let h: [u8; 12] = bad[..12].try_into().unwrap();
             let caught = match parse_header(&h) {
                 None => true,
-                Some(h) => bad.len() as u64 != 12 + h.body_len || !body_ok(h, &bad[12..]),
+                Some(h) => bad.len() as u64 != 12 + h.body_len || !body_ok(h, &bad[12..], 0),
             };
             assert!(caught, "flip at byte {i} went unnoticed");
         }
@@ -346,6 +397,56 @@ mod tests {
         assert_eq!(decode(Bytes::from(bad), &mut None), None);
     }
 
+    /// The frame of `b` as the writer puts it in segment `seg`.
+    fn bound(b: &Batch, c: SpoolCompression, seg: u64) -> Vec<u8> {
+        let f = frame(b, c);
+        let mut out = Vec::new();
+        bind(&f.head, seg, &mut out);
+        out.extend_from_slice(&f.data);
+        out
+    }
+
+    #[test]
+    fn a_bound_frame_checks_out_in_its_own_segment_only() {
+        let b = Batch::from_trusted(Signal::Traces, vec![7u8; 300].into(), 4, "otlp".into());
+        for seg in [0u64, 1, 41, u64::MAX] {
+            let out = bound(&b, SpoolCompression::None, seg);
+            assert_eq!(&out[..4], b"SDR2");
+            let (h, body) = split(&out);
+            assert!(h.bound);
+            assert!(body_ok(h, body, seg), "segment {seg}");
+            // What a reused segment file holds past its new end: frames of another segment.
+            assert!(!body_ok(h, body, seg.wrapping_add(1)), "segment {seg} + 1");
+            assert!(!body_ok(h, body, seg ^ (1 << 40)), "segment {seg} ^ 2^40");
+            assert_eq!(
+                decode(Bytes::copy_from_slice(body), &mut None),
+                Some(b.clone())
+            );
+        }
+        // Unbound frames (what earlier versions wrote) check out wherever they are.
+        let raw = frame(&b, SpoolCompression::None).to_vec();
+        let (h, body) = split(&raw);
+        assert!(!h.bound && body_ok(h, body, 3) && body_ok(h, body, 4));
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_bound_frame_is_caught() {
+        let b = Batch::from_trusted(Signal::Logs, vec![5u8; 100].into(), 3, "s".into());
+        let frame = bound(&b, SpoolCompression::None, 9);
+        for i in 0..frame.len() {
+            for bit in [0x01u8, 0x10, 0x80] {
+                let mut bad = frame.clone();
+                bad[i] ^= bit;
+                let h: [u8; 12] = bad[..12].try_into().unwrap();
+                let caught = match parse_header(&h) {
+                    None => true,
+                    Some(h) => bad.len() as u64 != 12 + h.body_len || !body_ok(h, &bad[12..], 9),
+                };
+                assert!(caught, "flip {bit:#x} at byte {i} went unnoticed");
+            }
+        }
+    }
+
     #[test]
     fn an_impossible_length_is_not_a_header() {
         let mut h = [0u8; 12];
@@ -365,7 +466,7 @@ mod tests {
             let mut out = vec![9u8; 3];
             encode(&b, &mut out);
             let (h, body) = split(&out[3..]);
-            prop_assert!(body_ok(h, body));
+            prop_assert!(body_ok(h, body, 0));
             prop_assert_eq!(decode(Bytes::copy_from_slice(body), &mut None), Some(b));
         }
 
@@ -374,7 +475,19 @@ mod tests {
             let b = Batch::from_trusted(Signal::Logs, Bytes::from(text.into_bytes()), items, "s".into());
             let out = frame(&b, SpoolCompression::Zstd).to_vec();
             let (h, body) = split(&out);
-            prop_assert!(body_ok(h, body));
+            prop_assert!(body_ok(h, body, 0));
+            prop_assert_eq!(decode(Bytes::copy_from_slice(body), &mut None), Some(b));
+        }
+
+        #[test]
+        fn bound_framing_round_trips(text in "[a-z ]{0,3000}", items in any::<u64>(),
+                                     seg in any::<u64>(), zstd in any::<bool>()) {
+            let c = if zstd { SpoolCompression::Zstd } else { SpoolCompression::None };
+            let b = Batch::from_trusted(Signal::Logs, Bytes::from(text.into_bytes()), items, "s".into());
+            let out = bound(&b, c, seg);
+            let (h, body) = split(&out);
+            prop_assert!(body_ok(h, body, seg));
+            prop_assert!(!body_ok(h, body, seg.wrapping_sub(1)));
             prop_assert_eq!(decode(Bytes::copy_from_slice(body), &mut None), Some(b));
         }
 

