@@ -3,7 +3,7 @@
 //! ```text
 //! frame  = magic "SDR2" | body_len: u32 LE | crc: u32 LE | body      (written since 0.1: bound)
 //!        | magic "SDR1" | body_len: u32 LE | crc: u32 LE | body      (still read: unbound)
-//! crc    = CRC32C(segment_id: u64 LE ++ body_len LE bytes ++ body)  (SDR2)
+//! crc    = CRC32C(body_len LE bytes ++ body ++ segment_id: u64 LE)  (SDR2)
 //!        | CRC32C(body_len LE bytes ++ body)                          (SDR1)
 //! body   = version: u8 | signal: u8 | items: u64 LE | source_len: u16 LE | source | data
 //! data   = payload                                  (version 1: stored as is)
@@ -16,13 +16,13 @@
 //! either setting drains after the setting changes. The CRC covers the length and the stored
 //! bytes, so a damaged length is caught like a damaged body, before anything is decompressed.
 //!
-//! A frame is **bound** to the segment it is written in: its CRC starts with the segment's id.
+//! A frame is **bound** to the segment it is written in: its CRC ends with the segment's id.
 //! That is what lets an exported segment file be reused as a later segment (its blocks are
 //! already allocated and written, so an `fdatasync` of an overwrite journals nothing): after a
 //! crash, the old content past the new end is frames of another segment, which fail the check
 //! instead of being replayed. The producer computes the unbound CRC off the writer thread
-//! ([`frame`]); the writer binds it with [`bind`] (a CRC combine, independent of the payload's
-//! size). Frames of the unbound kind (`SDR1`, written before frames were bound) stay readable;
+//! ([`frame`]); the writer binds it with [`bind`], which only continues that CRC over the 8
+//! bytes of the id. Frames of the unbound kind (`SDR1`, written before frames were bound) stay readable;
 //! a segment holding them is never reused.
 //! This module only encodes and checks bytes; it never does I/O and never panics on what it
 //! reads.
@@ -168,7 +168,7 @@ fn body_crc(body_len: u32, body: &[u8]) -> u32 {
 pub struct Header {
     pub body_len: u64,
     pub crc: u32,
-    /// The CRC starts with the id of the segment the frame was written in.
+    /// The CRC ends with the id of the segment the frame was written in.
     pub bound: bool,
 }
 
@@ -200,29 +200,26 @@ pub fn body_ok(header: Header, body: &[u8], segment: u64) -> bool {
     if body.len() as u64 != header.body_len {
         return false;
     }
-    let len = (header.body_len as u32).to_le_bytes();
+    let crc = body_crc(header.body_len as u32, body);
     let crc = if header.bound {
-        let seeded = crc32c::crc32c(&segment.to_le_bytes());
-        crc32c::crc32c_append(crc32c::crc32c_append(seeded, &len), body)
+        crc32c::crc32c_append(crc, &segment.to_le_bytes())
     } else {
-        body_crc(header.body_len as u32, body)
+        crc
     };
     crc == header.crc
 }
 
 /// Appends `head` (an unbound frame's head, as [`frame`] makes it) to `out`, bound to segment
-/// `segment`: the bound magic, and the CRC of the segment id followed by what the unbound CRC
-/// covered — combined from the two, so the payload is not read again.
+/// `segment`: the bound magic, and the unbound CRC continued over the segment id (the payload
+/// is not read again).
 pub fn bind(head: &[u8], segment: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(head);
     let Some(h) = out.get_mut(start..start + HEADER_LEN as usize) else {
         return;
     };
-    let body_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
     let unbound = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    let seeded = crc32c::crc32c(&segment.to_le_bytes());
-    let crc = crc32c::crc32c_combine(seeded, unbound, 4 + body_len);
+    let crc = crc32c::crc32c_append(unbound, &segment.to_le_bytes());
     h[..4].copy_from_slice(&MAGIC_BOUND);
     h[8..12].copy_from_slice(&crc.to_le_bytes());
 }
