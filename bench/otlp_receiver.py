@@ -124,6 +124,12 @@ def sink_count(log):
     return n
 
 
+# The disk buffers' max_size (--disk-max-size): segments are an eighth of it (at most 64 MiB), and
+# a segment file is reused once an exported one is available, so a smaller buffer shows the
+# steady state sooner.
+DISK_MAX_SIZE = "1GiB"
+
+
 def data_dir():
     """A fresh data_dir for one run (a disk buffer must not inherit the last run's spool),
     removed when the driver exits."""
@@ -140,7 +146,7 @@ def sonde_config(grpc, http, agent, sink_port=None):
         compression = "none" if "-none" in agent else "gzip"
         buffer = ""
         if agent.endswith("-disk"):
-            buffer = 'buffer = { type = "disk", max_size = "1GiB", fsync = "batch" }'
+            buffer = f'buffer = {{ type = "disk", max_size = "{DISK_MAX_SIZE}", fsync = "batch" }}'
         return f"""
 [agent]
 data_dir = "{data_dir()}"
@@ -235,10 +241,12 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
 
 
 def main():
+    global DISK_MAX_SIZE
     ap = argparse.ArgumentParser()
     ap.add_argument("--spans", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--disk-max-size", default="1GiB", help="max_size of the -disk agents' buffers")
     ap.add_argument("--sonde", default=str(ROOT / "target" / "release" / "sonde"))
     ap.add_argument("--rotel", default=next(iter(glob.glob(str(ROOT / "target/bench-venv/lib/python3*/site-packages/rotel/rotel-agent"))), None))
     ap.add_argument("--agents", default="sonde,sonde-8m,sonde-rx,rotel")
@@ -246,6 +254,7 @@ def main():
     ap.add_argument("--sink", help="the otlp_bench binary (cargo build --release --example otlp_bench "
                     "-p sonde-exporters): runs the forwarding pipelines against its counting sink")
     args = ap.parse_args()
+    DISK_MAX_SIZE = args.disk_max_size
     if not args.rotel:
         sys.exit("rotel not found: python3 -m venv target/bench-venv && target/bench-venv/bin/pip install rotel")
     loadgen = args.loadgen or loadgen_path()
