@@ -179,3 +179,57 @@ async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_
     drop(tx);
     rx.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_full_disk_the_spare_segment_file_gives_its_space_to_data() {
+    use sonde::pipeline::spool::SPARE;
+    let d = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+        );
+        return;
+    };
+    let r = Registry::default();
+    let dir = fs.0.join("spool");
+    let cfg = config(&dir, 64 << 20, 256 << 10, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    // Two segments' worth, exported: the newer segment file is kept as the spare.
+    let mut next = 0;
+    while next < 20 {
+        tx.push(log_batch(next, 20_000), Wait::No).await.unwrap();
+        next += 1;
+    }
+    assert_eq!(drain(&mut rx).await, (0..20).collect::<Vec<_>>());
+    let spare = dir.join(SPARE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !spare.exists() {
+        assert!(std::time::Instant::now() < deadline, "no spare was kept");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Something else fills the disk until 40 KiB are left: room for two records, while the
+    // active segment has room for four more. The write that fails deletes the spare, and its
+    // space takes data (without it, two records would fit and then nothing).
+    {
+        use std::io::Write;
+        let filler = fs.0.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let page = vec![7u8; 4096];
+        while f.write_all(&page).is_ok() {}
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(40 << 10)).unwrap();
+    }
+    let first = next;
+    let (at, refused) = fill_until_refused(&tx, &mut next).await;
+    assert_eq!(refused, Err(PushError::Full));
+    assert!(r.counter_sum("sonde_spool_write_errors_total", &[("reason", "disk_full")]) >= 1);
+    assert!(!spare.exists(), "a full disk deletes the spare");
+    assert!(
+        at - first >= 6,
+        "only {} records fit: the spare's space was not given to data",
+        at - first
+    );
+    assert_eq!(drain(&mut rx).await, (first..next).collect::<Vec<_>>());
+    drop(tx);
+    rx.close().await;
+}

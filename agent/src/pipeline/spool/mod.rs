@@ -556,22 +556,22 @@ impl Core {
         }
     }
 
-    /// Deletes the spare if it no longer fits, or the spool has been empty for [`SPARE_IDLE`]
-    /// (or `now` is `None`: the spool is closing).
-    fn trim_spare(&self, now: Option<Instant>) {
+    /// Deletes the spare if it no longer fits, the spool has been empty for [`SPARE_IDLE`], or
+    /// `force` (the spool is closing, or the disk is full: the spare's space is worth more as
+    /// data).
+    fn trim_spare(&self, force: bool) {
         {
             let mut st = self.lock();
-            let idle = match (now, st.empty_since) {
-                (None, _) => true,
-                (Some(now), Some(t)) => now.duration_since(t) >= SPARE_IDLE,
-                (Some(_), None) => false,
-            };
-            if !st.spare || (!idle && self.spare_fits(&st)) {
+            let idle = st.empty_since.is_some_and(|t| t.elapsed() >= SPARE_IDLE);
+            if !st.spare || !(force || idle || !self.spare_fits(&st)) {
                 return;
             }
             st.spare = false;
+            // Space returned: appends refused after a full disk may be tried again.
+            st.write_failed = None;
         }
         let _ = std::fs::remove_file(self.dir.join(SPARE));
+        self.space.notify_waiters();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -839,10 +839,10 @@ fn cursor_thread(core: Arc<Core>, wake: Receiver<()>) {
         let r = wake.recv_timeout(Duration::from_secs(1));
         core.persist();
         if r == Err(RecvTimeoutError::Disconnected) {
-            core.trim_spare(None);
+            core.trim_spare(true);
             return;
         }
-        core.trim_spare(Some(Instant::now()));
+        core.trim_spare(false);
         // Coalesce acknowledgements into one write per interval: each write costs two fsyncs
         // that compete with the writer's, and a crash resends at most one interval's worth.
         std::thread::sleep(CURSOR_INTERVAL);

@@ -138,8 +138,9 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
         }
         core.data.notify_one();
         if core.lock().spare {
-            // The log grew: the spare may no longer fit within `max_size`.
-            core.trim_spare(Some(Instant::now()));
+            // The log grew: the spare may no longer fit within `max_size`; on a full disk its
+            // space is better used for data.
+            core.trim_spare(failure == Some(WriteError::NoSpace));
         }
         if let Some(e) = failure {
             let failed = group.len() - written;
