@@ -563,3 +563,24 @@ async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_st
     rx.close().await;
     wait_until("the spare deleted at close", || !spare.exists()).await;
 }
+
+#[tokio::test]
+async fn an_idle_spool_lets_its_spare_segment_file_go() {
+    use sonde::pipeline::spool::{SPARE, SPARE_IDLE};
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1 << 20, 8192, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
+    for i in 0..30 {
+        tx.push(log_batch(i, 700), Wait::No).await.unwrap();
+    }
+    assert_eq!(drain(&mut rx).await, (0..30).collect::<Vec<_>>());
+    let spare = d.path().join(SPARE);
+    wait_until("a spare", || spare.exists()).await;
+    let kept = std::time::Instant::now();
+    wait_until("the idle spare deleted", || !spare.exists()).await;
+    assert!(
+        kept.elapsed() + std::time::Duration::from_secs(2) >= SPARE_IDLE,
+        "deleted after {:?} of an empty spool",
+        kept.elapsed()
+    );
+}
