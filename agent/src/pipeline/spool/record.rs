@@ -1,8 +1,8 @@
 //! The on-disk record: one [`Batch`] framed with a magic, its length and a CRC32C.
 //!
 //! ```text
-//! frame  = magic "SDR2" | body_len: u32 LE | crc: u32 LE | body      (written since 0.1: bound)
-//!        | magic "SDR1" | body_len: u32 LE | crc: u32 LE | body      (still read: unbound)
+//! frame  = magic "SDR2" | body_len: u32 LE | crc: u32 LE | body      (bound: what is written)
+//!        | magic "SDR1" | body_len: u32 LE | crc: u32 LE | body      (unbound: still read)
 //! crc    = CRC32C(body_len LE bytes ++ body ++ segment_id: u64 LE)  (SDR2)
 //!        | CRC32C(body_len LE bytes ++ body)                          (SDR1)
 //! body   = version: u8 | signal: u8 | items: u64 LE | source_len: u16 LE | source | data
@@ -22,8 +22,9 @@
 //! crash, the old content past the new end is frames of another segment, which fail the check
 //! instead of being replayed. The producer computes the unbound CRC off the writer thread
 //! ([`frame`]); the writer binds it with [`bind`], which only continues that CRC over the 8
-//! bytes of the id. Frames of the unbound kind (`SDR1`, written before frames were bound) stay readable;
-//! a segment holding them is never reused.
+//! bytes of the id. Unbound frames (`SDR1`, what versions before bound frames wrote) stay
+//! readable; a segment that may hold them is never reused.
+//!
 //! This module only encodes and checks bytes; it never does I/O and never panics on what it
 //! reads.
 
