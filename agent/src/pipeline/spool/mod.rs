@@ -25,6 +25,15 @@
 //! cursor passes it. The files may hold more than `used` by the consumed part of the oldest
 //! segment, so `max_size` is never exceeded by more than one segment.
 //!
+//! Reuse: the cursor thread keeps the newest exported segment file as [`SPARE`] instead of
+//! deleting it, and the writer starts the next segment in it, overwriting from offset 0: an
+//! fsync of blocks already written commits no journal transaction. Frames are bound to their
+//! segment ([`record::bind`]), so what a reused file still holds past the new data never reads
+//! as data; a finished reused segment is cut to its data before the next starts, and recovery
+//! cuts the last one. A spare is kept only while `used` is two segments below `max_size` (so
+//! the bound above holds with it), and goes after [`SPARE_IDLE`] of an empty spool, at close,
+//! and when a write finds the disk full.
+//!
 //! Memory: the reader reads at most 1 MiB ahead and hands out one record at a time; a backlog
 //! of any size drains with the memory of a few batches. Start-up reads only the last segment (to cut a torn tail); damage elsewhere
 //! is found, skipped and counted when the reader reaches it.
