@@ -5,7 +5,8 @@ keeps them in a disk buffer (`fsync = "batch"`: a client is answered only once i
 on disk) and exports them over OTLP to a sink built from PyPI parts (tests/otlp_sink.py:
 grpcio + opentelemetry-proto) that is down for the whole crash phase. The agent is SIGKILLed at
 random points under load and started again each time; then the sink comes up, and the agent is
-killed once more while its backlog drains. Every id whose
+killed once more while its backlog drains, and twice more under load right after it has started
+a segment in a reused file (an exported segment's, kept as `spare`). Every id whose
 request was answered 200 must arrive at the sink; duplicates are allowed (at least once) and
 reported.
 
@@ -42,8 +43,8 @@ protocol = "http/protobuf"
 endpoint = "http://127.0.0.1:{sink_http}"
 timeout = "2s"
 retry = {{ initial_backoff = "100ms", max_backoff = "500ms", max_elapsed = "unlimited" }}
-buffer = {{ type = "disk", max_size = "256MiB", fsync = "batch", compression = "zstd" }}
-batch = {{ max_age = "50ms" }}
+buffer = {{ type = "disk", max_size = "1MiB", fsync = "batch", compression = "zstd" }}
+batch = {{ max_age = "50ms", max_bytes = "256KiB" }}
 """
 
 
@@ -84,11 +85,11 @@ class Sender(threading.Thread):
     remembers the ids of every request answered 200. Connection errors (the agent is being
     killed or is starting) are retried with the next ids after a short pause."""
 
-    def __init__(self, port: int, per_request: int = 50):
+    def __init__(self, port: int, per_request: int = 50, first_id: int = 0):
         super().__init__(daemon=True)
         self.port = port
         self.per_request = per_request
-        self.next_id = 0
+        self.next_id = first_id
         self.acked: set[int] = set()
         self.refused = 0
         self.errors = 0
@@ -150,8 +151,11 @@ def test_every_acknowledged_record_survives_kill_9_and_an_outage(peers, tmp_path
     cfg = tmp_path / "sonde.toml"
     cfg.write_text(CONFIG.format(data=data, port=port, sink_http=sink_http))
 
+    agents = []
+
     def start():
         agent = Agent(["run", "--config", str(cfg)])
+        agents.append(agent)
         wait_listening(agent)
         return agent
 
@@ -185,16 +189,57 @@ def test_every_acknowledged_record_survives_kill_9_and_an_outage(peers, tmp_path
     agent.proc.wait(timeout=5)
     kills += 1
     agent = start()
+
+    # Under load with the sink up, exported segment files are reused (128 KiB segments). Kill
+    # twice just after the writer has started a segment in the spare file: the file's old
+    # content lies past the new data, and must not come back as records.
+    spool = data / "buffers" / "upstream"
+    spare = spool / "spare"
+    sender = Sender(port, first_id=sender.next_id + 1_000_000)
+    sender.start()
+    reuse_kills = 0
+
+    def inode(p):
+        try:
+            return p.stat().st_ino
+        except FileNotFoundError:
+            return None
+
+    try:
+        for _ in range(4):
+            poll(lambda: inode(spare) is not None, 30, "an exported segment kept for reuse")
+            ino = inode(spare)
+            poll(lambda: inode(spare) is None, 30, "the spare file to be taken")
+            time.sleep(rng.uniform(0.05, 0.5))
+            # Taken by the writer as its new segment (rather than deleted for lack of room)?
+            reused = any(inode(s) == ino for s in spool.glob("*.seg"))
+            assert agent.proc.poll() is None, agent.stderr_tail()
+            agent.proc.send_signal(signal.SIGKILL)
+            agent.proc.wait(timeout=5)
+            kills += 1
+            reuse_kills += reused
+            agent = start()
+            if reuse_kills == 2:
+                break
+        time.sleep(0.5)
+    finally:
+        sender.stop.set()
+        sender.join(timeout=10)
+    acked |= sender.acked
+    assert reuse_kills >= 1, "no kill landed in a reused segment file"
     poll(lambda: acked <= set(delivered_ids(out)), 90, f"{len(acked)} acknowledged records at the sink")
     ids = delivered_ids(out)
     dups = len(ids) - len(set(ids))
     print(
-        f"\ncrash test: {kills} SIGKILLs, {len(acked)} records acknowledged, {len(set(ids))} delivered "
+        f"\ncrash test: {kills} SIGKILLs ({reuse_kills} in reused segment files), {len(acked)} records acknowledged, {len(set(ids))} delivered "
         f"({len(set(ids) - acked)} unacknowledged ones too), {dups} duplicates"
     )
     assert agent.stop() == 0, agent.stderr_tail()
+    # Kills tear at most the record being written (cut at start-up); a reused file's old content
+    # is cut too, never read as damaged data.
+    damaged = [l for a in agents for l in a.stderr_lines if "damaged spool data skipped" in l]
+    assert not damaged, damaged[:3]
     # Delivered segments are deleted once the cursor has passed them.
-    spool = data / "buffers" / "upstream"
     poll(lambda: len(list(spool.glob("*.seg"))) <= 1, 10, "the delivered segments to be deleted")
 
 
