@@ -584,3 +584,48 @@ async fn an_idle_spool_lets_its_spare_segment_file_go() {
         kept.elapsed()
     );
 }
+
+#[tokio::test]
+async fn no_spare_is_kept_next_to_a_nearly_full_log() {
+    use sonde::pipeline::spool::SPARE;
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let (max, seg) = (64u64 << 10, 8u64 << 10);
+    let cfg = config(d.path(), max, seg, WhenFull::DropNewest);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    let disk = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    // Fill the log to `max_size` without exporting.
+    let mut next = 0;
+    loop {
+        match tx.push(log_batch(next, 700), Wait::No).await {
+            Ok(Pushed::Queued) => next += 1,
+            _ => break,
+        }
+    }
+    let segments = seg_files(d.path()).len();
+    // Export the first segment's records (and one more): the cursor passes that segment, but
+    // with the log still within two segments of `max_size` its file is deleted, not kept.
+    let per_segment = (seg / sonde::pipeline::spool::record::frame_len(&log_batch(0, 700))) + 1;
+    for _ in 0..per_segment {
+        rx.recv().await.unwrap().1.ack();
+    }
+    wait_until("the exported segment deleted", || {
+        seg_files(d.path()).len() < segments
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !d.path().join(SPARE).exists(),
+        "a spare next to a nearly full log"
+    );
+    let on_disk = disk(d.path());
+    assert!(
+        on_disk <= max + seg,
+        "{on_disk} bytes on disk, limit {max} + {seg}"
+    );
+}
