@@ -601,11 +601,8 @@ async fn no_spare_is_kept_next_to_a_nearly_full_log() {
     };
     // Fill the log to `max_size` without exporting.
     let mut next = 0;
-    loop {
-        match tx.push(log_batch(next, 700), Wait::No).await {
-            Ok(Pushed::Queued) => next += 1,
-            _ => break,
-        }
+    while let Ok(Pushed::Queued) = tx.push(log_batch(next, 700), Wait::No).await {
+        next += 1;
     }
     let segments = seg_files(d.path()).len();
     // Export the first segment's records (and one more): the cursor passes that segment, but
