@@ -17,6 +17,17 @@ use std::time::Duration;
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// A 1 MiB tmpfs under `parent`, or `None` (said on stderr) where mounting is not allowed.
+    fn one_mib(parent: &Path) -> Option<Tmpfs> {
+        let fs = Tmpfs::mount(&parent.join("mnt"), "1m");
+        if fs.is_none() {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
+            );
+        }
+        fs
+    }
+
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount")
@@ -56,10 +67,7 @@ async fn fill_until_refused(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
     let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
-        );
+    let Some(fs) = Tmpfs::one_mib(d.path()) else {
         return;
     };
     let r = Registry::default();
@@ -107,10 +115,7 @@ async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_drop_newest_drops_and_counts() {
     let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
-        );
+    let Some(fs) = Tmpfs::one_mib(d.path()) else {
         return;
     };
     let r = Registry::default();
@@ -139,10 +144,7 @@ async fn a_full_disk_under_drop_newest_drops_and_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_data() {
     let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
-        );
+    let Some(fs) = Tmpfs::one_mib(d.path()) else {
         return;
     };
     let r = Registry::default();
@@ -184,10 +186,7 @@ async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_
 async fn on_a_full_disk_the_spare_segment_file_gives_its_space_to_data() {
     use sonde::pipeline::spool::SPARE;
     let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(&d.path().join("mnt"), "1m") else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
-        );
+    let Some(fs) = Tmpfs::one_mib(d.path()) else {
         return;
     };
     let r = Registry::default();

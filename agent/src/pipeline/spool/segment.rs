@@ -106,6 +106,17 @@ fn valid_at(file: &File, seg: u64, at: u64, limit: u64) -> io::Result<bool> {
 
 /// The first offset in `[from, limit)` where a valid frame of segment `seg` starts, or `limit`.
 pub fn resync(file: &File, seg: u64, from: u64, limit: u64) -> io::Result<u64> {
+    first_magic(file, from, limit, |cand| valid_at(file, seg, cand, limit))
+}
+
+/// The first offset in `[from, limit)` where a frame magic starts and `accept` agrees, or
+/// `limit`. Reads 1 MiB at a time.
+fn first_magic(
+    file: &File,
+    from: u64,
+    limit: u64,
+    mut accept: impl FnMut(u64) -> io::Result<bool>,
+) -> io::Result<u64> {
     const CHUNK: u64 = 1 << 20;
     let mut buf = vec![0u8; CHUNK as usize];
     let mut at = from;
@@ -115,7 +126,7 @@ pub fn resync(file: &File, seg: u64, from: u64, limit: u64) -> io::Result<u64> {
         let mut i = 0;
         while let Some(k) = find_magic(&buf[i..n]) {
             let cand = at + (i + k) as u64;
-            if valid_at(file, seg, cand, limit)? {
+            if accept(cand)? {
                 return Ok(cand);
             }
             i += k + 1;
@@ -262,8 +273,7 @@ pub fn stale_from(file: &File, from: u64, len: u64) -> io::Result<u64> {
 
 /// The first offset in `[from, len)` from which frame headers chain exactly to `len`, or `len`.
 fn chain_start(file: &File, from: u64, len: u64) -> io::Result<u64> {
-    const CHUNK: u64 = 1 << 20;
-    let chains_to_end = |mut at: u64| -> io::Result<bool> {
+    first_magic(file, from, len, |mut at| {
         while at < len {
             if len - at < HEADER_LEN {
                 return Ok(false);
@@ -274,28 +284,7 @@ fn chain_start(file: &File, from: u64, len: u64) -> io::Result<u64> {
             }
         }
         Ok(at == len)
-    };
-    let mut buf = vec![0u8; CHUNK as usize];
-    let mut at = from;
-    while at < len {
-        let n = CHUNK.min(len - at) as usize;
-        file.read_exact_at(&mut buf[..n], at)?;
-        let mut i = 0;
-        while let Some(k) = find_magic(&buf[i..n]) {
-            let cand = at + (i + k) as u64;
-            if chains_to_end(cand)? {
-                return Ok(cand);
-            }
-            i += k + 1;
-        }
-        if at + n as u64 >= len {
-            break;
-        }
-        at += (n as u64)
-            .saturating_sub(record::MAGIC.len() as u64 - 1)
-            .max(1);
-    }
-    Ok(len)
+    })
 }
 
 /// Records and items in `[from, to)` of a segment (for counting what an eviction drops).
