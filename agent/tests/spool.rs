@@ -443,17 +443,6 @@ fn metric(r: &Registry, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
 /// Copies the spool's files (not its lock) as a crash would leave them: everything the writer
 /// acknowledged is durable, and a reused file still holds its old content past the new end.
 fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
@@ -467,7 +456,7 @@ fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
 
 #[tokio::test]
 async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_stale() {
-    use sonde::pipeline::spool::{segment, SPARE};
+    use sonde::pipeline::spool::segment;
     use std::os::unix::fs::MetadataExt;
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
@@ -475,14 +464,8 @@ async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_st
     let (tx, mut rx, _) = open(&cfg, &r).await;
     // Three segments' worth, exported and acknowledged: the cursor thread keeps the newest
     // exported segment file as the spare.
-    let mut next = 0;
-    while next < 30 {
-        tx.push(log_batch(next, 700), Wait::No).await.unwrap();
-        next += 1;
-    }
-    assert_eq!(drain(&mut rx).await, (0..30).collect::<Vec<_>>());
-    let spare = d.path().join(SPARE);
-    wait_until("a spare", || spare.exists()).await;
+    let spare = keep_a_spare(&tx, &mut rx, d.path(), 30, 700).await;
+    let mut next = 30;
     let old_len = std::fs::metadata(&spare).unwrap().len();
     let ino = std::fs::metadata(&spare).unwrap().ino();
     assert!(seg_files(d.path())
@@ -566,16 +549,11 @@ async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_st
 
 #[tokio::test]
 async fn an_idle_spool_lets_its_spare_segment_file_go() {
-    use sonde::pipeline::spool::{SPARE, SPARE_IDLE};
+    use sonde::pipeline::spool::SPARE_IDLE;
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 8192, WhenFull::Block);
     let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..30 {
-        tx.push(log_batch(i, 700), Wait::No).await.unwrap();
-    }
-    assert_eq!(drain(&mut rx).await, (0..30).collect::<Vec<_>>());
-    let spare = d.path().join(SPARE);
-    wait_until("a spare", || spare.exists()).await;
+    let spare = keep_a_spare(&tx, &mut rx, d.path(), 30, 700).await;
     let kept = std::time::Instant::now();
     wait_until("the idle spare deleted", || !spare.exists()).await;
     assert!(

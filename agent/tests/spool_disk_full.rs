@@ -184,7 +184,6 @@ async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_full_disk_the_spare_segment_file_gives_its_space_to_data() {
-    use sonde::pipeline::spool::SPARE;
     let d = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::one_mib(d.path()) else {
         return;
@@ -194,18 +193,8 @@ async fn on_a_full_disk_the_spare_segment_file_gives_its_space_to_data() {
     let cfg = config(&dir, 64 << 20, 256 << 10, WhenFull::Block);
     let (tx, mut rx, _) = open(&cfg, &r).await;
     // Two segments' worth, exported: the newer segment file is kept as the spare.
-    let mut next = 0;
-    while next < 20 {
-        tx.push(log_batch(next, 20_000), Wait::No).await.unwrap();
-        next += 1;
-    }
-    assert_eq!(drain(&mut rx).await, (0..20).collect::<Vec<_>>());
-    let spare = dir.join(SPARE);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !spare.exists() {
-        assert!(std::time::Instant::now() < deadline, "no spare was kept");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let spare = keep_a_spare(&tx, &mut rx, &dir, 20, 20_000).await;
+    let mut next = 20;
     // Something else fills the disk until 40 KiB are left: room for two records, while the
     // active segment has room for four more. The write that fails deletes the spare, and its
     // space takes data (without it, two records would fit and then nothing).

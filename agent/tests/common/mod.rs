@@ -113,3 +113,36 @@ impl Exporter for Sink {
         })
     }
 }
+
+/// Waits (at most 10 s) until `cond` holds; fails the test naming `what` otherwise.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Appends records `0..n` (padded to `pad` bytes), exports and acknowledges them all, and waits
+/// until the cursor thread has kept an exported segment file as the spare in `dir`; returns
+/// its path.
+pub async fn keep_a_spare(
+    tx: &SpoolSender,
+    rx: &mut SpoolReceiver,
+    dir: &Path,
+    n: u64,
+    pad: usize,
+) -> std::path::PathBuf {
+    for i in 0..n {
+        tx.push(log_batch(i, pad), sonde::pipeline::buffer::Wait::No)
+            .await
+            .unwrap();
+    }
+    assert_eq!(drain(rx).await, (0..n).collect::<Vec<_>>());
+    let spare = dir.join(spool::SPARE);
+    wait_until("an exported segment kept as the spare", || spare.exists()).await;
+    spare
+}
