@@ -25,9 +25,11 @@ exporters/examples/otlp_bench.rs), the forwarding pipelines, every span counted 
 - sonde-otlp-disk: sonde-otlp with a disk buffer (`type = "disk"`, `fsync = "batch"`: a client
                    is answered once its spans are fsynced) in a fresh data_dir per run
 - sonde-otlp-none-disk: sonde-otlp-none with that disk buffer
+- sonde-otlp-none-disk-never / -always: the same with `fsync = "never"` / `"always"` (to tell the
+                   fsync's share of the disk path's cost from the rest)
 - rotel-otlp     : rotel -> its OTLP exporter (gRPC; it always gzips) -> sink
 
-    python3 bench/otlp_receiver.py [--spans 1000000] [--repeat 3] [--rotel PATH]
+    python3 bench/otlp_receiver.py [--spans 1000000] [--repeat 3] [--rotel PATH] [--shapes http/100,...]
 
 Prints one JSON line per run and a Markdown table of medians at the end.
 """
@@ -145,8 +147,9 @@ def sonde_config(grpc, http, agent, sink_port=None):
     if agent.startswith("sonde-otlp"):
         compression = "none" if "-none" in agent else "gzip"
         buffer = ""
-        if agent.endswith("-disk"):
-            buffer = f'buffer = {{ type = "disk", max_size = "{DISK_MAX_SIZE}", fsync = "batch" }}'
+        if "-disk" in agent:
+            fsync = agent.rsplit("-", 1)[1] if agent.endswith(("-never", "-always")) else "batch"
+            buffer = f'buffer = {{ type = "disk", max_size = "{DISK_MAX_SIZE}", fsync = "{fsync}" }}'
         return f"""
 [agent]
 data_dir = "{data_dir()}"
@@ -247,6 +250,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--disk-max-size", default="1GiB", help="max_size of the -disk agents' buffers")
+    ap.add_argument("--shapes", default="grpc/100,grpc/1000,http/100,http/1000",
+                    help="transport/batch pairs to run, comma-separated")
     ap.add_argument("--sonde", default=str(ROOT / "target" / "release" / "sonde"))
     ap.add_argument("--rotel", default=next(iter(glob.glob(str(ROOT / "target/bench-venv/lib/python3*/site-packages/rotel/rotel-agent"))), None))
     ap.add_argument("--agents", default="sonde,sonde-8m,sonde-rx,rotel")
@@ -259,6 +264,7 @@ def main():
         sys.exit("rotel not found: python3 -m venv target/bench-venv && target/bench-venv/bin/pip install rotel")
     loadgen = args.loadgen or loadgen_path()
     agents = args.agents.split(",")
+    shapes = [(t, int(b)) for t, b in (s.split("/") for s in args.shapes.split(","))]
     results = []
     args.sink_port = args.sink_log = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -269,14 +275,13 @@ def main():
             sink = subprocess.Popen([args.sink, "sink", str(args.sink_port)], stdout=subprocess.DEVNULL,
                                     stderr=open(args.sink_log, "w"))
             wait_port(args.sink_port, sink)
-        for transport in ("grpc", "http"):
-            for batch in (100, 1000):
-                # Interleave the agents so that a noisy moment hits all of them alike.
-                for _ in range(args.repeat):
-                    for agent in agents:
-                        res = one_run(agent, transport, batch, args, loadgen, tmp)
-                        print(json.dumps(res), flush=True)
-                        results.append(res)
+        for transport, batch in shapes:
+            # Interleave the agents so that a noisy moment hits all of them alike.
+            for _ in range(args.repeat):
+                for agent in agents:
+                    res = one_run(agent, transport, batch, args, loadgen, tmp)
+                    print(json.dumps(res), flush=True)
+                    results.append(res)
         if sink:
             sink.terminate()
             sink.wait(timeout=10)
@@ -289,22 +294,21 @@ def main():
     print()
     print("| transport | batch | agent | spans/s | CPU s per 1M spans | peak RSS MiB | spans per CPU-s vs peer | RSS vs peer | peer |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for transport in ("grpc", "http"):
-        for batch in (100, 1000):
-            for agent in agents:
-                # Forwarding pipelines compare with rotel forwarding, the others with its blackhole.
-                peer = "rotel-otlp" if "otlp" in agent else "rotel"
-                cpu = med(agent, transport, batch, "cpu_s_per_million")
-                rss = med(agent, transport, batch, "peak_rss_mib")
-                if peer in agents:
-                    ratio = f"{med(peer, transport, batch, 'cpu_s_per_million') / cpu:.2f}x"
-                    rss_ratio = f"{rss / med(peer, transport, batch, 'peak_rss_mib'):.2f}"
-                else:
-                    ratio = rss_ratio = "-"
-                print(
-                    f"| {transport} | {batch} | {agent} | {med(agent, transport, batch, 'spans_per_sec'):,.0f} | "
-                    f"{cpu:.2f} | {rss:.0f} | {ratio} | {rss_ratio} | {peer} |"
-                )
+    for transport, batch in shapes:
+        for agent in agents:
+            # Forwarding pipelines compare with rotel forwarding, the others with its blackhole.
+            peer = "rotel-otlp" if "otlp" in agent else "rotel"
+            cpu = med(agent, transport, batch, "cpu_s_per_million")
+            rss = med(agent, transport, batch, "peak_rss_mib")
+            if peer in agents:
+                ratio = f"{med(peer, transport, batch, 'cpu_s_per_million') / cpu:.2f}x"
+                rss_ratio = f"{rss / med(peer, transport, batch, 'peak_rss_mib'):.2f}"
+            else:
+                ratio = rss_ratio = "-"
+            print(
+                f"| {transport} | {batch} | {agent} | {med(agent, transport, batch, 'spans_per_sec'):,.0f} | "
+                f"{cpu:.2f} | {rss:.0f} | {ratio} | {rss_ratio} | {peer} |"
+            )
     lost = [r for r in results if "delivered" in r and r["delivered"] < r["spans"]]
     print(f"\nforwarding runs with spans missing at the sink: {len(lost)}")
 

@@ -604,3 +604,47 @@ async fn no_spare_is_kept_next_to_a_nearly_full_log() {
         "{on_disk} bytes on disk, limit {max} + {seg}"
     );
 }
+
+/// The histogram `name{exporter="t"}` from the registry.
+fn histogram(r: &Registry, name: &str) -> sonde::metrics::HistogramValue {
+    r.snapshot()
+        .into_iter()
+        .find_map(|s| match s.value {
+            sonde::metrics::Value::Histogram(h) if s.name == name => Some(h),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no histogram {name}"))
+}
+
+#[tokio::test]
+async fn every_group_commit_and_every_append_wait_is_measured() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let cfg = config(d.path(), 64 << 20, 1 << 20, WhenFull::Block);
+    let (tx, mut rx, _) = open(&cfg, &r).await;
+    // 40 producers at once: they share commits, so there are fewer commits than records.
+    let pushes = (0..40).map(|i| {
+        let tx = tx.clone();
+        tokio::spawn(async move { tx.push(log_batch(i, 2000), Wait::No).await })
+    });
+    for p in pushes.collect::<Vec<_>>() {
+        assert_eq!(p.await.unwrap(), Ok(Pushed::Queued));
+    }
+    let records = histogram(&r, "sonde_spool_commit_records");
+    let commits = histogram(&r, "sonde_spool_commit_seconds");
+    let appends = histogram(&r, "sonde_spool_append_seconds");
+    assert_eq!(appends.count(), 40, "one wait per append");
+    assert_eq!(records.sum, 40.0, "every record in exactly one commit");
+    assert_eq!(records.count(), commits.count(), "one size per commit");
+    assert!(
+        (1..=40).contains(&commits.count()),
+        "{} commits",
+        commits.count()
+    );
+    assert!(commits.sum > 0.0 && appends.sum >= commits.sum / 40.0);
+    let mut got = drain(&mut rx).await;
+    got.sort();
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    drop(tx);
+    rx.close().await;
+}

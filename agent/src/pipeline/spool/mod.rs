@@ -58,7 +58,7 @@ mod writer;
 pub use reader::{SpoolReceiver, Ticket};
 pub use sender::SpoolSender;
 
-use crate::metrics::{Counter, Gauge, Registry};
+use crate::metrics::{Counter, Gauge, Histogram, Registry};
 use crate::pipeline::buffer::{PushError, Pushed, Wait};
 use sonde_config::{BufferConfig, Fsync, SpoolCompression, WhenFull};
 use sonde_exporters::Batch;
@@ -384,7 +384,20 @@ struct Counters {
     recycled: Counter,
     write_errors: BTreeMap<&'static str, Counter>,
     cursor_errors: Counter,
+    /// One group commit on the writer thread: its write and its fsync.
+    commit_seconds: Histogram,
+    commit_records: Histogram,
+    /// A producer's wait from handing its record to the writer to its acknowledgement.
+    append_seconds: Histogram,
 }
+
+/// Bucket bounds (seconds) for the spool's commit and append latencies: 50 µs to 5 s.
+const SPOOL_SECONDS_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 5.0,
+];
+/// Bucket bounds for the records of one group commit.
+const COMMIT_RECORDS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 impl Counters {
     fn new(r: &Registry, name: &str) -> Self {
@@ -455,6 +468,24 @@ impl Counters {
             cursor_errors: c(
                 "sonde_spool_cursor_errors_total",
                 "Failures to persist a spool's cursor (retried every second).",
+            ),
+            commit_seconds: r.histogram(
+                "sonde_spool_commit_seconds",
+                "Duration of one group commit on the spool's writer thread: writing the waiting records and, per fsync, making them durable.",
+                &[("exporter", name)],
+                SPOOL_SECONDS_BUCKETS,
+            ),
+            commit_records: r.histogram(
+                "sonde_spool_commit_records",
+                "Records written by one group commit (how many producers shared its fsync).",
+                &[("exporter", name)],
+                COMMIT_RECORDS_BUCKETS,
+            ),
+            append_seconds: r.histogram(
+                "sonde_spool_append_seconds",
+                "How long an append waited for the spool's writer: from handing the record over to its acknowledgement (durable per fsync).",
+                &[("exporter", name)],
+                SPOOL_SECONDS_BUCKETS,
             ),
         }
     }

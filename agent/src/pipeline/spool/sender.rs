@@ -93,10 +93,15 @@ impl SpoolSender {
                     reservation,
                     reply,
                 };
+                let handed = Instant::now();
                 if self.inner.tx.send(append).await.is_err() {
                     return Err(PushError::Closed);
                 }
-                match answer.await {
+                let answer = answer.await;
+                core.counters
+                    .append_seconds
+                    .observe(handed.elapsed().as_secs_f64());
+                match answer {
                     Ok(Ok(())) => return Ok(Pushed::Queued),
                     // The write failed; the writer paused appends: the policy applies below.
                     Ok(Err(_)) => continue,

@@ -115,7 +115,12 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             }
         }
         placed.clear();
+        let started = Instant::now();
         let (written, failure, sealed) = commit(&core, &mut active, &group, &mut placed);
+        core.counters
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        core.counters.commit_records.observe(group.len() as f64);
         // Publish before acknowledging: a producer told "durable" finds its record readable.
         {
             let mut st = core.lock();
