@@ -393,11 +393,12 @@ struct Counters {
 
 /// Bucket bounds (seconds) for the spool's commit and append latencies: 50 µs to 5 s.
 const SPOOL_SECONDS_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 5.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    5.0,
 ];
 /// Bucket bounds for the records of one group commit.
-const COMMIT_RECORDS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+const COMMIT_RECORDS_BUCKETS: &[f64] =
+    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 impl Counters {
     fn new(r: &Registry, name: &str) -> Self {
