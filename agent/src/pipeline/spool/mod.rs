@@ -478,7 +478,7 @@ impl Counters {
             ),
             commit_records: r.histogram(
                 "sonde_spool_commit_records",
-                "Records written by one group commit (how many producers shared its fsync).",
+                "Records in one group commit (how many producers shared its write and fsync).",
                 &[("exporter", name)],
                 COMMIT_RECORDS_BUCKETS,
             ),
