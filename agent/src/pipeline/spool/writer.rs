@@ -122,7 +122,7 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
             .observe(started.elapsed().as_secs_f64());
         core.counters.commit_records.observe(group.len() as f64);
         // Publish before acknowledging: a producer told "durable" finds its record readable.
-        {
+        let spare = {
             let mut st = core.lock();
             for (id, len) in &sealed {
                 st.segments.insert(*id, *len);
@@ -140,9 +140,10 @@ pub fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Append>, mut active: Active) 
                 st.write_failed = Some((Instant::now() + DISK_FULL_PAUSE, e));
             }
             core.gauges.segments.set(st.segments.len() as i64);
-        }
+            st.spare
+        };
         core.data.notify_one();
-        if core.lock().spare {
+        if spare {
             // The log grew: the spare may no longer fit within `max_size`; on a full disk its
             // space is better used for data.
             core.trim_spare(failure == Some(WriteError::NoSpace));
