@@ -10,6 +10,7 @@ use crate::schema::*;
 use crate::units::ByteSize;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -77,14 +78,6 @@ pub fn load_str_with_env(
         errors,
     };
     let text = interpolate(text, lookup).map_err(fail)?;
-    let doc = toml_edit::Document::parse(text.clone()).map_err(|e| {
-        let pos = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
-        fail(vec![ConfigError::at(
-            pos,
-            "",
-            format!("invalid TOML: {}", e.message().trim()),
-        )])
-    })?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
         let pos = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
         fail(vec![ConfigError::at(
@@ -95,7 +88,7 @@ pub fn load_str_with_env(
     })?;
     let mut loader = Loader {
         text: &text,
-        doc: &doc,
+        doc: OnceCell::new(),
         errors: Vec::new(),
     };
     let config = loader.config(table);
@@ -111,7 +104,9 @@ pub fn load_str_with_env(
 
 struct Loader<'a> {
     text: &'a str,
-    doc: &'a toml_edit::Document<String>,
+    /// The text parsed again, keeping positions: only an error needs it, so it is parsed on the
+    /// first error (a valid file, the common case, is parsed once).
+    doc: OnceCell<Option<toml_edit::Document<String>>>,
     errors: Vec<ConfigError>,
 }
 
@@ -136,7 +131,11 @@ impl Loader<'_> {
             Value(&'d Value),
         }
         let mut best = None;
-        let mut node = Node::Item(self.doc.as_item());
+        let doc = self
+            .doc
+            .get_or_init(|| toml_edit::Document::parse(self.text.to_string()).ok())
+            .as_ref()?;
+        let mut node = Node::Item(doc.as_item());
         for seg in path {
             let value = match &node {
                 Node::Item(Item::Value(v)) => Some(v),
