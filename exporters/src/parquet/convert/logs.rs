@@ -19,7 +19,7 @@ use sonde_config::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
-    let mut cols = LogCols::new(view::count_items(payload));
+    let mut cols = LogCols::new(view::capacity_hint(payload.len(), 256));
     view::for_each_item(payload, |resource, scope, record| {
         cols.append(payload, resource, scope, record)
     })

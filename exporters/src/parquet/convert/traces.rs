@@ -18,7 +18,7 @@ use sonde_config::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
-    let mut cols = SpanCols::new(view::count_items(payload));
+    let mut cols = SpanCols::new(view::capacity_hint(payload.len(), 512));
     view::for_each_item(payload, |resource, scope, span| {
         cols.append(payload, resource, scope, span)
     })
