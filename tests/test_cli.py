@@ -3,7 +3,7 @@
 import signal
 import time
 
-from conftest import run_cli, Agent
+from conftest import run_cli, Agent, sonde_bin
 
 
 GOOD = """
@@ -128,3 +128,71 @@ def test_sigint_is_graceful_too(run_agent, tmp_path):
     assert agent.wait_stderr("sonde started", timeout=10), agent.stderr_tail()
     assert agent.stop(signal.SIGINT) == 0
     assert agent.wait_stderr("sonde stopped", timeout=5)
+
+
+def test_a_closed_stdout_drops_and_counts_without_holding_up_shutdown(tmp_path):
+    # `sonde run | head`: the reader goes away. The stdout exporter cannot recover from that,
+    # so each batch is dropped and counted (not retried until the shutdown deadline), the log
+    # says so once per 10 s, and SIGTERM stops the agent at once.
+    import json
+    import os
+    import subprocess
+    import urllib.request
+
+    cfg = tmp_path / "sonde.toml"
+    cfg.write_text(
+        f"""
+[agent]
+data_dir = "{tmp_path}"
+shutdown_timeout = "10s"
+[sources.host]
+type = "host_metrics"
+interval = "1s"
+[exporters.out]
+type = "stdout"
+batch = {{ max_age = "100ms" }}
+"""
+    )
+    err_path = tmp_path / "stderr.log"
+    env = dict(os.environ, SONDE_LOG="info", SONDE_ADMIN="127.0.0.1:0")
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            [sonde_bin(), "run", "--config", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    proc.stdout.close()  # the reader is gone before the first line
+    try:
+        def log():
+            return [json.loads(l) for l in err_path.read_text().splitlines() if l.startswith("{")]
+
+        deadline = time.monotonic() + 15
+        dropped = []
+        while time.monotonic() < deadline:
+            dropped = [l for l in log() if l.get("message") == "export refused for good; batch dropped"]
+            if dropped:
+                break
+            time.sleep(0.2)
+        assert dropped, err_path.read_text()[-3000:]
+        assert dropped[0]["error"].startswith("stdout is closed"), dropped[0]
+        # Two more samples' batches go the same way, counted but not logged again.
+        time.sleep(2.5)
+        assert len([l for l in log() if l.get("message") == "export refused for good; batch dropped"]) == 1
+        admin = next(l["address"] for l in log() if l.get("message") == "admin server listening")
+        text = urllib.request.urlopen(f"http://{admin}/metrics", timeout=5).read().decode()
+        rejected = [
+            float(l.rsplit(" ", 1)[1])
+            for l in text.splitlines()
+            if l.startswith("sonde_exporter_dropped_items_total{") and 'reason="rejected"' in l
+        ]
+        assert rejected and sum(rejected) > 0, text
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3, "nothing was left waiting for a closed stdout"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)

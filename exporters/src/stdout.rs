@@ -53,22 +53,24 @@ impl Exporter for StdoutExporter {
                 out.write_all(text.as_bytes()).await?;
                 out.flush().await
             };
-            written
-                .await
-                .map_err(|e| ExportError::retryable(format!("writing to stdout: {e}")))?;
+            written.await.map_err(write_error)?;
             Ok(ExportOutcome::default())
         })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ExportError>> {
-        Box::pin(async move {
-            self.out
-                .lock()
-                .await
-                .flush()
-                .await
-                .map_err(|e| ExportError::retryable(e.to_string()))
-        })
+        Box::pin(async move { self.out.lock().await.flush().await.map_err(write_error) })
+    }
+}
+
+/// A closed stdout (its reader is gone: `sonde run | head`) never comes back, so retrying would
+/// only hold the batch, then the buffer, then the sources: the batch is dropped (and counted).
+/// Anything else (a full disk behind a redirect, say) may pass, so it is retried.
+fn write_error(e: std::io::Error) -> ExportError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        ExportError::permanent(format!("stdout is closed: {e}"))
+    } else {
+        ExportError::retryable(format!("writing to stdout: {e}"))
     }
 }
 
@@ -440,5 +442,27 @@ mod tests {
             .await
             .unwrap();
         assert!(got.contains("system.memory.usage"));
+    }
+
+    /// A closed stdout drops the batch (permanent), not retried forever; other write errors
+    /// are retried.
+    #[tokio::test]
+    async fn a_closed_stdout_is_a_permanent_failure() {
+        let (w, r) = tokio::io::duplex(64);
+        drop(r);
+        let e = StdoutExporter::with_writer(
+            &StdoutConfig {
+                format: StdoutFormat::Text,
+            },
+            w,
+        );
+        match e.export(&metric_batch()).await {
+            Err(ExportError::Permanent { reason }) => {
+                assert!(reason.starts_with("stdout is closed"), "{reason}")
+            }
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+        let full = std::io::Error::from_raw_os_error(28); // ENOSPC
+        assert!(matches!(write_error(full), ExportError::Retryable { .. }));
     }
 }

@@ -137,7 +137,8 @@ pub async fn run(
         exporter,
         counters,
         abort,
-        last_warn: Mutex::new(None),
+        retry_log: LogLimit::new(LOG_PERIOD),
+        drop_log: LogLimit::new(LOG_PERIOD),
     });
     let mut inflight = JoinSet::new();
     let mut pending: [Pending; 3] = Default::default();
@@ -232,7 +233,11 @@ struct Shared {
     exporter: DynExporter,
     counters: Counters,
     abort: CancellationToken,
-    last_warn: Mutex<Option<Instant>>,
+    /// Warnings of failed attempts (retried).
+    retry_log: LogLimit,
+    /// Errors of dropped batches (refused for good, or retried too long); the counters count
+    /// every one.
+    drop_log: LogLimit,
 }
 
 impl Shared {
@@ -336,7 +341,9 @@ impl Shared {
             match err {
                 ExportError::Permanent { reason } => {
                     self.counters.dropped_rejected.add(batch.items);
-                    error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "export refused for good; batch dropped");
+                    if let Some(suppressed) = self.drop_log.check() {
+                        error!(exporter = %self.cfg.name, items = batch.items, error = %reason, suppressed, "export refused for good; batch dropped");
+                    }
                     return Done::Finished;
                 }
                 ExportError::Retryable {
@@ -347,14 +354,16 @@ impl Shared {
                     let max_elapsed = self.cfg.retry.max_elapsed.get();
                     if !max_elapsed.is_zero() && started.elapsed() >= max_elapsed {
                         self.counters.dropped_exhausted.add(batch.items);
-                        error!(exporter = %self.cfg.name, items = batch.items, error = %reason, "giving up on a batch after retrying for {:?}", self.cfg.retry.max_elapsed.get());
+                        if let Some(suppressed) = self.drop_log.check() {
+                            error!(exporter = %self.cfg.name, items = batch.items, error = %reason, suppressed, "giving up on a batch after retrying for {:?}", self.cfg.retry.max_elapsed.get());
+                        }
                         return Done::Finished;
                     }
                     let wait = backoff.next(retry_after);
                     debug!(error = %reason, retry_in = ?wait, "retrying");
                     self.counters.retries.inc();
-                    if self.should_warn() {
-                        warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, "export failed, retrying");
+                    if let Some(suppressed) = self.retry_log.check() {
+                        warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, suppressed, "export failed, retrying");
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -364,15 +373,37 @@ impl Shared {
             }
         }
     }
+}
 
-    /// One warning per 10 s at most: a down destination must not flood the log.
-    fn should_warn(&self) -> bool {
-        let mut last = self.last_warn.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+/// How often a worker logs the same kind of trouble at most.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// One log line per period at most: a down or refusing destination must not flood the log.
+/// Counts the lines it holds back, so the next one can say how many there were.
+struct LogLimit {
+    period: Duration,
+    /// When the last line was let through, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimit {
+    fn new(period: Duration) -> Self {
+        LogLimit {
+            period,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)`: log now; `n` lines were held back since the last one. `None`: hold it back.
+    fn check(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, held) = &mut *state;
+        if last.is_none_or(|t| t.elapsed() >= self.period) {
             *last = Some(Instant::now());
-            true
+            Some(std::mem::take(held))
         } else {
-            false
+            *held += 1;
+            None
         }
     }
 }
@@ -657,5 +688,21 @@ mod tests {
         task.await.unwrap();
         assert_eq!(slow.max.load(std::sync::atomic::Ordering::SeqCst), 3);
         assert_eq!(r.counter_sum("sonde_exporter_sent_items_total", &[]), 12);
+    }
+
+    #[test]
+    fn log_limit_lets_one_line_through_per_period_and_counts_the_rest() {
+        let limit = LogLimit::new(Duration::from_millis(200));
+        assert_eq!(limit.check(), Some(0), "the first line passes");
+        assert_eq!(limit.check(), None);
+        assert_eq!(limit.check(), None);
+        assert_eq!(limit.check(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(
+            limit.check(),
+            Some(3),
+            "the next says how many were held back"
+        );
+        assert_eq!(limit.check(), None);
     }
 }
