@@ -74,7 +74,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
     let mut running = match topology::start(&current, metrics.clone(), health.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            error!(error = format!("{e:#}"), "cannot start");
+            error!(error = error_text(&e), "cannot start");
             stop_admin.cancel();
             return ExitCode::from(1);
         }
@@ -154,6 +154,24 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `e` and its causes, joined with ": ". A cause is left out when the text before it already
+/// ends with it: many errors here name their source in their own message (`thiserror`'s
+/// `{source}`), and `{e:#}` would then print it twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn status_line(c: &Config) -> String {
     format!(
         "running: {} sources, {} exporters",
@@ -204,7 +222,7 @@ async fn reload(
         }
         Err(e) => {
             error!(
-                error = format!("{e:#}"),
+                error = error_text(&e),
                 "the new configuration cannot start; restarting the previous one"
             );
             health.set_unhealthy_after(current.agent.health.unhealthy_after.get());
@@ -217,12 +235,59 @@ async fn reload(
                 Err(e) => {
                     // Nothing can run: exit so that the supervisor restarts the agent.
                     error!(
-                        error = format!("{e:#}"),
+                        error = error_text(&e),
                         "the previous configuration cannot restart either; exiting"
                     );
                     std::process::exit(1);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+    use anyhow::Context as _;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:4318: {source}")]
+    struct Names {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:4318")]
+    struct Hides {
+        source: std::io::Error,
+    }
+
+    fn in_use() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::AddrInUse)
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = Err::<(), _>(Names { source: in_use() })
+            .context("source `otlp`")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&e),
+            format!(
+                "source `otlp`: cannot listen on 127.0.0.1:4318: {}",
+                in_use()
+            )
+        );
+        // A cause its error's message leaves out is still said.
+        let e = Err::<(), _>(Hides { source: in_use() })
+            .context("source `otlp`")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&e),
+            format!(
+                "source `otlp`: cannot listen on 127.0.0.1:4318: {}",
+                in_use()
+            )
+        );
     }
 }

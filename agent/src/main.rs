@@ -92,7 +92,7 @@ fn config_text(explicit: Option<&Path>) -> anyhow::Result<(String, String)> {
 
 fn load(explicit: Option<&Path>) -> Result<Config, ExitCode> {
     let (text, origin) = config_text(explicit).map_err(|e| {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", lifecycle::error_text(&e));
         ExitCode::from(1)
     })?;
     sonde_config::load_str(&text, &origin).map_err(|e: ConfigErrors| {
