@@ -5,7 +5,8 @@ Runs each agent for DURATION seconds on loopback, samples /proc/<pid>/status (Vm
 and /proc/<pid>/stat (utime + stime), and prints a Markdown table. Peers: prometheus-node-exporter
 (Go) and collectd (C), both from Debian (`apt-get install prometheus-node-exporter collectd-core`).
 
-    python3 bench/idle_footprint.py [--duration 60] [--sonde target/release/sonde]
+    cargo build --profile dist -p sonde --bin sonde
+    python3 bench/idle_footprint.py [--duration 60] [--sonde target/dist/sonde [--sonde other/sonde]]
 """
 
 import argparse
@@ -72,7 +73,8 @@ def run(name, argv, duration, env=None, scrape_url=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=60)
-    ap.add_argument("--sonde", default="target/release/sonde")
+    ap.add_argument("--sonde", action="append",
+                    help="a sonde binary (repeat to compare builds side by side); default target/dist/sonde")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     results = []
@@ -81,7 +83,13 @@ def main():
     # Run all side by side, so they see the same machine load.
     admin = free_port()
     env["SONDE_ADMIN"] = f"127.0.0.1:{admin}"
-    agents = [("sonde (embedded default: host metrics 10 s → stdout, admin server)", [args.sonde], env, None)]
+    agents = []
+    for i, binary in enumerate(args.sonde or ["target/dist/sonde"]):
+        e = dict(env, SONDE_ADMIN=f"127.0.0.1:{admin if i == 0 else free_port()}")
+        if i > 0:  # the OTLP ports of the embedded default are taken by the first
+            e.update(SONDE_OTLP_GRPC="127.0.0.1:0", SONDE_OTLP_HTTP="127.0.0.1:0")
+        label = "sonde (embedded default: host metrics 10 s → stdout, admin server)"
+        agents.append((label if not args.sonde or len(args.sonde) == 1 else f"sonde {binary}", [binary], e, None))
     ne = shutil.which("prometheus-node-exporter")
     if ne:
         port = free_port()

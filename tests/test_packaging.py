@@ -136,7 +136,7 @@ def cargo_deb():
 def deb(tmp_path_factory):
     out = tmp_path_factory.mktemp("deb") / "sonde.deb"
     # The test suite builds the dev profile only; packaging that binary keeps CI short. A release
-    # package is `cargo deb -p sonde`.
+    # package is `cargo deb -p sonde --profile dist`.
     r = subprocess.run(
         [cargo_deb(), "deb", "-p", "sonde", "--no-build", "--profile", "dev", "--no-strip", "--fast", "-o", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
