@@ -152,6 +152,16 @@ def test_debian_package_contents_and_maintainer_scripts(deb, tmp_path):
         assert re.search(rf"\s{re.escape(path)}$", contents, re.M), (path, contents)
     info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
     assert "Package: sonde" in info and "adduser" in info
+    # A binary with packed relocations (agent/build.rs) needs glibc 2.36, which dpkg-shlibdeps
+    # does not see (it is a version, not a symbol): the package must say it, or it installs
+    # where the binary cannot start (Ubuntu 22.04's glibc 2.35, say).
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    versions = subprocess.run(["readelf", "-V", str(root / "usr/bin/sonde")], capture_output=True, text=True,
+                              check=True).stdout
+    depends = next(l for l in info.splitlines() if l.strip().startswith("Depends:"))
+    if "GLIBC_ABI_DT_RELR" in versions:
+        assert "libc6 (>= 2.36)" in depends, depends
     ctrl = tmp_path / "ctrl"
     subprocess.run(["dpkg-deb", "-e", str(deb), str(ctrl)], check=True)
     assert (ctrl / "conffiles").read_text().split() == ["/etc/sonde/sonde.toml"]
