@@ -248,7 +248,6 @@ async fn reload(
 #[cfg(test)]
 mod tests {
     use super::error_text;
-    use anyhow::Context as _;
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot listen on 127.0.0.1:4318: {source}")]
@@ -268,26 +267,14 @@ mod tests {
 
     #[test]
     fn each_cause_is_said_once() {
-        let e = Err::<(), _>(Names { source: in_use() })
-            .context("source `otlp`")
-            .unwrap_err();
-        assert_eq!(
-            error_text(&e),
-            format!(
-                "source `otlp`: cannot listen on 127.0.0.1:4318: {}",
-                in_use()
-            )
+        let want = format!(
+            "source `otlp`: cannot listen on 127.0.0.1:4318: {}",
+            in_use()
         );
+        let named = anyhow::Error::new(Names { source: in_use() }).context("source `otlp`");
+        assert_eq!(error_text(&named), want);
         // A cause its error's message leaves out is still said.
-        let e = Err::<(), _>(Hides { source: in_use() })
-            .context("source `otlp`")
-            .unwrap_err();
-        assert_eq!(
-            error_text(&e),
-            format!(
-                "source `otlp`: cannot listen on 127.0.0.1:4318: {}",
-                in_use()
-            )
-        );
+        let hidden = anyhow::Error::new(Hides { source: in_use() }).context("source `otlp`");
+        assert_eq!(error_text(&hidden), want);
     }
 }
