@@ -133,6 +133,28 @@ def run_agent(tmp_path):
     yield start
     for a in agents:
         a.kill()
+    for a in agents:
+        assert_log_lines_are_sound(a.stderr_lines)
+
+
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"duplicate keys {dupes}")
+    return dict(pairs)
+
+
+def assert_log_lines_are_sound(lines):
+    """Every JSON log line the agent wrote is one JSON object with each key once (a field named
+    like one the formatter writes itself, e.g. `message`, would repeat it, and most log stores
+    keep only one of the two)."""
+    for l in lines:
+        if l.startswith("{"):
+            try:
+                json.loads(l, object_pairs_hook=_no_duplicate_keys)
+            except ValueError as e:
+                raise AssertionError(f"bad JSON log line ({e}): {l}") from None
 
 
 def run_cli(*args, env=None, timeout=30) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ use tracing::error;
 #[command(name = "sonde", version, about, long_about)]
 struct Cli {
     /// Configuration file (TOML). Default: /etc/sonde/sonde.toml if present, else the embedded
-    /// default (host metrics every 10 s printed to stdout).
+    /// default (host metrics every 10 s and an OTLP receiver on localhost, printed to stdout).
     #[arg(long, short, global = true, value_name = "FILE", env = "SONDE_CONFIG")]
     config: Option<PathBuf>,
 

@@ -7,6 +7,7 @@
 pub mod ack;
 pub mod batch;
 pub mod exporter;
+mod names;
 pub mod otlp;
 pub mod parquet;
 pub mod stdout;

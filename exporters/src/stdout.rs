@@ -270,20 +270,47 @@ fn text_traces(s: &mut String, req: &ExportTraceServiceRequest) {
                     .end_time_unix_nano
                     .saturating_sub(sp.start_time_unix_nano) as f64
                     / 1e6;
-                let status = sp.status.as_ref().map(|st| st.code).unwrap_or(0);
+                let (code, message) = sp
+                    .status
+                    .as_ref()
+                    .map_or((0, ""), |st| (st.code, st.message.as_str()));
                 let _ = write!(
                     s,
-                    "{} {from} span {} trace={} span={} parent={} kind={} dur={dur_ms:.3}ms status={status} ",
+                    "{} {from} span {} trace={} span={} parent={} kind={} dur={dur_ms:.3}ms status={}",
                     time(sp.start_time_unix_nano),
                     sp.name,
                     id(&sp.trace_id),
                     id(&sp.span_id),
                     id(&sp.parent_span_id),
-                    sp.kind,
+                    crate::names::span_kind(sp.kind),
+                    crate::names::span_status(code),
                 );
+                if !message.is_empty() {
+                    let _ = write!(s, " status.message={message:?}");
+                }
+                s.push(' ');
                 write_attrs(s, &sp.attributes);
                 s.push('\n');
             }
+        }
+    }
+}
+
+/// The short name of an OTLP severity number, as the log data model gives it: `INFO`, `WARN2`,
+/// …; `UNSPECIFIED` for 0 and `SEVERITY(n)` outside 1..=24.
+fn severity_name(s: &mut String, n: i32) {
+    const NAMES: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    match n {
+        0 => s.push_str("UNSPECIFIED"),
+        1..=24 => {
+            let (range, step) = ((n - 1) / 4, (n - 1) % 4);
+            s.push_str(NAMES[range as usize]);
+            if step > 0 {
+                let _ = write!(s, "{}", step + 1);
+            }
+        }
+        _ => {
+            let _ = write!(s, "SEVERITY({n})");
         }
     }
 }
@@ -298,12 +325,13 @@ fn text_logs(s: &mut String, req: &ExportLogsServiceRequest) {
                 } else {
                     r.observed_time_unix_nano
                 };
-                let sev = if r.severity_text.is_empty() {
-                    format!("sev={}", r.severity_number)
+                let _ = write!(s, "{} {from} ", time(t));
+                if r.severity_text.is_empty() {
+                    severity_name(s, r.severity_number);
                 } else {
-                    r.severity_text.clone()
-                };
-                let _ = write!(s, "{} {from} {sev} {}", time(t), value(&r.body));
+                    s.push_str(&r.severity_text);
+                }
+                let _ = write!(s, " {}", value(&r.body));
                 if !r.attributes.is_empty() {
                     s.push(' ');
                     write_attrs(s, &r.attributes);
@@ -424,6 +452,104 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dur=2.500ms"), "{text}");
+    }
+
+    #[test]
+    fn text_names_span_kinds_statuses_and_severities() {
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use opentelemetry_proto::tonic::trace::v1::Status;
+        let span = |kind, status: Option<Status>| Span {
+            kind,
+            status,
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(2, None),
+                        span(
+                            3,
+                            Some(Status {
+                                code: 2,
+                                message: "connection \"refused\"".into(),
+                            }),
+                        ),
+                        span(
+                            9,
+                            Some(Status {
+                                code: 1,
+                                ..Default::default()
+                            }),
+                        ),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let b = Batch::new(Signal::Traces, req.encode_to_vec().into(), Arc::from("t")).unwrap();
+        let text = render(StdoutFormat::Text, &b).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].contains(" kind=server ") && lines[0].ends_with(" status=unset "),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains(" kind=client ")
+                && lines[1].ends_with(r#" status=error status.message="connection \"refused\"" "#),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(" kind=unknown ") && lines[2].ends_with(" status=ok "),
+            "{text}"
+        );
+
+        let record = |severity_number, severity_text: &str| LogRecord {
+            severity_number,
+            severity_text: severity_text.into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("hi".into())),
+            }),
+            ..Default::default()
+        };
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        record(0, ""),
+                        record(1, ""),
+                        record(9, ""),
+                        record(14, ""),
+                        record(24, ""),
+                        record(25, ""),
+                        record(17, "Oops"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let b = Batch::new(Signal::Logs, req.encode_to_vec().into(), Arc::from("t")).unwrap();
+        let text = render(StdoutFormat::Text, &b).unwrap();
+        let severities: Vec<&str> = text
+            .lines()
+            .map(|l| l.split(' ').nth(2).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            severities,
+            [
+                "UNSPECIFIED",
+                "TRACE",
+                "INFO",
+                "WARN2",
+                "FATAL4",
+                "SEVERITY(25)",
+                "Oops"
+            ],
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -286,7 +286,7 @@ impl OtlpExporter {
                         accepted_parts += 1;
                         rejected += answer.rejected.min(items);
                         if answer.rejected > 0 && self.warn_partial.allow() {
-                            warn!(exporter = %self.name, endpoint = %ep.label, rejected = answer.rejected, message = %answer.message, "endpoint accepted a batch but rejected part of it");
+                            warn!(exporter = %self.name, endpoint = %ep.label, rejected = answer.rejected, error = %answer.message, "endpoint accepted a batch but rejected part of it");
                         }
                     }
                     Attempt::Done(Err(CallError::Permanent { reason, .. })) => {

@@ -466,7 +466,7 @@ impl Receiver {
     /// reason for the ones that mean trouble).
     pub fn refused(&self, t: Transport, r: &Refusal) {
         self.counters(t).refused_requests[r.reason as usize].inc();
-        debug!(source = %self.name, transport = t.as_str(), reason = r.reason.as_str(), message = %r.message, "request refused");
+        debug!(source = %self.name, transport = t.as_str(), reason = r.reason.as_str(), error = %r.message, "request refused");
         let noteworthy = matches!(
             r.reason,
             Reason::Malformed
@@ -478,7 +478,7 @@ impl Receiver {
         if noteworthy {
             if let Some(n) = self.warn_limit[r.reason as usize].allow() {
                 warn!(source = %self.name, transport = t.as_str(), reason = r.reason.as_str(),
-                    message = %r.message, suppressed = n, "refusing OTLP requests");
+                    error = %r.message, suppressed = n, "refusing OTLP requests");
             }
         }
     }

@@ -5,6 +5,7 @@ use super::{
     append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, DecodeError,
     OriginCols,
 };
+use crate::names::{span_kind, span_status};
 use crate::parquet::schema::{event_fields, link_fields, list_item};
 use crate::wire::{Reader, WireError};
 use arrow_array::builder::{
@@ -13,7 +14,6 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, ListArray, RecordBatch};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{ArrowError, DataType};
-use opentelemetry_proto::tonic::trace::v1::span;
 use sonde_config::Signal;
 use std::sync::Arc;
 
@@ -31,27 +31,6 @@ pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
         source,
     })?;
     batch(Signal::Traces, columns)
-}
-
-pub(crate) fn kind_name(kind: i32) -> &'static str {
-    match span::SpanKind::try_from(kind) {
-        Ok(span::SpanKind::Unspecified) => "unspecified",
-        Ok(span::SpanKind::Internal) => "internal",
-        Ok(span::SpanKind::Server) => "server",
-        Ok(span::SpanKind::Client) => "client",
-        Ok(span::SpanKind::Producer) => "producer",
-        Ok(span::SpanKind::Consumer) => "consumer",
-        Err(_) => "unknown",
-    }
-}
-
-fn status_name(code: i32) -> &'static str {
-    match code {
-        0 => "unset",
-        1 => "ok",
-        2 => "error",
-        _ => "unknown",
-    }
 }
 
 /// A span's scalar fields as read (defaults = protobuf's defaults).
@@ -176,13 +155,13 @@ impl SpanCols {
         self.trace_state.append_option(non_empty(s.trace_state));
         self.flags.append_value(i64::from(s.flags));
         self.name.append_value(s.name);
-        self.kind.append_value(kind_name(s.kind));
+        self.kind.append_value(span_kind(s.kind));
         let (start, end) = (ts(s.start), ts(s.end));
         self.start.append_option(start);
         self.end.append_option(end);
         self.duration
             .append_option(start.zip(end).map(|(a, b)| b.saturating_sub(a)));
-        self.status_code.append_value(status_name(s.status_code));
+        self.status_code.append_value(span_status(s.status_code));
         self.status_message
             .append_option(non_empty(s.status_message));
         self.origin.append_view(resource, scope);
