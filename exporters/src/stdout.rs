@@ -288,8 +288,10 @@ fn text_traces(s: &mut String, req: &ExportTraceServiceRequest) {
                 if !message.is_empty() {
                     let _ = write!(s, " status.message={message:?}");
                 }
-                s.push(' ');
-                write_attrs(s, &sp.attributes);
+                if !sp.attributes.is_empty() {
+                    s.push(' ');
+                    write_attrs(s, &sp.attributes);
+                }
                 s.push('\n');
             }
         }
@@ -493,16 +495,16 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(
-            lines[0].contains(" kind=server ") && lines[0].ends_with(" status=unset "),
+            lines[0].contains(" kind=server ") && lines[0].ends_with(" status=unset"),
             "{text}"
         );
         assert!(
             lines[1].contains(" kind=client ")
-                && lines[1].ends_with(r#" status=error status.message="connection \"refused\"" "#),
+                && lines[1].ends_with(r#" status=error status.message="connection \"refused\"""#),
             "{text}"
         );
         assert!(
-            lines[2].contains(" kind=unknown ") && lines[2].ends_with(" status=ok "),
+            lines[2].contains(" kind=unknown ") && lines[2].ends_with(" status=ok"),
             "{text}"
         );
 
