@@ -70,7 +70,13 @@ impl fmt::Display for ConfigErrors {
             self.origin
         )?;
         for e in &self.errors {
-            writeln!(f, "  {}:{e}", self.origin)?;
+            // `FILE:LINE:COL: …` when the place is known, `FILE: …` otherwise.
+            let sep = if e.line.is_some() && e.column.is_some() {
+                ":"
+            } else {
+                ": "
+            };
+            writeln!(f, "  {}{sep}{e}", self.origin)?;
         }
         Ok(())
     }

@@ -200,7 +200,7 @@ impl Loader<'_> {
                             _ => {}
                         }
                     }
-                    let message = e.inner().message().to_string();
+                    let message = in_toml_terms(e.inner().message());
                     // serde reports an unknown key at its parent; point at the key itself.
                     if let Some(unknown) = unknown_field(&message) {
                         if rel.last() != Some(&Seg::Key(unknown.clone())) {
@@ -613,6 +613,22 @@ fn remove_at(value: &mut toml::Value, path: &[Seg]) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// serde names the Rust type it wanted ("expected struct AgentConfig"); a config file's reader
+/// knows it as a table.
+fn in_toml_terms(message: &str) -> String {
+    const STRUCT: &str = "expected struct ";
+    match message.find(STRUCT) {
+        Some(at) => {
+            let rest = &message[at + STRUCT.len()..];
+            let name_len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            format!("{}expected a table{}", &message[..at], &rest[name_len..])
+        }
+        None => message.to_string(),
     }
 }
 

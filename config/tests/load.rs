@@ -480,3 +480,20 @@ buffer = { type = "disk", fsink = "always" }
     assert_eq!(e.path, "exporters.out.buffer.fsink");
     assert!(e.message.contains("unknown field"), "{}", e.message);
 }
+
+#[test]
+fn file_level_problems_and_wrong_tables_read_plainly() {
+    // A table given as a number: said in TOML's words, not as the Rust type behind it.
+    let errs = load("agent = 5\n").expect_err("refused");
+    let shown = errs.to_string();
+    assert!(
+        shown.contains("test.toml:1:1: `agent`: invalid type: integer `5`, expected a table"),
+        "{shown}"
+    );
+    assert!(!shown.contains("struct"), "{shown}");
+    // A problem without a place (no sources at all) is `FILE: message`, not `FILE:message`.
+    assert!(
+        shown.contains("  test.toml: no `sources` configured"),
+        "{shown}"
+    );
+}
