@@ -422,25 +422,30 @@ mod tests {
         assert_eq!(back.encode_to_vec(), metric_batch().payload.to_vec());
     }
 
-    #[test]
-    fn span_ids_are_hex_in_json_and_text() {
+    /// A traces batch holding `spans` under one resource and scope.
+    fn span_batch(spans: Vec<Span>) -> Batch {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
-                    spans: vec![Span {
-                        trace_id: vec![0xab; 16],
-                        span_id: vec![0x01; 8],
-                        name: "GET /".into(),
-                        start_time_unix_nano: 1_000_000,
-                        end_time_unix_nano: 3_500_000,
-                        ..Default::default()
-                    }],
+                    spans,
                     ..Default::default()
                 }],
                 ..Default::default()
             }],
         };
-        let b = Batch::new(Signal::Traces, req.encode_to_vec().into(), Arc::from("t")).unwrap();
+        Batch::new(Signal::Traces, req.encode_to_vec().into(), Arc::from("t")).unwrap()
+    }
+
+    #[test]
+    fn span_ids_are_hex_in_json_and_text() {
+        let b = span_batch(vec![Span {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0x01; 8],
+            name: "GET /".into(),
+            start_time_unix_nano: 1_000_000,
+            end_time_unix_nano: 3_500_000,
+            ..Default::default()
+        }]);
         let json = render(StdoutFormat::Json, &b).unwrap();
         assert!(
             json.contains(&format!("\"traceId\":\"{}\"", "ab".repeat(16))),
@@ -465,32 +470,23 @@ mod tests {
             status,
             ..Default::default()
         };
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![
-                        span(2, None),
-                        span(
-                            3,
-                            Some(Status {
-                                code: 2,
-                                message: "connection \"refused\"".into(),
-                            }),
-                        ),
-                        span(
-                            9,
-                            Some(Status {
-                                code: 1,
-                                ..Default::default()
-                            }),
-                        ),
-                    ],
+        let b = span_batch(vec![
+            span(2, None),
+            span(
+                3,
+                Some(Status {
+                    code: 2,
+                    message: "connection \"refused\"".into(),
+                }),
+            ),
+            span(
+                9,
+                Some(Status {
+                    code: 1,
                     ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let b = Batch::new(Signal::Traces, req.encode_to_vec().into(), Arc::from("t")).unwrap();
+                }),
+            ),
+        ]);
         let text = render(StdoutFormat::Text, &b).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
