@@ -217,6 +217,10 @@ def test_pyarrow_reads_types_and_every_span_field(fixture_files):
     assert str(schema.field("start_time").type) == "timestamp[ns, tz=UTC]"
     assert str(schema.field("attributes").type).startswith("map<string, string")
     assert str(schema.field("attributes_int").type).startswith("map<string, int64")
+    # Built as Arrow dictionaries in memory; written and read back as the documented strings.
+    assert str(schema.field("service_name").type) == "string"
+    assert str(schema.field("scope_name").type) == "string"
+    assert str(schema.field("resource_attributes").type).startswith("map<string, string")
     assert pq.ParquetFile(fixture_files["traces"]).metadata.row_group(0).column(0).compression == "ZSTD"
     rows = rows_of(fixture_files["traces"])
     assert len(rows) == 2

@@ -30,10 +30,12 @@ pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
             source: DecodeError::Prost(source),
         })?;
     let mut cols = MetricCols::default();
-    for rm in &req.resource_metrics {
-        let origin = Origin::new(rm.resource.as_ref(), &rm.schema_url);
+    let mut scopes = 0;
+    for (i, rm) in req.resource_metrics.iter().enumerate() {
+        let origin = Origin::new(i, rm.resource.as_ref(), &rm.schema_url);
         for sm in &rm.scope_metrics {
-            let origin = origin.with_scope(sm.scope.as_ref(), &sm.schema_url);
+            scopes += 1;
+            let origin = origin.with_scope(scopes, sm.scope.as_ref(), &sm.schema_url);
             for m in &sm.metrics {
                 cols.append_metric(&origin, m);
             }

@@ -400,6 +400,8 @@ impl<'a> RenderedKv<'a> {
 /// A `Resource` and its resource-level `schema_url`, read once per `Resource{Spans,Logs}`.
 #[derive(Debug, Default)]
 pub(crate) struct ResourceView<'a> {
+    /// Its position among the request's resources (rows of one resource share its values).
+    pub seq: usize,
     pub attrs: Vec<RenderedKv<'a>>,
     pub dropped: u32,
     pub schema_url: &'a str,
@@ -456,6 +458,8 @@ fn check_entity_ref(buf: &[u8], f: &Field) -> Result<(), WireError> {
 /// `Scope{Spans,Logs}`.
 #[derive(Debug, Default)]
 pub(crate) struct ScopeView<'a> {
+    /// Its position among all the request's scopes, whatever their resource.
+    pub seq: usize,
     pub name: &'a str,
     pub version: &'a str,
     pub attrs: Vec<RenderedKv<'a>>,
@@ -495,6 +499,7 @@ pub(crate) fn for_each_item<'a>(
     mut item: impl FnMut(&ResourceView<'a>, &ScopeView<'a>, (usize, usize)) -> Result<(), WireError>,
 ) -> Result<(), WireError> {
     let mut request = Reader::new(buf, 0, buf.len());
+    let (mut resources, mut scopes) = (0, 0);
     while let Some(f) = request.next()? {
         if f.number != 1 {
             continue;
@@ -502,7 +507,11 @@ pub(crate) fn for_each_item<'a>(
         let (a, b) = f.len()?;
         // Resource{Spans,Logs}: 1 = resource, 2 = scope-level messages, 3 = schema_url.
         let (resource, url) = level_header(buf, (a, b))?;
-        let resource = ResourceView::read(buf, &resource, url)?;
+        let resource = ResourceView {
+            seq: resources,
+            ..ResourceView::read(buf, &resource, url)?
+        };
+        resources += 1;
         let mut r = Reader::new(buf, a, b);
         while let Some(f) = r.next()? {
             if f.number != 2 {
@@ -511,7 +520,11 @@ pub(crate) fn for_each_item<'a>(
             let (a, b) = f.len()?;
             // Scope{Spans,Logs}: 1 = scope, 2 = items, 3 = schema_url.
             let (scope, url) = level_header(buf, (a, b))?;
-            let scope = ScopeView::read(buf, &scope, url)?;
+            let scope = ScopeView {
+                seq: scopes,
+                ..ScopeView::read(buf, &scope, url)?
+            };
+            scopes += 1;
             let mut s = Reader::new(buf, a, b);
             while let Some(f) = s.next()? {
                 if f.number == 2 {

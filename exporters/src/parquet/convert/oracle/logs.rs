@@ -33,10 +33,12 @@ pub(crate) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
         .map(|s| s.log_records.len())
         .sum();
     let mut cols = LogCols::new(rows);
-    for rl in &req.resource_logs {
-        let origin = Origin::new(rl.resource.as_ref(), &rl.schema_url);
+    let mut scopes = 0;
+    for (i, rl) in req.resource_logs.iter().enumerate() {
+        let origin = Origin::new(i, rl.resource.as_ref(), &rl.schema_url);
         for sl in &rl.scope_logs {
-            let origin = origin.with_scope(sl.scope.as_ref(), &sl.schema_url);
+            scopes += 1;
+            let origin = origin.with_scope(scopes, sl.scope.as_ref(), &sl.schema_url);
             for r in &sl.log_records {
                 cols.append(&origin, r);
             }

@@ -32,10 +32,12 @@ pub(crate) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
         .map(|s| s.spans.len())
         .sum();
     let mut cols = SpanCols::new(rows);
-    for rs in &req.resource_spans {
-        let origin = Origin::new(rs.resource.as_ref(), &rs.schema_url);
+    let mut scopes = 0;
+    for (i, rs) in req.resource_spans.iter().enumerate() {
+        let origin = Origin::new(i, rs.resource.as_ref(), &rs.schema_url);
         for ss in &rs.scope_spans {
-            let origin = origin.with_scope(ss.scope.as_ref(), &ss.schema_url);
+            scopes += 1;
+            let origin = origin.with_scope(scopes, ss.scope.as_ref(), &ss.schema_url);
             for span in &ss.spans {
                 cols.append(&origin, span);
             }
