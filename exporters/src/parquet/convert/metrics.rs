@@ -10,7 +10,7 @@ use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder,
     Int64Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch};
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{ArrowError, DataType};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -538,7 +538,7 @@ impl Exemplars {
         let values = struct_array(exemplar_fields(), cols)?;
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         Ok(Arc::new(ListArray::try_new(
-            list_item(DataType::Struct(exemplar_fields())),
+            list_item(values.data_type().clone()),
             OffsetBuffer::new(offsets.into()),
             Arc::new(values),
             None,

@@ -10,9 +10,9 @@ use crate::parquet::schema::{event_fields, link_fields, list_item};
 use arrow_array::builder::{
     ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch};
 use arrow_buffer::OffsetBuffer;
-use arrow_schema::{ArrowError, DataType};
+use arrow_schema::ArrowError;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span, Span};
 use prost::Message;
@@ -220,7 +220,7 @@ impl Events {
         let values = struct_array(event_fields(), cols)?;
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         Ok(Arc::new(ListArray::try_new(
-            list_item(DataType::Struct(event_fields())),
+            list_item(values.data_type().clone()),
             OffsetBuffer::new(offsets.into()),
             Arc::new(values),
             None,
@@ -278,7 +278,7 @@ impl Links {
         let values = struct_array(link_fields(), cols)?;
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         Ok(Arc::new(ListArray::try_new(
-            list_item(DataType::Struct(link_fields())),
+            list_item(values.data_type().clone()),
             OffsetBuffer::new(offsets.into()),
             Arc::new(values),
             None,
