@@ -57,7 +57,9 @@ struct Dict {
 }
 
 impl Dict {
-    /// Adds `v` and returns its key.
+    /// Adds `v` and returns its key. Keys stay far below `i32::MAX`: a payload of `n` bytes
+    /// holds fewer than `n / 2` values (each takes at least a tag and a length on the wire), and
+    /// payloads are bounded by the receiver's and the batcher's byte limits (MiBs, not GiBs).
     fn add(&mut self, v: &str) -> i32 {
         self.values.append_value(v);
         self.last_key()
