@@ -66,10 +66,10 @@ pub fn convert(signal: Signal, payload: &[u8]) -> Result<RecordBatch, ConvertErr
 }
 
 /// The rows in `signal`'s schema. A column may hold its documented type in another Arrow
-/// encoding — attribute keys and the resource and scope columns are dictionaries ([`columns`]) — so the batch's
-/// own schema names the types the columns have; the Parquet writer, created with the
-/// documented schema, writes them as the documented types (and refuses a column that is not an
-/// encoding of its documented type).
+/// encoding (attribute keys and the resource and scope columns are dictionaries, see
+/// [`columns`]), so the batch's own schema names the types the columns have. The Parquet
+/// writer, created with the documented schema, writes them as the documented types, and
+/// refuses a column that is not an encoding of its documented type.
 fn batch(signal: Signal, columns: Vec<ArrayRef>) -> Result<RecordBatch, ConvertError> {
     let documented = schema::schema(signal);
     let fields = with_types(documented.fields(), &columns);
