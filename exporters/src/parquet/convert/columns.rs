@@ -118,6 +118,8 @@ impl KeyDict {
         key
     }
 
+    /// Ends the current row. A row without attributes leaves the one before it as the row the
+    /// next keys are compared with.
     #[inline]
     fn end_row(&mut self) {
         if !self.row.is_empty() {

@@ -144,84 +144,82 @@ fn expected(
     }
 }
 
+/// [`origins`] as a request's resource-level messages: `scope` makes a scope-level message (with
+/// two items), `resource` a resource-level one around its scopes.
+fn levels<S, R>(
+    scope: impl Fn(Option<InstrumentationScope>, String) -> S,
+    resource: impl Fn(Option<Resource>, String, Vec<S>) -> R,
+) -> Vec<R> {
+    origins()
+        .into_iter()
+        .map(|(r, url, scopes)| {
+            let scopes = scopes.into_iter().map(|(s, su)| scope(s, su)).collect();
+            resource(r, url, scopes)
+        })
+        .collect()
+}
+
 /// The request of `signal` with two items per scope, and what each row must hold.
 fn request(signal: Signal) -> (Vec<u8>, Vec<Expected>) {
-    let mut want = Vec::new();
-    let mut expect = |r: &Option<Resource>, u: &str, s: &Option<InstrumentationScope>, su: &str| {
-        let e = expected(r, u, s, su);
-        want.extend([e.clone(), e]);
-    };
+    let want = origins()
+        .iter()
+        .flat_map(|(r, u, scopes)| {
+            scopes.iter().flat_map(move |(s, su)| {
+                let e = expected(r, u, s, su);
+                [e.clone(), e]
+            })
+        })
+        .collect();
     let bytes = match signal {
         Signal::Traces => ExportTraceServiceRequest {
-            resource_spans: origins()
-                .into_iter()
-                .map(|(resource, url, scopes)| ResourceSpans {
-                    scope_spans: scopes
-                        .into_iter()
-                        .map(|(scope, su)| {
-                            expect(&resource, &url, &scope, &su);
-                            ScopeSpans {
-                                scope,
-                                spans: vec![Span::default(), Span::default()],
-                                schema_url: su,
-                            }
-                        })
-                        .collect(),
+            resource_spans: levels(
+                |scope, schema_url| ScopeSpans {
+                    scope,
+                    spans: vec![Span::default(); 2],
+                    schema_url,
+                },
+                |resource, schema_url, scope_spans| ResourceSpans {
                     resource,
-                    schema_url: url,
-                })
-                .collect(),
+                    scope_spans,
+                    schema_url,
+                },
+            ),
         }
         .encode_to_vec(),
         Signal::Logs => ExportLogsServiceRequest {
-            resource_logs: origins()
-                .into_iter()
-                .map(|(resource, url, scopes)| ResourceLogs {
-                    scope_logs: scopes
-                        .into_iter()
-                        .map(|(scope, su)| {
-                            expect(&resource, &url, &scope, &su);
-                            ScopeLogs {
-                                scope,
-                                log_records: vec![LogRecord::default(), LogRecord::default()],
-                                schema_url: su,
-                            }
-                        })
-                        .collect(),
+            resource_logs: levels(
+                |scope, schema_url| ScopeLogs {
+                    scope,
+                    log_records: vec![LogRecord::default(); 2],
+                    schema_url,
+                },
+                |resource, schema_url, scope_logs| ResourceLogs {
                     resource,
-                    schema_url: url,
-                })
-                .collect(),
+                    scope_logs,
+                    schema_url,
+                },
+            ),
         }
         .encode_to_vec(),
         Signal::Metrics => ExportMetricsServiceRequest {
-            resource_metrics: origins()
-                .into_iter()
-                .map(|(resource, url, scopes)| ResourceMetrics {
-                    scope_metrics: scopes
-                        .into_iter()
-                        .map(|(scope, su)| {
-                            expect(&resource, &url, &scope, &su);
-                            ScopeMetrics {
-                                scope,
-                                metrics: vec![Metric {
-                                    name: "m".into(),
-                                    data: Some(Data::Gauge(Gauge {
-                                        data_points: vec![
-                                            NumberDataPoint::default(),
-                                            NumberDataPoint::default(),
-                                        ],
-                                    })),
-                                    ..Default::default()
-                                }],
-                                schema_url: su,
-                            }
-                        })
-                        .collect(),
+            resource_metrics: levels(
+                |scope, schema_url| ScopeMetrics {
+                    scope,
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 2],
+                        })),
+                        ..Default::default()
+                    }],
+                    schema_url,
+                },
+                |resource, schema_url, scope_metrics| ResourceMetrics {
                     resource,
-                    schema_url: url,
-                })
-                .collect(),
+                    scope_metrics,
+                    schema_url,
+                },
+            ),
         }
         .encode_to_vec(),
     };
