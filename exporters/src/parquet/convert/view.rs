@@ -223,8 +223,71 @@ impl<'a> KvView<'a> {
     pub(crate) fn field(buf: &'a [u8], f: &Field, depth: u32) -> Result<Self, WireError> {
         let range = f.len()?;
         enter(depth, f.start)?;
-        KvView::read(buf, range, depth)
+        match KvView::read_common(buf, range, depth) {
+            Some(kv) => Ok(kv),
+            None => KvView::read(buf, range, depth),
+        }
     }
+
+    /// Reads the `KeyValue` in `buf[range]` if it has the layout nearly every encoder writes:
+    /// `key` then `value`, each once, lengths below 128, and a value that is one string, int,
+    /// bool or double field (or none). `None` for any other layout, including a malformed one:
+    /// [`Self::read`] then reads it (or refuses it) in full. What this accepts, [`Self::read`]
+    /// reads the same way; the general loop costs a field dispatch per tag and the value's
+    /// [`Chunks`], which for the ten attributes of a span is a sixth of the conversion.
+    #[inline]
+    fn read_common(buf: &'a [u8], (a, b): (usize, usize), depth: u32) -> Option<Self> {
+        // [0x0a klen key..] [0x12 vlen value..]: tags of field 1 and field 2, both LEN.
+        let m = buf.get(a..b)?;
+        let (&[0x0a, klen], m) = m.split_first_chunk::<2>()? else {
+            return None;
+        };
+        let (key, m) = m.split_at_checked(one_byte_len(klen)?)?;
+        let (&[0x12, vlen], value) = m.split_first_chunk::<2>()? else {
+            return None;
+        };
+        if one_byte_len(vlen)? != value.len() || depth + 1 > MAX_DEPTH {
+            return None;
+        }
+        let value = match value {
+            [] => AnyView::Empty,
+            [0x0a, slen, s @ ..] if one_byte_len(*slen) == Some(s.len()) => {
+                AnyView::Str(std::str::from_utf8(s).ok()?)
+            }
+            [0x10, v] if *v < 0x80 => AnyView::Bool(*v != 0),
+            [0x18, v @ ..] => AnyView::Int(varint_exact(v)? as i64),
+            [0x21, d @ ..] => AnyView::Double(f64::from_le_bytes(<[u8; 8]>::try_from(d).ok()?)),
+            _ => return None,
+        };
+        Some(KvView {
+            key: std::str::from_utf8(key).ok()?,
+            value,
+            value_depth: depth + 1,
+        })
+    }
+}
+
+/// A length that is a one-byte varint (below 128), or `None`.
+#[inline]
+fn one_byte_len(b: u8) -> Option<usize> {
+    (b < 0x80).then_some(usize::from(b))
+}
+
+/// The varint that `v` holds, exactly (every byte used, at most 10, fits 64 bits), or `None`.
+#[inline]
+fn varint_exact(v: &[u8]) -> Option<u64> {
+    let (last, init) = v.split_last()?;
+    if *last >= 0x80 || v.len() > 10 || (v.len() == 10 && *last > 1) {
+        return None;
+    }
+    let mut value = 0u64;
+    for (i, b) in init.iter().enumerate() {
+        if *b < 0x80 {
+            return None;
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+    }
+    Some(value | (u64::from(*last) << (7 * init.len())))
 }
 
 /// Writes a `serde_json` serialization into `out`. Serializing a string or number into a `Vec`
@@ -562,4 +625,120 @@ fn level_header(buf: &[u8], (a, b): (usize, usize)) -> Result<(Chunks, &str), Wi
 /// span path), a guess too high would hold memory for rows that never come.
 pub(crate) fn capacity_hint(len: usize, item_bytes: usize) -> usize {
     (len / item_bytes.max(1)).min(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use proptest::prelude::*;
+    use prost::Message;
+
+    /// What the general loop reads from `kv`, as text (`AnyView` holds floats, so no `Eq`).
+    fn general(kv: &[u8]) -> Result<String, WireError> {
+        KvView::read(kv, (0, kv.len()), 5).map(|v| format!("{:?} {:?}", v.key, v.value))
+    }
+
+    /// Checks that the common-layout reader, where it reads `kv` at all, reads what the general
+    /// loop reads; returns whether it did.
+    fn agrees(kv: &[u8]) -> bool {
+        match KvView::read_common(kv, (0, kv.len()), 5) {
+            None => false,
+            Some(v) => {
+                assert_eq!(
+                    general(kv).as_deref(),
+                    Ok(format!("{:?} {:?}", v.key, v.value).as_str()),
+                    "{kv:02x?}"
+                );
+                assert_eq!(v.value_depth, 6);
+                true
+            }
+        }
+    }
+
+    fn encoded(key: &str, value: Option<Value>) -> Vec<u8> {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn the_common_layout_reads_as_the_general_loop() {
+        let long = "x".repeat(127);
+        for (kv, common) in [
+            (
+                encoded("http.method", Some(Value::StringValue("GET".into()))),
+                true,
+            ),
+            (encoded("k", Some(Value::StringValue(String::new()))), true),
+            // prost leaves an empty key out: the general loop reads that.
+            (encoded("", Some(Value::StringValue("v".into()))), false),
+            (encoded(&long, Some(Value::StringValue("v".into()))), true),
+            (
+                encoded("k", Some(Value::StringValue("y".repeat(125)))),
+                true,
+            ),
+            (encoded("k", Some(Value::IntValue(-1))), true), // a 10-byte varint
+            (encoded("k", Some(Value::IntValue(i64::MAX))), true),
+            (encoded("k", Some(Value::BoolValue(true))), true),
+            (encoded("k", Some(Value::DoubleValue(f64::NAN))), true),
+            (encoded("k", None), true),
+            // Lengths of 128 and more take two bytes: the general loop reads them.
+            (
+                encoded("k", Some(Value::StringValue("y".repeat(126)))),
+                false,
+            ),
+            (
+                encoded(&"x".repeat(128), Some(Value::BoolValue(false))),
+                false,
+            ),
+            (encoded("k", Some(Value::BytesValue(vec![1, 2]))), false),
+            (encoded("k", Some(Value::StringValueStrindex(3))), false),
+            // No value at all, the value before the key, a repeated key, a bool of 2 bytes.
+            (vec![0x0a, 1, b'k'], false),
+            (vec![0x12, 2, 0x10, 1, 0x0a, 1, b'k'], false),
+            (vec![0x0a, 1, b'a', 0x0a, 1, b'k', 0x12, 0], false),
+            (vec![0x0a, 1, b'k', 0x12, 3, 0x10, 0x81, 0x01], false),
+            // A length byte above 127 that happens to equal the bytes left: not a length.
+            (
+                [&[0x0a, 1, b'k', 0x12, 0x83, 0x0a, 0x81][..], &[b'z'; 0x81]].concat(),
+                false,
+            ),
+            // Invalid UTF-8 and an 11-byte varint: refused by the general loop.
+            (vec![0x0a, 1, 0xff, 0x12, 0], false),
+            (
+                [&[0x0a, 1, b'k', 0x12, 11, 0x18][..], &[0xff; 9], &[2]].concat(),
+                false,
+            ),
+        ] {
+            assert_eq!(agrees(&kv), common, "{kv:02x?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn any_key_value_reads_as_the_general_loop(
+            key in ".{0,40}",
+            value in prop_oneof![
+                Just(None),
+                ".{0,70}".prop_map(|s| Some(Value::StringValue(s))),
+                any::<i64>().prop_map(|i| Some(Value::IntValue(i))),
+                any::<bool>().prop_map(|b| Some(Value::BoolValue(b))),
+                any::<f64>().prop_map(|d| Some(Value::DoubleValue(d))),
+            ],
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            let mut kv = encoded(&key, value);
+            for (at, byte) in flips {
+                let i = at.index(kv.len());
+                kv[i] = byte;
+            }
+            agrees(&kv);
+        }
+    }
 }
