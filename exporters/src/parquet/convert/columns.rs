@@ -8,7 +8,7 @@
 //! instead of once per row (`DictEncoder::encode_dictionary`). Interning every string of every
 //! row took about a sixth of the Parquet path's time (BENCHMARKS.md, "Parquet exporter").
 
-use super::view::{self, KvView, RenderedKv, Typed};
+use super::view::{self, KvView, RawKey, RenderedKv, Typed};
 use crate::wire::WireError;
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
@@ -104,15 +104,39 @@ impl KeyDict {
     /// Appends `k` as the next entry of the current row and returns its dictionary key.
     #[inline]
     fn append(&mut self, k: &str) -> i32 {
-        let pos = self.row.len();
-        let same = |key: &&i32| self.dict.value(**key) == k.as_bytes();
-        let key = match self.last_row.get(pos).filter(same) {
-            Some(key) => *key,
-            None => match self.last_row.iter().take(Self::SCAN).find(same) {
-                Some(key) => *key,
-                None => self.dict.add(k),
-            },
+        let key = match self.find(k.as_bytes()) {
+            Some(key) => key,
+            None => self.dict.add(k),
         };
+        self.push(key)
+    }
+
+    /// [`Self::append`] for a key read off the wire: its UTF-8 is checked only when it is not
+    /// one of the previous row's keys (those were checked when they were added).
+    #[inline]
+    fn append_raw(&mut self, k: RawKey<'_>) -> Result<i32, WireError> {
+        let key = match self.find(k.bytes) {
+            Some(key) => key,
+            None => self.dict.add(k.str()?),
+        };
+        Ok(self.push(key))
+    }
+
+    /// The dictionary key of `k` if the previous row has it: at the current position, or among
+    /// its first [`Self::SCAN`] keys.
+    #[inline]
+    fn find(&self, k: &[u8]) -> Option<i32> {
+        let same = |key: &&i32| self.dict.value(**key) == k;
+        let pos = self.row.len();
+        self.last_row
+            .get(pos)
+            .filter(same)
+            .or_else(|| self.last_row.iter().take(Self::SCAN).find(same))
+            .copied()
+    }
+
+    #[inline]
+    fn push(&mut self, key: i32) -> i32 {
         self.keys.append_value(key);
         self.row.push(key);
         key
@@ -238,7 +262,7 @@ impl AttrCols {
     /// Adds one attribute read off the wire to the current row (finished by [`Self::end_row`]).
     #[inline]
     pub(crate) fn push(&mut self, buf: &[u8], kv: &KvView<'_>) -> Result<(), WireError> {
-        let key = self.keys.append(kv.key);
+        let key = self.keys.append_raw(kv.key)?;
         let v = &mut self.values;
         if view::write_text(v, buf, &kv.value, kv.value_depth, &mut self.scratch)? {
             v.append_value("");

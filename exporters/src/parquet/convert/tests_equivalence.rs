@@ -437,6 +437,26 @@ fn malformed_requests_are_refused_with_the_offset() {
     assert_agree(Signal::Traces, &bad);
     let e = convert(Signal::Traces, &bad).unwrap_err();
     assert!(e.to_string().contains("not valid UTF-8 at byte"), "{e}");
+    // An attribute key that is not UTF-8, in the common layout, after rows whose keys were
+    // fine (keys are checked only when they are not the previous row's).
+    let attr = |key: &[u8]| len_field(9, &[len_field(1, key), len_field(2, &[])].concat());
+    let request = |last_key: &[u8]| {
+        let spans = [
+            len_field(2, &attr(b"k")),
+            len_field(2, &attr(b"k")),
+            len_field(2, &[attr(b"k"), attr(last_key)].concat()),
+        ];
+        len_field(1, &len_field(2, &spans.concat()))
+    };
+    let bad = request(&[0x6b, 0xff]);
+    assert_agree(Signal::Traces, &bad);
+    let e = convert(Signal::Traces, &bad).unwrap_err();
+    assert!(
+        e.to_string().contains("string field 1 is not valid UTF-8"),
+        "{e}"
+    );
+    let fine = request(b"k2");
+    assert_eq!(assert_same(Signal::Traces, &fine).num_rows(), 3);
     // A known field with the wrong wire type (name as a varint).
     let bad = request_of_span_bytes(&[0x28, 0x01], &[]);
     assert_agree(Signal::Traces, &bad);

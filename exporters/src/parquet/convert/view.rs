@@ -179,9 +179,36 @@ impl<'a> AnyView<'a> {
     }
 }
 
+/// A `KeyValue`'s key as read off the wire, its UTF-8 not yet checked. The attribute columns
+/// compare it with the keys of the row before (checked when they were added) and check only a
+/// key they have not seen: the same few keys come on every item.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawKey<'a> {
+    pub bytes: &'a [u8],
+    /// Where its field starts, for the error.
+    at: usize,
+}
+
+impl<'a> RawKey<'a> {
+    /// A key whose UTF-8 is checked already.
+    fn checked(s: &'a str) -> Self {
+        RawKey {
+            bytes: s.as_bytes(),
+            at: 0,
+        }
+    }
+
+    /// The key as text, or the error prost gives for a key that is not UTF-8.
+    #[inline]
+    pub(crate) fn str(&self) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.bytes)
+            .map_err(|_| err(self.at, WireErrorKind::InvalidUtf8 { field: 1 }))
+    }
+}
+
 /// A `KeyValue` on the wire; its value is an `AnyValue` at `depth + 1`.
 pub(crate) struct KvView<'a> {
-    pub key: &'a str,
+    pub key: RawKey<'a>,
     pub value: AnyView<'a>,
     /// Depth of the `AnyValue` message.
     pub value_depth: u32,
@@ -212,7 +239,7 @@ impl<'a> KvView<'a> {
             }
         }
         Ok(KvView {
-            key,
+            key: RawKey::checked(key),
             value: AnyView::read(buf, &value, depth + 1)?,
             value_depth: depth + 1,
         })
@@ -262,7 +289,7 @@ impl<'a> KvView<'a> {
             _ => return None,
         };
         Some(KvView {
-            key: std::str::from_utf8(key).ok()?,
+            key: RawKey { bytes: key, at: a },
             value,
             value_depth: depth + 1,
         })
@@ -356,7 +383,7 @@ pub(crate) fn write_json(
                     out.push(b',');
                 }
                 first = false;
-                json_into(out, kv.key);
+                json_into(out, kv.key.str()?);
                 out.push(b':');
                 write_json(out, buf, &kv.value, kv.value_depth)
             })?;
@@ -453,7 +480,7 @@ impl<'a> RenderedKv<'a> {
         let is_str = matches!(kv.value, AnyView::Str(_));
         Ok((
             RenderedKv {
-                key: kv.key,
+                key: kv.key.str()?,
                 text,
                 typed: Typed::of(&kv.value),
             },
@@ -637,21 +664,20 @@ mod tests {
     use prost::Message;
 
     /// What the general loop reads from `kv`, as text (`AnyView` holds floats, so no `Eq`).
-    fn general(kv: &[u8]) -> Result<String, WireError> {
-        KvView::read(kv, (0, kv.len()), 5).map(|v| format!("{:?} {:?}", v.key, v.value))
+    fn general(kv: &[u8]) -> Option<String> {
+        let v = KvView::read(kv, (0, kv.len()), 5).ok()?;
+        Some(format!("{:?} {:?}", v.key.str().ok()?, v.value))
     }
 
     /// Checks that the common-layout reader, where it reads `kv` at all, reads what the general
-    /// loop reads; returns whether it did.
+    /// loop reads (a key that is not UTF-8 is refused when the key is used); returns whether it
+    /// read it.
     fn agrees(kv: &[u8]) -> bool {
         match KvView::read_common(kv, (0, kv.len()), 5) {
             None => false,
             Some(v) => {
-                assert_eq!(
-                    general(kv).as_deref(),
-                    Ok(format!("{:?} {:?}", v.key, v.value).as_str()),
-                    "{kv:02x?}"
-                );
+                let common = v.key.str().ok().map(|k| format!("{k:?} {:?}", v.value));
+                assert_eq!(general(kv), common, "{kv:02x?}");
                 assert_eq!(v.value_depth, 6);
                 true
             }
@@ -709,8 +735,10 @@ mod tests {
                 [&[0x0a, 1, b'k', 0x12, 0x83, 0x0a, 0x81][..], &[b'z'; 0x81]].concat(),
                 false,
             ),
-            // Invalid UTF-8 and an 11-byte varint: refused by the general loop.
-            (vec![0x0a, 1, 0xff, 0x12, 0], false),
+            // A key that is not UTF-8: read, and refused where the key is used.
+            (vec![0x0a, 1, 0xff, 0x12, 0], true),
+            // A value that is not UTF-8 and an 11-byte varint: refused by the general loop.
+            (vec![0x0a, 1, b'k', 0x12, 3, 0x0a, 1, 0xff], false),
             (
                 [&[0x0a, 1, b'k', 0x12, 11, 0x18][..], &[0xff; 9], &[2]].concat(),
                 false,
