@@ -35,7 +35,7 @@ pub struct ParquetConfig {
     /// … or once it holds this many rows.
     pub row_group_rows: usize,
     pub compression: ParquetCompression,
-    /// Codec level: zstd 1–22 (default 3), gzip 0–10 (default 6); ignored by other codecs.
+    /// Codec level: zstd 1–22 (default 2), gzip 0–10 (default 6); ignored by other codecs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression_level: Option<i32>,
     /// Upper bound on local disk used under `agent.data_dir/parquet/<exporter>/`: open files'
