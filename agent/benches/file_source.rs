@@ -14,6 +14,7 @@ use sonde::metrics::Registry;
 use sonde::pipeline::{buffer, router, worker};
 use sonde::sources::{file, SourceContext};
 use sonde_config::{BufferConfig, ByteSize, FileSourceConfig, RetryConfig, StartAt};
+use sonde_exporters::telemetry::process_cpu_seconds;
 use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
 use std::io::Write;
 use std::path::Path;
@@ -31,18 +32,9 @@ impl Exporter for Null {
     }
 }
 
-/// CPU seconds (user + system) of this process, or of `pid`.
+/// CPU seconds (user + system) of this process, or of `pid` (0 once it is gone).
 fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".into(),
-    };
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    process_cpu_seconds(pid).unwrap_or(0.0)
 }
 
 fn line(i: u64) -> Vec<u8> {

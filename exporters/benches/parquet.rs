@@ -15,6 +15,7 @@ use parquet::arrow::ArrowWriter;
 use prost::Message;
 use sonde_config::{ParquetConfig, Signal};
 use sonde_exporters::parquet::{convert, schema, testdata, writer::Settings};
+use sonde_exporters::telemetry::process_cpu_seconds;
 use std::io::Write;
 
 const N: usize = 4096;
@@ -50,14 +51,8 @@ fn sizes(settings: &Settings, signal: Signal, payloads: &[Vec<u8>], items: usize
     );
 }
 
-/// CPU seconds this process has used (user + system), from /proc/self/stat.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    process_cpu_seconds(None).expect("/proc/self/stat")
 }
 
 /// Items converted per CPU-second (not per wall-second: the figure holds on a busy machine).

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use sonde_exporters::telemetry::LocalTelemetry;
+use sonde_exporters::telemetry::{process_cpu_seconds, LocalTelemetry};
 use sonde_exporters::{wire, Batch, Signal};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    process_cpu_seconds(None).expect("/proc/self/stat")
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {

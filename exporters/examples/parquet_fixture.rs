@@ -6,11 +6,12 @@
 //! holds the exporter's own settings (`url = "…"`, …). Exports the fixture traces, metrics and
 //! logs (and BULK_SPANS generated spans in batches of 4096, each with PAD_BYTES random bytes of
 //! padding, to make a large file), shuts the exporter down (finish + upload, within 60 s) and
-//! prints one JSON line with its counters and the elapsed seconds.
+//! prints one JSON line with its counters, and the wall and CPU seconds of the exporter's work:
+//! from the first export to the end of the shutdown, the requests being generated before.
 
 use prost::Message;
 use sonde_exporters::parquet::{testdata, ParquetExporter};
-use sonde_exporters::telemetry::LocalTelemetry;
+use sonde_exporters::telemetry::{process_cpu_seconds, LocalTelemetry};
 use sonde_exporters::{Batch, Exporter, Signal};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let bulk: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let pad: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(0);
-    let started = std::time::Instant::now();
     let cfg: sonde_config::ParquetConfig = toml::from_str(&std::fs::read_to_string(config)?)?;
     let problems = cfg.problems();
     if !problems.is_empty() {
@@ -61,19 +61,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         left -= n;
         seed += 1;
     }
+    let started = std::time::Instant::now();
+    let cpu0 = process_cpu_seconds(None);
     for (signal, payload) in batches {
         let batch = Batch::new(signal, payload.into(), source.clone())?;
         exporter.export(&batch).await?;
     }
     exporter.shutdown().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = cpu0
+        .zip(process_cpu_seconds(None))
+        .map_or(-1.0, |(a, b)| b - a);
     let c = |name: &str| telemetry.counter_sum(name, &[]);
     println!(
-        "{{\"files\": {}, \"uploaded\": {}, \"upload_retries\": {}, \"rows\": {}, \"seconds\": {:.3}}}",
+        "{{\"files\": {}, \"uploaded\": {}, \"upload_retries\": {}, \"rows\": {}, \"seconds\": {seconds:.3}, \"cpu_seconds\": {cpu_seconds:.2}}}",
         c("sonde_parquet_files_total"),
         c("sonde_parquet_uploaded_files_total"),
         c("sonde_parquet_upload_retries_total"),
         c("sonde_parquet_rows_total"),
-        started.elapsed().as_secs_f64(),
     );
     Ok(())
 }
