@@ -29,6 +29,14 @@ exporters/examples/otlp_bench.rs), the forwarding pipelines, every span counted 
                    fsync's share of the disk path's cost from the rest)
 - rotel-otlp     : rotel -> its OTLP exporter (gRPC; it always gzips) -> sink
 
+Without a peer (this rotel has no Parquet exporter):
+
+- sonde-parquet  : receiver -> memory buffer -> Parquet exporter (defaults: zstd, staging log
+                   fsynced on every export) -> `file://` in a fresh directory. The agent is
+                   stopped after each run (which finishes and "uploads" the open file), its CPU
+                   is counted to its exit, and the rows in the files are counted with pyarrow.
+- sonde-parquet-8m: the same with the buffer and batches of sonde-8m.
+
     python3 bench/otlp_receiver.py [--spans 1000000] [--repeat 3] [--rotel PATH] [--shapes http/100,...]
 
 Prints one JSON line per run and a Markdown table of medians at the end.
@@ -39,6 +47,7 @@ import atexit
 import glob
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -165,6 +174,21 @@ endpoint = "http://127.0.0.1:{sink_port}"
 compression = "{compression}"
 {buffer}
 """
+    if agent.startswith("sonde-parquet"):
+        small = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }' if agent.endswith("-8m") else ""
+        return f"""
+[agent]
+data_dir = "{data_dir()}"
+admin = "off"
+[sources.otlp]
+type = "otlp"
+grpc = "127.0.0.1:{grpc}"
+http = "127.0.0.1:{http}"
+[exporters.lake]
+type = "parquet"
+url = "file://{data_dir()}"
+{small}
+"""
     return f"""
 [agent]
 data_dir = "{tempfile.gettempdir()}"
@@ -178,6 +202,18 @@ type = "stdout"
 format = "text"
 {extra}
 """
+
+
+def parquet_url(cmd):
+    """The `file://` directory of the Parquet exporter in the config that `cmd` runs."""
+    config = Path(cmd[cmd.index("--config") + 1]).read_text()
+    return next(line.split('"')[1] for line in config.splitlines() if line.startswith("url = "))[len("file://"):]
+
+
+def parquet_rows(directory):
+    import pyarrow.parquet as pq  # only the sonde-parquet runs need it (.venv/bin/python)
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in Path(directory).rglob("*.parquet"))
 
 
 def start(agent, args, tmp):
@@ -213,7 +249,10 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
         port = grpc if transport == "grpc" else http
         r = subprocess.run(
             [loadgen, "--target", f"{transport}://127.0.0.1:{port}", "--batch", str(batch),
-             "--spans", str(args.spans), "--connections", str(args.connections)],
+             "--spans", str(args.spans), "--connections", str(args.connections),
+             # Every request distinct for the Parquet exporter, which keeps byte-identical
+             # batches once (the generator's 16 round-robin requests would batch alike).
+             "--unique", "1" if "parquet" in agent else "0"],
             capture_output=True, text=True, timeout=600,
         )
         if r.returncode != 0:
@@ -227,11 +266,22 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
             while sink_count(args.sink_log) - sunk0 < res["spans"] and time.monotonic() < deadline:
                 time.sleep(0.2)
             res["delivered"] = sink_count(args.sink_log) - sunk0
+        rss = peak_rss_mib(proc.pid)
+        if agent.startswith("sonde-parquet"):
+            # Stop the agent (it finishes its open file and writes it out), count its CPU to
+            # its exit, then count the rows that reached the files.
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            proc.terminate()
+            proc.wait(timeout=60)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            lifetime = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            cpu = lifetime - cpu0
+            res["delivered"] = parquet_rows(parquet_url(proc.args))
         res.update(
             agent=agent,
             cpu_s=round(cpu, 3),
             cpu_s_per_million=round(cpu / (res["spans"] / 1e6), 3),
-            peak_rss_mib=round(peak_rss_mib(proc.pid), 1),
+            peak_rss_mib=round(rss, 1),
         )
         return res
     finally:
@@ -296,21 +346,22 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for transport, batch in shapes:
         for agent in agents:
-            # Forwarding pipelines compare with rotel forwarding, the others with its blackhole.
-            peer = "rotel-otlp" if "otlp" in agent else "rotel"
+            # Forwarding pipelines compare with rotel forwarding, the Parquet pipeline with
+            # nothing (this rotel has no Parquet exporter), the others with rotel's blackhole.
+            peer = "rotel-otlp" if "otlp" in agent else None if "parquet" in agent else "rotel"
             cpu = med(agent, transport, batch, "cpu_s_per_million")
             rss = med(agent, transport, batch, "peak_rss_mib")
-            if peer in agents:
+            if peer is not None and peer in agents:
                 ratio = f"{med(peer, transport, batch, 'cpu_s_per_million') / cpu:.2f}x"
                 rss_ratio = f"{rss / med(peer, transport, batch, 'peak_rss_mib'):.2f}"
             else:
                 ratio = rss_ratio = "-"
             print(
                 f"| {transport} | {batch} | {agent} | {med(agent, transport, batch, 'spans_per_sec'):,.0f} | "
-                f"{cpu:.2f} | {rss:.0f} | {ratio} | {rss_ratio} | {peer} |"
+                f"{cpu:.2f} | {rss:.0f} | {ratio} | {rss_ratio} | {peer or '-'} |"
             )
     lost = [r for r in results if "delivered" in r and r["delivered"] < r["spans"]]
-    print(f"\nforwarding runs with spans missing at the sink: {len(lost)}")
+    print(f"\nforwarding and Parquet runs with spans missing at the sink or in the files: {len(lost)}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@
 //! a few connections at once, and prints one JSON line with what was acknowledged and how fast.
 //!
 //! Requests are encoded before the clock starts (a handful of distinct ones, sent round-robin),
-//! so the generator spends its CPU on the network, not on encoding. A throttled request
+//! so the generator spends its CPU on the network, not on encoding. With `--unique 1`, each
+//! request sent is a copy with its own first span id, so no two are byte for byte the same, as
+//! an application's are not (the Parquet exporter keeps byte-identical batches once). A throttled request
 //! (gRPC UNAVAILABLE/RESOURCE_EXHAUSTED, HTTP 429/503) waits for the retry hint (at most 1 s) and
 //! is sent again: every span counted was acknowledged exactly once.
 //!
 //! ```text
 //! cargo bench -p sonde --bench otlp_load -- --target grpc://127.0.0.1:4317 --batch 1000 \
-//!     --spans 1000000 [--connections 4] [--timeout 120]
+//!     --spans 1000000 [--connections 4] [--distinct 16] [--unique 0|1] [--timeout 120]
 //! ```
 //!
 //! Each span: ~10 attributes (HTTP server semantic conventions plus a few app ones), ids, times,
@@ -39,13 +41,14 @@ struct Args {
     spans: u64,
     connections: usize,
     distinct: usize,
+    unique: bool,
     timeout: Duration,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: otlp_load --target grpc://HOST:PORT|http://HOST:PORT --batch N --spans TOTAL \
-         [--connections 4] [--distinct 16] [--timeout 120]"
+         [--connections 4] [--distinct 16] [--unique 0|1] [--timeout 120]"
     );
     std::process::exit(2)
 }
@@ -58,6 +61,7 @@ fn parse_args() -> Args {
         spans: 1_000_000,
         connections: 4,
         distinct: 16,
+        unique: false,
         timeout: Duration::from_secs(120),
     };
     let mut it = std::env::args().skip(1);
@@ -84,6 +88,7 @@ fn parse_args() -> Args {
             "--spans" => a.spans = num(&v),
             "--connections" => a.connections = num(&v).max(1) as usize,
             "--distinct" => a.distinct = num(&v).max(1) as usize,
+            "--unique" => a.unique = num(&v) != 0,
             "--timeout" => a.timeout = Duration::from_secs(num(&v)),
             _ => usage(),
         }
@@ -106,8 +111,23 @@ fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.into())
 }
 
+/// An encoded export request, and where its first span's id is.
+struct Body {
+    bytes: Bytes,
+    first_span_id: usize,
+}
+
+impl Body {
+    /// A copy whose first span id is `k + 1` (never the invalid all-zero id).
+    fn stamped(&self, k: u64) -> Bytes {
+        let mut b = BytesMut::from(&self.bytes[..]);
+        b[self.first_span_id..self.first_span_id + 8].copy_from_slice(&(k + 1).to_be_bytes());
+        b.freeze()
+    }
+}
+
 /// One export request of `batch` spans; `seed` makes ids and some values differ.
-fn request(batch: usize, seed: u64) -> Bytes {
+fn request(batch: usize, seed: u64) -> Body {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         // xorshift64*
@@ -181,8 +201,9 @@ fn request(batch: usize, seed: u64) -> Bytes {
                 ..Default::default()
             }
         })
-        .collect();
-    ExportTraceServiceRequest {
+        .collect::<Vec<Span>>();
+    let first_id = spans[0].span_id.clone();
+    let bytes = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
@@ -206,8 +227,17 @@ fn request(batch: usize, seed: u64) -> Bytes {
             ..Default::default()
         }],
     }
-    .encode_to_vec()
-    .into()
+    .encode_to_vec();
+    // The first span's `span_id` field: tag 2 (LEN), length 8, the id.
+    let first_span_id = bytes
+        .windows(10)
+        .position(|w| w[..2] == [0x12, 8] && w[2..] == first_id[..])
+        .expect("the first span id is in the request")
+        + 2;
+    Body {
+        bytes: bytes.into(),
+        first_span_id,
+    }
 }
 
 fn grpc_frame(msg: &[u8]) -> Bytes {
@@ -228,7 +258,7 @@ enum Answer {
 
 async fn worker(
     args: Arc<Args>,
-    bodies: Arc<Vec<Bytes>>,
+    bodies: Arc<Vec<Body>>,
     sent: Arc<AtomicU64>,
     acked: Arc<AtomicU64>,
     throttled: Arc<AtomicU64>,
@@ -265,7 +295,12 @@ async fn worker(
         if before >= args.spans {
             return Ok(());
         }
-        let body = bodies[n % bodies.len()].clone();
+        let template = &bodies[n % bodies.len()];
+        let body = if args.unique {
+            template.stamped(before / args.batch as u64)
+        } else {
+            template.bytes.clone()
+        };
         n += args.connections;
         loop {
             let answer = match &mut client {
@@ -342,12 +377,12 @@ fn main() {
             eprintln!("runtime: {e}");
             std::process::exit(1)
         });
-    let bodies: Arc<Vec<Bytes>> = Arc::new(
+    let bodies: Arc<Vec<Body>> = Arc::new(
         (0..args.distinct)
             .map(|i| request(args.batch, i as u64 + 1))
             .collect(),
     );
-    let request_bytes = bodies.iter().map(|b| b.len()).sum::<usize>() / bodies.len();
+    let request_bytes = bodies.iter().map(|b| b.bytes.len()).sum::<usize>() / bodies.len();
     let sent = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let throttled = Arc::new(AtomicU64::new(0));
