@@ -149,25 +149,26 @@ def data_dir():
     return d
 
 
-def sonde_config(grpc, http, agent, sink_port=None):
-    extra = 'signals = ["metrics"]  # traces have no route: receiver only' if agent == "sonde-rx" else ""
-    if agent == "sonde-8m":
-        extra = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
+def sonde_config(grpc, http, agent, sink_port=None, lake=None):
+    # The stdout agents keep no state; the others get a fresh data_dir (spool, staging logs).
+    stateless = not agent.startswith(("sonde-otlp", "sonde-parquet"))
+    head = f"""
+[agent]
+data_dir = "{tempfile.gettempdir() if stateless else data_dir()}"
+admin = "off"
+[sources.otlp]
+type = "otlp"
+grpc = "127.0.0.1:{grpc}"
+http = "127.0.0.1:{http}"
+"""
+    small = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
     if agent.startswith("sonde-otlp"):
         compression = "none" if "-none" in agent else "gzip"
         buffer = ""
         if "-disk" in agent:
             fsync = agent.rsplit("-", 1)[1] if agent.endswith(("-never", "-always")) else "batch"
             buffer = f'buffer = {{ type = "disk", max_size = "{DISK_MAX_SIZE}", fsync = "{fsync}" }}'
-        return f"""
-[agent]
-data_dir = "{data_dir()}"
-admin = "off"
-[sources.otlp]
-type = "otlp"
-grpc = "127.0.0.1:{grpc}"
-http = "127.0.0.1:{http}"
-[exporters.out]
+        return head + f"""[exporters.out]
 type = "otlp"
 protocol = "grpc"
 endpoint = "http://127.0.0.1:{sink_port}"
@@ -175,39 +176,19 @@ compression = "{compression}"
 {buffer}
 """
     if agent.startswith("sonde-parquet"):
-        small = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }' if agent.endswith("-8m") else ""
-        return f"""
-[agent]
-data_dir = "{data_dir()}"
-admin = "off"
-[sources.otlp]
-type = "otlp"
-grpc = "127.0.0.1:{grpc}"
-http = "127.0.0.1:{http}"
-[exporters.lake]
+        return head + f"""[exporters.lake]
 type = "parquet"
-url = "file://{data_dir()}"
-{small}
+url = "file://{lake}"
+{small if agent.endswith("-8m") else ""}
 """
-    return f"""
-[agent]
-data_dir = "{tempfile.gettempdir()}"
-admin = "off"
-[sources.otlp]
-type = "otlp"
-grpc = "127.0.0.1:{grpc}"
-http = "127.0.0.1:{http}"
-[exporters.out]
+    extra = 'signals = ["metrics"]  # traces have no route: receiver only' if agent == "sonde-rx" else ""
+    if agent == "sonde-8m":
+        extra = small
+    return head + f"""[exporters.out]
 type = "stdout"
 format = "text"
 {extra}
 """
-
-
-def parquet_url(cmd):
-    """The `file://` directory of the Parquet exporter in the config that `cmd` runs."""
-    config = Path(cmd[cmd.index("--config") + 1]).read_text()
-    return next(line.split('"')[1] for line in config.splitlines() if line.startswith("url = "))[len("file://"):]
 
 
 def parquet_rows(directory):
@@ -217,10 +198,13 @@ def parquet_rows(directory):
 
 
 def start(agent, args, tmp):
+    """Starts `agent`; returns it, its ports and, for a Parquet agent, the directory its files
+    go to."""
     grpc, http = free_port(), free_port()
+    lake = data_dir() if agent.startswith("sonde-parquet") else None
     if agent.startswith("sonde"):
         cfg = Path(tmp) / f"{agent}.toml"
-        cfg.write_text(sonde_config(grpc, http, agent, args.sink_port))
+        cfg.write_text(sonde_config(grpc, http, agent, args.sink_port, lake))
         cmd = [args.sonde, "run", "--config", str(cfg)]
         env = dict(os.environ, SONDE_LOG="warn", SONDE_ADMIN="off")
     else:
@@ -237,11 +221,11 @@ def start(agent, args, tmp):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / f"{agent}.err", "ab"), env=env)
     wait_port(grpc, proc)
     wait_port(http, proc)
-    return proc, grpc, http
+    return proc, grpc, http, lake
 
 
 def one_run(agent, transport, batch, args, loadgen, tmp):
-    proc, grpc, http = start(agent, args, tmp)
+    proc, grpc, http, lake = start(agent, args, tmp)
     try:
         time.sleep(0.3)
         sunk0 = sink_count(args.sink_log) if args.sink_log else 0
@@ -267,7 +251,7 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
                 time.sleep(0.2)
             res["delivered"] = sink_count(args.sink_log) - sunk0
         rss = peak_rss_mib(proc.pid)
-        if agent.startswith("sonde-parquet"):
+        if lake is not None:
             # Stop the agent (it finishes its open file and writes it out), count its CPU to
             # its exit, then count the rows that reached the files.
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -276,7 +260,7 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             lifetime = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             cpu = lifetime - cpu0
-            res["delivered"] = parquet_rows(parquet_url(proc.args))
+            res["delivered"] = parquet_rows(lake)
         res.update(
             agent=agent,
             cpu_s=round(cpu, 3),
