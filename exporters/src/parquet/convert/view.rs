@@ -190,14 +190,6 @@ pub(crate) struct RawKey<'a> {
 }
 
 impl<'a> RawKey<'a> {
-    /// A key whose UTF-8 is checked already.
-    fn checked(s: &'a str) -> Self {
-        RawKey {
-            bytes: s.as_bytes(),
-            at: 0,
-        }
-    }
-
     /// The key as text, or the error prost gives for a key that is not UTF-8.
     #[inline]
     pub(crate) fn str(&self) -> Result<&'a str, WireError> {
@@ -222,12 +214,17 @@ impl<'a> KvView<'a> {
         (a, b): (usize, usize),
         depth: u32,
     ) -> Result<Self, WireError> {
-        let mut key = "";
+        // No key field reads as the empty key, as in prost.
+        let mut key = RawKey { bytes: &[], at: a };
         let mut value = Chunks::Absent;
         let mut r = Reader::new(buf, a, b);
         while let Some(f) = r.next()? {
             match f.number {
-                1 => key = str_of(buf, &f)?,
+                1 => {
+                    // Checked here: this is the general path, the common one defers it.
+                    let bytes = str_of(buf, &f)?.as_bytes();
+                    key = RawKey { bytes, at: f.start };
+                }
                 2 => {
                     value.push(f.len()?);
                     enter(depth + 1, f.start)?;
@@ -239,7 +236,7 @@ impl<'a> KvView<'a> {
             }
         }
         Ok(KvView {
-            key: RawKey::checked(key),
+            key,
             value: AnyView::read(buf, &value, depth + 1)?,
             value_depth: depth + 1,
         })
