@@ -10,12 +10,12 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark: failing loudly is right
 
-use sonde::metrics::Registry;
 use sonde::pipeline::{buffer, router, worker};
-use sonde::sources::{file, SourceContext};
+use sonde::sources::{self, file};
 use sonde_config::{BufferConfig, ByteSize, FileSourceConfig, RetryConfig, StartAt};
-use sonde_exporters::telemetry::process_cpu_seconds;
-use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
+use sonde_core::metrics::Registry;
+use sonde_core::process::process_cpu_seconds;
+use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry
     let router = router::Router::new(vec![router::Route {
         exporter: "null".into(),
         inputs: None,
-        signals: vec![sonde_exporters::Signal::Logs],
+        signals: vec![sonde_core::Signal::Logs],
         buffer: tx,
     }]);
     let cfg = FileSourceConfig {
@@ -91,14 +91,14 @@ async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry
         poll_interval: sonde_config::Duration::from_millis(50),
         ..Default::default()
     };
-    let cx = SourceContext {
-        name: "bench".into(),
+    let cx = sources::context(
+        "bench",
         router,
+        metrics.clone(),
         shutdown,
-        metrics: metrics.clone(),
-        data_dir: data.to_path_buf(),
-    };
-    tokio::spawn(file::build(&cfg, cx).unwrap());
+        data.to_path_buf(),
+    );
+    tokio::spawn(file::build(&cfg, cx).await.unwrap());
     metrics
 }
 

@@ -13,7 +13,6 @@
 #![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
 
 use bytes::Bytes;
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
 use sonde::pipeline::spool::{self, SpoolConfig};
@@ -22,7 +21,8 @@ use sonde_config::{
     BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, Fsync, RetryConfig,
     SpoolCompression, WhenFull,
 };
-use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
+use sonde_core::metrics::Registry;
+use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

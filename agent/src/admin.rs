@@ -9,11 +9,12 @@
 //! - `GET /config`: the effective configuration, secrets redacted.
 
 use crate::health::Health;
-use crate::metrics::{ProcessFigures, Registry};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use sonde_core::metrics::Registry;
+use sonde_core::process::ProcessFigures;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,6 @@ pub mod admin;
 pub mod health;
 pub mod lifecycle;
 pub mod logging;
-pub mod metrics;
 pub mod pipeline;
 pub mod sources;
 pub mod systemd;

@@ -10,10 +10,10 @@
 
 use crate::admin::{self, AdminState};
 use crate::health::{Health, BEAT};
-use crate::metrics::Registry;
 use crate::systemd::Notifier;
 use crate::topology::{self, Running};
 use sonde_config::{Config, Listen};
+use sonde_core::metrics::Registry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,7 @@ pub struct Options {
 }
 
 pub async fn run(config: Config, opts: Options) -> ExitCode {
-    crate::metrics::agent_start();
+    sonde_core::metrics::agent_start();
     let metrics = Registry::default();
     let health = Health::new(config.agent.health.unhealthy_after.get());
     let notifier = Notifier::from_env();
@@ -157,9 +157,11 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
 /// `e` and its causes, joined with ": ". A cause is left out when the text before it already
 /// ends with it: many errors here name their source in their own message (`thiserror`'s
 /// `{source}`), and `{e:#}` would then print it twice.
-pub fn error_text(e: &anyhow::Error) -> String {
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();
-    for cause in e.chain() {
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        next = cause.source();
         let text = cause.to_string();
         if out.ends_with(&text) {
             continue;
@@ -248,6 +250,7 @@ async fn reload(
 #[cfg(test)]
 mod tests {
     use super::error_text;
+    use sonde_core::{BuildError, Kind};
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot listen on 127.0.0.1:4318: {source}")]
@@ -271,10 +274,10 @@ mod tests {
             "source `otlp`: cannot listen on 127.0.0.1:4318: {}",
             in_use()
         );
-        let named = anyhow::Error::new(Names { source: in_use() }).context("source `otlp`");
+        let named = BuildError::new(Kind::Source, "otlp", Names { source: in_use() });
         assert_eq!(error_text(&named), want);
         // A cause its error's message leaves out is still said.
-        let hidden = anyhow::Error::new(Hides { source: in_use() }).context("source `otlp`");
+        let hidden = BuildError::new(Kind::Source, "otlp", Hides { source: in_use() });
         assert_eq!(error_text(&hidden), want);
     }
 }

@@ -53,15 +53,15 @@ enum Command {
     Schema {
         /// traces | metrics | logs
         #[arg(value_parser = parse_signal)]
-        signal: sonde_config::Signal,
+        signal: sonde_core::Signal,
     },
 }
 
-fn parse_signal(s: &str) -> Result<sonde_config::Signal, String> {
+fn parse_signal(s: &str) -> Result<sonde_core::Signal, String> {
     match s {
-        "traces" | "spans" => Ok(sonde_config::Signal::Traces),
-        "metrics" => Ok(sonde_config::Signal::Metrics),
-        "logs" => Ok(sonde_config::Signal::Logs),
+        "traces" | "spans" => Ok(sonde_core::Signal::Traces),
+        "metrics" => Ok(sonde_core::Signal::Metrics),
+        "logs" => Ok(sonde_core::Signal::Logs),
         _ => Err(format!("`{s}`: expected traces, metrics or logs")),
     }
 }
@@ -92,7 +92,7 @@ fn config_text(explicit: Option<&Path>) -> anyhow::Result<(String, String)> {
 
 fn load(explicit: Option<&Path>) -> Result<Config, ExitCode> {
     let (text, origin) = config_text(explicit).map_err(|e| {
-        eprintln!("error: {}", lifecycle::error_text(&e));
+        eprintln!("error: {}", lifecycle::error_text(e.as_ref()));
         ExitCode::from(1)
     })?;
     sonde_config::load_str(&text, &origin).map_err(|e: ConfigErrors| {

@@ -8,11 +8,12 @@
 //! it holds, and whatever its worker could not finish, stays on disk for the next start.
 
 use crate::health::{ExporterHealth, Health};
-use crate::metrics::Registry;
+use crate::pipeline::spool::SpoolError;
 use crate::pipeline::{buffer, router, worker};
 use crate::sources::{self, SourceContext};
-use anyhow::Context as _;
 use sonde_config::Config;
+use sonde_core::metrics::Registry;
+use sonde_core::BuildError;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +31,26 @@ pub struct Running {
     metrics: Registry,
 }
 
+/// Why a configuration (valid as written) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("exporter `{exporter}`: cannot open its buffer: {source}")]
+    Buffer {
+        exporter: String,
+        #[source]
+        source: SpoolError,
+    },
+}
+
 /// Builds and starts everything the config describes. Health learns of the exporters and of
 /// how many workers must be running for the heartbeat to beat.
 pub async fn start(
     config: &Config,
     metrics: Registry,
     health: Arc<Health>,
-) -> anyhow::Result<Running> {
+) -> Result<Running, StartError> {
     let abort_exports = CancellationToken::new();
     let mut workers = JoinSet::new();
     let mut routes = Vec::new();
@@ -45,10 +59,14 @@ pub async fn start(
     for (name, ecfg) in &config.exporters {
         let exporter_health = Arc::new(ExporterHealth::default());
         watched.insert(name.clone(), exporter_health.clone());
-        let exporter =
-            sonde_exporters::build(name, ecfg, Arc::new(metrics.clone()), &config.agent)?;
-        let (tx, rx) =
-            buffer::open(name, &ecfg.common.buffer, &config.agent.data_dir, &metrics).await?;
+        let cx = sonde_exporters::context(name, &config.agent, metrics.clone());
+        let exporter = sonde_exporters::build(ecfg, &cx)?;
+        let (tx, rx) = buffer::open(name, &ecfg.common.buffer, &config.agent.data_dir, &metrics)
+            .await
+            .map_err(|source| StartError::Buffer {
+                exporter: name.clone(),
+                source,
+            })?;
         let accepts = ecfg.kind.accepts();
         routes.push(router::Route {
             exporter: Arc::from(name.as_str()),
@@ -92,15 +110,16 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     for (name, scfg) in &config.sources {
         let cx = SourceContext {
-            name: Arc::from(name.as_str()),
-            router: router.clone(),
-            shutdown: stop_sources.child_token(),
-            metrics: metrics.clone(),
-            data_dir: config.agent.data_dir.clone(),
+            shutdown_timeout: config.agent.shutdown_timeout.get(),
+            ..sources::context(
+                name,
+                router.clone(),
+                metrics.clone(),
+                stop_sources.child_token(),
+                config.agent.data_dir.clone(),
+            )
         };
-        let task = sources::build(scfg, cx)
-            .await
-            .with_context(|| format!("source `{name}`"))?;
+        let task = sources::build(scfg, cx).await?;
         tasks.spawn(task);
     }
     info!(

@@ -6,8 +6,8 @@
 
 mod support;
 
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer::Wait;
+use sonde_core::metrics::Registry;
 use std::time::Duration;
 use support::{exporter_config, free_port, pipe, span_batch, spans, wait_for, FaultServer, Reply};
 

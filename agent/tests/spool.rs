@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{PushError, Pushed, Wait};
 use sonde::pipeline::spool::CursorFound;
 use sonde_config::WhenFull;
+use sonde_core::metrics::Registry;
 
 #[tokio::test]
 async fn records_come_back_in_order_and_survive_a_restart_until_acked() {
@@ -606,11 +606,11 @@ async fn no_spare_is_kept_next_to_a_nearly_full_log() {
 }
 
 /// The histogram `name{exporter="t"}` from the registry.
-fn histogram(r: &Registry, name: &str) -> sonde::metrics::HistogramValue {
+fn histogram(r: &Registry, name: &str) -> sonde_core::metrics::HistogramValue {
     r.snapshot()
         .into_iter()
         .find_map(|s| match s.value {
-            sonde::metrics::Value::Histogram(h) if s.name == name => Some(h),
+            sonde_core::metrics::Value::Histogram(h) if s.name == name => Some(h),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no histogram {name}"))

@@ -12,12 +12,12 @@ mod common;
 
 use common::*;
 use rand::Rng;
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
 use sonde::pipeline::worker::{self, WorkerConfig};
 use sonde_config::{BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, RetryConfig};
-use sonde_exporters::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
+use sonde_core::metrics::Registry;
+use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

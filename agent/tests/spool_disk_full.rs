@@ -7,9 +7,9 @@
 mod common;
 
 use common::*;
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{PushError, Pushed, Wait};
 use sonde_config::WhenFull;
+use sonde_core::metrics::Registry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -6,14 +6,14 @@
 mod common;
 
 use common::*;
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
 use sonde::pipeline::worker::{self, WorkerConfig};
 use sonde_config::{
     BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, RetryConfig, SpoolCompression,
 };
-use sonde_exporters::Signal;
+use sonde_core::metrics::Registry;
+use sonde_core::Signal;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use crate::schema::*;
 use crate::units::ByteSize;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sonde_core::Signal;
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! print-config round trip with nothing secret in it, and the checks types cannot express.
 
 use sonde_config::*;
+use sonde_core::Signal;
 
 fn load(text: &str) -> Result<Config, ConfigErrors> {
     load_str_with_env(text, "test.toml", |_| None)

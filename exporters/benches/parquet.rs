@@ -13,9 +13,10 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parquet::arrow::ArrowWriter;
 use prost::Message;
-use sonde_config::{ParquetConfig, Signal};
+use sonde_config::ParquetConfig;
+use sonde_core::process::process_cpu_seconds;
+use sonde_core::Signal;
 use sonde_exporters::parquet::{convert, schema, testdata, writer::Settings};
-use sonde_exporters::telemetry::process_cpu_seconds;
 use std::io::Write;
 
 const N: usize = 4096;

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use sonde_exporters::{wire, Signal};
+use sonde_core::{wire, Signal};
 
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {

@@ -19,8 +19,9 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use sonde_exporters::telemetry::{process_cpu_seconds, LocalTelemetry};
-use sonde_exporters::{wire, Batch, Signal};
+use sonde_core::metrics::Registry;
+use sonde_core::process::process_cpu_seconds;
+use sonde_core::{wire, Batch, Signal};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -85,13 +86,8 @@ async fn send(protocol: &str, endpoint: &str, size: usize, compression: &str, to
         "[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\nprotocol = \"{protocol}\"\nendpoint = \"{endpoint}\"\ncompression = \"{compression}\"\n"
     );
     let cfg = sonde_config::load_str(&text, "bench").unwrap();
-    let exporter = sonde_exporters::build(
-        "x",
-        &cfg.exporters["x"],
-        Arc::new(LocalTelemetry::default()),
-        &cfg.agent,
-    )
-    .unwrap();
+    let cx = sonde_exporters::context("x", &cfg.agent, Registry::default());
+    let exporter = sonde_exporters::build(&cfg.exporters["x"], &cx).unwrap();
     let b = batch(size);
     eprintln!("span bytes ≈ {}", b.payload.len() / size);
     let sent = Arc::new(AtomicU64::new(0));

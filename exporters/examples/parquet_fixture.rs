@@ -10,9 +10,10 @@
 //! from the first export to the end of the shutdown, the requests being generated before.
 
 use prost::Message;
+use sonde_core::metrics::Registry;
+use sonde_core::process::process_cpu_seconds;
+use sonde_core::{Batch, Exporter, Signal};
 use sonde_exporters::parquet::{testdata, ParquetExporter};
-use sonde_exporters::telemetry::{process_cpu_seconds, LocalTelemetry};
-use sonde_exporters::{Batch, Exporter, Signal};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,13 +37,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !problems.is_empty() {
         return Err(format!("invalid config: {problems:?}").into());
     }
-    let telemetry = LocalTelemetry::default();
+    let telemetry = Registry::default();
     let exporter = ParquetExporter::new(
         "fixture",
         &cfg,
         std::path::Path::new(data_dir),
         Duration::from_secs(60),
-        Arc::new(telemetry.clone()),
+        telemetry.clone(),
     )?;
     let source: Arc<str> = Arc::from("fixture");
     let mut batches = vec![

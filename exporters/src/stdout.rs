@@ -4,7 +4,6 @@
 //!
 //! This is one of the places that decodes the protobuf structs: it needs the fields.
 
-use crate::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -13,6 +12,7 @@ use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use sonde_config::{StdoutConfig, StdoutFormat};
+use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::time::{Duration, UNIX_EPOCH};
@@ -282,8 +282,8 @@ fn text_traces(s: &mut String, req: &ExportTraceServiceRequest) {
                     id(&sp.trace_id),
                     id(&sp.span_id),
                     id(&sp.parent_span_id),
-                    crate::names::span_kind(sp.kind),
-                    crate::names::span_status(code),
+                    sonde_core::names::span_kind(sp.kind),
+                    sonde_core::names::span_status(code),
                 );
                 if !message.is_empty() {
                     let _ = write!(s, " status.message={message:?}");

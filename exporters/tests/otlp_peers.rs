@@ -24,8 +24,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use sonde_exporters::telemetry::LocalTelemetry;
-use sonde_exporters::{Batch, DynExporter, ExportError, Signal};
+use sonde_core::metrics::Registry;
+use sonde_core::{Batch, DynExporter, ExportError, Signal};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -251,13 +251,8 @@ fn exporter(body: &str) -> DynExporter {
     let text =
         format!("[sources.h]\ntype = \"host_metrics\"\n[exporters.x]\ntype = \"otlp\"\n{body}\n");
     let c = sonde_config::load_str(&text, "test").unwrap();
-    sonde_exporters::build(
-        "x",
-        &c.exporters["x"],
-        Arc::new(LocalTelemetry::default()),
-        &c.agent,
-    )
-    .unwrap()
+    let cx = sonde_exporters::context("x", &c.agent, Registry::default());
+    sonde_exporters::build(&c.exporters["x"], &cx).unwrap()
 }
 
 async fn export_all(e: &DynExporter) {

@@ -9,9 +9,9 @@ use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use prost::Message;
 use sonde_config::{ByteSize, Duration as CfgDuration, ParquetConfig};
+use sonde_core::metrics::Registry;
+use sonde_core::{Batch, ExportError, Exporter, Signal};
 use sonde_exporters::parquet::{testdata, ParquetExporter};
-use sonde_exporters::telemetry::LocalTelemetry;
-use sonde_exporters::{Batch, ExportError, Exporter, Signal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,16 +24,9 @@ fn config(root: &Path) -> ParquetConfig {
     }
 }
 
-fn exporter(cfg: &ParquetConfig, data: &Path) -> (ParquetExporter, LocalTelemetry) {
-    let t = LocalTelemetry::default();
-    let e = ParquetExporter::new(
-        "lake",
-        cfg,
-        data,
-        Duration::from_secs(20),
-        Arc::new(t.clone()),
-    )
-    .unwrap();
+fn exporter(cfg: &ParquetConfig, data: &Path) -> (ParquetExporter, Registry) {
+    let t = Registry::default();
+    let e = ParquetExporter::new("lake", cfg, data, Duration::from_secs(20), t.clone()).unwrap();
     (e, t)
 }
 
@@ -419,15 +412,9 @@ async fn an_unreachable_store_is_retried_and_the_file_stays_staged() {
         },
         ..Default::default()
     };
-    let t = LocalTelemetry::default();
-    let e = ParquetExporter::new(
-        "lake",
-        &cfg,
-        data.path(),
-        Duration::from_secs(2),
-        Arc::new(t.clone()),
-    )
-    .unwrap();
+    let t = Registry::default();
+    let e =
+        ParquetExporter::new("lake", &cfg, data.path(), Duration::from_secs(2), t.clone()).unwrap();
     e.export(&batch(Signal::Logs, testdata::logs().encode_to_vec()))
         .await
         .unwrap();

@@ -14,9 +14,9 @@
 //! holds for the bytes from the spool's cursor to its end.
 
 use super::spool::{self, SpoolConfig, SpoolError, SpoolReceiver, SpoolSender, Ticket};
-use crate::metrics::{Counter, Gauge, Registry};
 use sonde_config::{BufferConfig, BufferKind, WhenFull};
-use sonde_exporters::Batch;
+use sonde_core::metrics::{Counter, Gauge, Registry};
+use sonde_core::Batch;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -78,7 +78,7 @@ enum Hold {
 impl Queued {
     /// Marks the batch as finished with (exported, or given up on and counted). A batch dropped
     /// without `ack` was interrupted by shutdown: a persistent buffer keeps it for next time,
-    /// and its source's [`sonde_exporters::Ack`] hears it was not finished.
+    /// and its source's [`sonde_core::Ack`] hears it was not finished.
     pub fn ack(mut self) {
         // Finished: let the source's token go without abandoning it.
         self.batch.ack = None;
@@ -331,7 +331,7 @@ impl MemorySender {
 mod tests {
     use super::*;
     use sonde_config::{BufferKind, ByteSize};
-    use sonde_exporters::Signal;
+    use sonde_core::Signal;
     use std::time::Duration;
 
     fn batch(n: usize) -> Batch {

@@ -6,7 +6,6 @@
 //! Every hand-off is bounded: a buffer holds at most `buffer.max_size` encoded bytes, and a
 //! batch's bytes stay counted against that limit until the export of that batch has finished.
 
-pub mod backoff;
 pub mod buffer;
 pub mod router;
 pub mod spool;

@@ -3,7 +3,7 @@
 //! what a source acknowledges upstream.
 
 use super::buffer::{BufferSender, PushError, Pushed, Wait};
-use sonde_exporters::{Batch, Signal};
+use sonde_core::{Batch, Signal};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -75,9 +75,9 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Registry;
     use crate::pipeline::buffer::channel;
     use sonde_config::BufferConfig;
+    use sonde_core::metrics::Registry;
 
     fn batch(signal: Signal, source: &str) -> Batch {
         Batch::from_trusted(signal, vec![1, 2, 3].into(), 1, Arc::from(source))

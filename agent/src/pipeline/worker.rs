@@ -9,14 +9,15 @@
 //! (`reason="shutdown"`) — unless the buffer is on disk: then it is simply not acknowledged and
 //! stays in the spool for the next start.
 
-use super::backoff::Backoff;
 use super::buffer::{BufferReceiver, Queued};
 use crate::health::ExporterHealth;
-use crate::metrics::{Counter, Histogram, Registry, EXPORT_SECONDS_BUCKETS};
 use bytes::BytesMut;
 use sonde_config::{BatchConfig, RetryConfig};
-use sonde_exporters::{wire, Batch, DynExporter, ExportError, Signal};
-use std::sync::{Arc, Mutex};
+use sonde_core::backoff::Backoff;
+use sonde_core::log_limit::LogLimit;
+use sonde_core::metrics::{Counter, Histogram, Registry, EXPORT_SECONDS_BUCKETS};
+use sonde_core::{wire, Batch, DynExporter, ExportError, Signal};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -137,8 +138,8 @@ pub async fn run(
         exporter,
         counters,
         abort,
-        retry_log: LogLimit::new(LOG_PERIOD),
-        drop_log: LogLimit::new(LOG_PERIOD),
+        retry_log: LogLimit::default(),
+        drop_log: LogLimit::default(),
     });
     let mut inflight = JoinSet::new();
     let mut pending: [Pending; 3] = Default::default();
@@ -375,45 +376,12 @@ impl Shared {
     }
 }
 
-/// How often a worker logs the same kind of trouble at most.
-const LOG_PERIOD: Duration = Duration::from_secs(10);
-
-/// One log line per period at most: a down or refusing destination must not flood the log.
-/// Counts the lines it holds back, so the next one can say how many there were.
-struct LogLimit {
-    period: Duration,
-    /// When the last line was let through, and how many were held back since.
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl LogLimit {
-    fn new(period: Duration) -> Self {
-        LogLimit {
-            period,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(n)`: log now; `n` lines were held back since the last one. `None`: hold it back.
-    fn check(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (last, held) = &mut *state;
-        if last.is_none_or(|t| t.elapsed() >= self.period) {
-            *last = Some(Instant::now());
-            Some(std::mem::take(held))
-        } else {
-            *held += 1;
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::buffer::{channel, Wait};
     use sonde_config::{BufferConfig, ByteSize, Duration as CfgDuration};
-    use sonde_exporters::{BoxFuture, ExportOutcome, Exporter};
+    use sonde_core::{BoxFuture, ExportOutcome, Exporter};
     use std::sync::Mutex;
 
     /// Records what it is sent; fails the first `fail` calls with `error`.
@@ -688,21 +656,5 @@ mod tests {
         task.await.unwrap();
         assert_eq!(slow.max.load(std::sync::atomic::Ordering::SeqCst), 3);
         assert_eq!(r.counter_sum("sonde_exporter_sent_items_total", &[]), 12);
-    }
-
-    #[test]
-    fn log_limit_lets_one_line_through_per_period_and_counts_the_rest() {
-        let limit = LogLimit::new(Duration::from_millis(200));
-        assert_eq!(limit.check(), Some(0), "the first line passes");
-        assert_eq!(limit.check(), None);
-        assert_eq!(limit.check(), None);
-        assert_eq!(limit.check(), None);
-        std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(
-            limit.check(),
-            Some(3),
-            "the next says how many were held back"
-        );
-        assert_eq!(limit.check(), None);
     }
 }

@@ -5,8 +5,7 @@
 //!
 //! Backpressure: like host metrics, a sample that finds the buffers full is dropped and counted.
 
-use super::SourceContext;
-use crate::metrics::{agent_start, ProcessFigures, Sample, Value};
+use super::{periodic, SourceContext, SourceTask};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -16,10 +15,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use sonde_config::InternalMetricsConfig;
-use sonde_exporters::{Batch, Signal};
+use sonde_core::metrics::{agent_start, Registry, Sample, Value};
+use sonde_core::process::ProcessFigures;
+use sonde_core::BuildError;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::time::MissedTickBehavior;
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -174,50 +174,43 @@ pub fn encode(
     }
 }
 
-pub async fn run(cfg: InternalMetricsConfig, cx: SourceContext) {
-    let dropped = cx.dropped_counter("buffer_full");
-    let host = sysinfo::System::host_name().unwrap_or_default();
-    let mut ticker = tokio::time::interval(cfg.interval.get());
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = cx.shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let req = encode(
-            &cx.metrics.snapshot(),
+/// Samples the registry the source was built with.
+struct Snapshots {
+    metrics: Registry,
+    host: String,
+}
+
+impl periodic::Sampler for Snapshots {
+    fn sample(&mut self) -> Vec<u8> {
+        encode(
+            &self.metrics.snapshot(),
             ProcessFigures::read(),
-            &host,
+            &self.host,
             SystemTime::now(),
-        );
-        let items = req
-            .resource_metrics
-            .iter()
-            .flat_map(|r| &r.scope_metrics)
-            .flat_map(|s| &s.metrics)
-            .map(|m| match &m.data {
-                Some(metric::Data::Sum(s)) => s.data_points.len() as u64,
-                Some(metric::Data::Gauge(g)) => g.data_points.len() as u64,
-                _ => 0,
-            })
-            .sum();
-        let batch = Batch::from_trusted(
-            Signal::Metrics,
-            req.encode_to_vec().into(),
-            items,
-            cx.name.clone(),
-        );
-        if !cx.send_sample(batch, &dropped).await {
-            break;
-        }
+        )
+        .encode_to_vec()
     }
+}
+
+/// The source's task: a snapshot of the agent's own metrics every `interval`.
+pub async fn build(
+    cfg: &InternalMetricsConfig,
+    cx: SourceContext,
+) -> Result<SourceTask, BuildError> {
+    let metrics = cx.metrics.clone();
+    let host = sysinfo::System::host_name().unwrap_or_default();
+    Ok(Box::pin(periodic::run(cx, cfg.interval.get(), move || {
+        Snapshots {
+            metrics: metrics.clone(),
+            host: host.clone(),
+        }
+    })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Registry;
-    use sonde_exporters::wire;
+    use sonde_core::{wire, Signal};
 
     #[test]
     fn counters_become_cumulative_sums_and_gauges_gauges() {

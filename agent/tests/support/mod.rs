@@ -13,9 +13,9 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
-use sonde::metrics::Registry;
 use sonde::pipeline::buffer;
 use sonde::pipeline::worker::{self, WorkerConfig};
+use sonde_core::metrics::Registry;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Read;
@@ -327,7 +327,7 @@ pub fn spans(received: &[Received]) -> Vec<(Vec<u8>, String)> {
 }
 
 /// A batch of `n` spans named `{prefix}-{i}`, `traces` distinct trace IDs spread over them.
-pub fn span_batch(prefix: &str, n: usize, traces: usize) -> sonde_exporters::Batch {
+pub fn span_batch(prefix: &str, n: usize, traces: usize) -> sonde_core::Batch {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     let req = ExportTraceServiceRequest {
@@ -352,8 +352,8 @@ pub fn span_batch(prefix: &str, n: usize, traces: usize) -> sonde_exporters::Bat
             ..Default::default()
         }],
     };
-    sonde_exporters::Batch::new(
-        sonde_exporters::Signal::Traces,
+    sonde_core::Batch::new(
+        sonde_core::Signal::Traces,
         req.encode_to_vec().into(),
         std::sync::Arc::from("test"),
     )
@@ -382,13 +382,16 @@ pub fn exporter_config(body: &str) -> sonde_config::ExporterConfig {
 pub struct Pipe {
     pub tx: sonde::pipeline::buffer::BufferSender,
     pub task: tokio::task::JoinHandle<()>,
-    pub metrics: sonde::metrics::Registry,
+    pub metrics: sonde_core::metrics::Registry,
 }
 
 pub fn pipe(cfg: &sonde_config::ExporterConfig) -> Pipe {
     let metrics = Registry::default();
-    let exporter =
-        sonde_exporters::build("x", cfg, Arc::new(metrics.clone()), &Default::default()).unwrap();
+    let exporter = sonde_exporters::build(
+        cfg,
+        &sonde_exporters::context("x", &Default::default(), metrics.clone()),
+    )
+    .unwrap();
     let (tx, rx) = buffer::channel("x", &cfg.common.buffer, &metrics);
     let wcfg = WorkerConfig {
         name: Arc::from("x"),

@@ -10,6 +10,7 @@ use sonde_config::OtlpTlsConfig;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,25 +22,52 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
+/// Why the client's TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key} {}: {reason}", path.display())]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "no trusted CA certificate in the system store: install ca-certificates or set tls.ca_file"
+    )]
+    NoRoots,
+    #[error("TLS setup: {0}")]
+    Setup(rustls::Error),
+    #[error("client certificate: {0}")]
+    ClientCertificate(rustls::Error),
+    #[error("`{name}` is not a valid TLS server name")]
+    ServerName { name: String },
+}
+
+fn file_error<'a>(
+    key: &'static str,
+    path: &'a Path,
+) -> impl Fn(&dyn std::fmt::Display) -> TlsError + 'a {
+    move |e| TlsError::File {
+        key,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
 /// Builds the rustls client configuration: trusted roots (the CA file, else the system store),
 /// an optional client certificate, and the ALPN protocols to offer.
-pub fn tls_config(cfg: &OtlpTlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
+pub fn tls_config(cfg: &OtlpTlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     if let Some(ca) = &cfg.ca_file {
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+        let bad_ca = file_error("tls.ca_file", ca);
+        let certs = CertificateDer::pem_file_iter(ca).map_err(|e| bad_ca(&e))?;
         for cert in certs {
-            let cert = cert.map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("tls.ca_file {}: {e}", ca.display()))?;
+            let cert = cert.map_err(|e| bad_ca(&e))?;
+            roots.add(cert).map_err(|e| bad_ca(&e))?;
         }
         if roots.is_empty() {
-            return Err(format!(
-                "tls.ca_file {}: no certificate in the file",
-                ca.display()
-            ));
+            return Err(bad_ca(&"no certificate in the file"));
         }
     } else {
         let native = rustls_native_certs::load_native_certs();
@@ -48,26 +76,23 @@ pub fn tls_config(cfg: &OtlpTlsConfig, alpn: &[&[u8]]) -> Result<Arc<ClientConfi
             let _ = roots.add(cert);
         }
         if roots.is_empty() {
-            return Err(
-                "no trusted CA certificate in the system store: install ca-certificates or set tls.ca_file"
-                    .to_string(),
-            );
+            return Err(TlsError::NoRoots);
         }
     }
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(TlsError::Setup)?
         .with_root_certificates(roots);
     let mut config = match (&cfg.cert_file, &cfg.key_file) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("tls.cert_file {}: {e}", cert.display()))?;
+                .map_err(|e| file_error("tls.cert_file", cert)(&e))?;
             let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("tls.key_file {}: {e}", key.display()))?;
+                .map_err(|e| file_error("tls.key_file", key)(&e))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
+                .map_err(TlsError::ClientCertificate)?
         }
         _ => builder.with_no_client_auth(),
     };
@@ -88,12 +113,14 @@ impl Dialer {
         addr: SocketAddr,
         tls: Option<(Arc<ClientConfig>, &str)>,
         connect_timeout: Duration,
-    ) -> Result<Dialer, String> {
+    ) -> Result<Dialer, TlsError> {
         let tls = match tls {
             None => None,
             Some((config, name)) => {
-                let name = ServerName::try_from(name.to_string())
-                    .map_err(|e| format!("`{name}` is not a valid TLS server name: {e}"))?;
+                let name =
+                    ServerName::try_from(name.to_string()).map_err(|_| TlsError::ServerName {
+                        name: name.to_string(),
+                    })?;
                 Some((TlsConnector::from(config), name))
             }
         };

@@ -11,11 +11,12 @@ use super::circuit::{Circuit, Phase, Transition};
 use super::connect::{tls_config, Dialer};
 use super::grpc::{GrpcClient, GrpcSettings};
 use super::http::{HttpClient, HttpSettings};
+use super::BuildError;
 use super::{Answer, CallError};
-use crate::telemetry::{Counter, Gauge, Telemetry};
-use crate::Signal;
 use bytes::Bytes;
 use sonde_config::{OtlpExporterConfig, OtlpProtocol, OtlpTarget};
+use sonde_core::metrics::{Counter, Gauge, Registry};
+use sonde_core::Signal;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub struct Endpoint {
     pub client: Client,
     pub circuit: Circuit,
     exporter: Arc<str>,
-    telemetry: Arc<dyn Telemetry>,
+    metrics: Registry,
     state: Gauge,
     opened: Counter,
     ok: Counter,
@@ -60,9 +61,8 @@ pub struct Endpoint {
 impl Endpoint {
     /// Counts a failure (by reason) and feeds the circuit breaker.
     pub fn failed(&self, reason: &str) {
-        Counter::new(
-            self.telemetry.as_ref(),
-            "sonde_otlp_exporter_failed_requests_total",
+        self.metrics.counter(
+"sonde_otlp_exporter_failed_requests_total",
             "OTLP export requests that failed, by endpoint and reason (transport, timeout, grpc_<code>, http_<status>).",
             &[("exporter", &self.exporter), ("endpoint", &self.label), ("reason", reason)],
         )
@@ -107,7 +107,7 @@ pub struct EndpointSet {
 /// Makes endpoints: everything shared by the clients of one exporter.
 pub struct Factory {
     pub exporter: Arc<str>,
-    pub telemetry: Arc<dyn Telemetry>,
+    pub metrics: Registry,
     cfg: OtlpExporterConfig,
     tls: Option<Arc<ClientConfig>>,
     grpc: GrpcSettings,
@@ -123,12 +123,17 @@ impl Factory {
         cfg: &OtlpExporterConfig,
         timeout: Duration,
         concurrency: usize,
-        telemetry: Arc<dyn Telemetry>,
-    ) -> Result<Factory, String> {
+        metrics: Registry,
+    ) -> Result<Factory, BuildError> {
         let mut targets = Vec::new();
         let mut urls = Vec::new();
         for e in cfg.endpoint_list() {
-            let t = OtlpTarget::parse(&e, cfg.protocol, cfg.insecure)?;
+            let t = OtlpTarget::parse(&e, cfg.protocol, cfg.insecure).map_err(|reason| {
+                BuildError::Endpoint {
+                    endpoint: e.clone(),
+                    reason,
+                }
+            })?;
             let scheme = if t.tls { "https" } else { "http" };
             urls.push(match cfg.protocol {
                 OtlpProtocol::Grpc => format!("{scheme}://{}", t.authority()),
@@ -137,29 +142,33 @@ impl Factory {
             targets.push(t);
         }
         if targets.is_empty() {
-            return Err("no endpoint configured".into());
+            return Err(BuildError::NoEndpoint);
         }
         let tls = if targets.iter().any(|t| t.tls) {
             let alpn: &[&[u8]] = match cfg.protocol {
                 OtlpProtocol::Grpc => &[b"h2"],
                 OtlpProtocol::HttpProtobuf => &[b"h2", b"http/1.1"],
             };
-            Some(tls_config(&cfg.tls, alpn)?)
+            Some(tls_config(&cfg.tls, alpn).map_err(BuildError::Tls)?)
         } else {
             None
         };
         let mut headers = http::HeaderMap::new();
         for (k, v) in &cfg.headers {
+            let bad = |reason: &str| BuildError::Header {
+                name: k.clone(),
+                reason: reason.to_string(),
+            };
             let name = http::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| format!("header `{k}`: {e}"))?;
+                .map_err(|_| bad("not a valid header name"))?;
             let mut value = http::HeaderValue::from_str(v.expose())
-                .map_err(|_| format!("header `{k}`: the value is not a valid header value"))?;
+                .map_err(|_| bad("the value is not a valid header value"))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
         Ok(Factory {
             exporter,
-            telemetry,
+            metrics,
             tls,
             grpc: GrpcSettings {
                 compression: cfg.compression,
@@ -187,7 +196,7 @@ impl Factory {
         self.targets[i].host.parse::<IpAddr>().is_err()
     }
 
-    fn endpoint(&self, i: usize, addr: SocketAddr) -> Result<Endpoint, String> {
+    fn endpoint(&self, i: usize, addr: SocketAddr) -> Result<Endpoint, BuildError> {
         let t = &self.targets[i];
         let url = &self.urls[i];
         let tls = match (&self.tls, t.tls) {
@@ -197,7 +206,7 @@ impl Factory {
             )),
             _ => None,
         };
-        let dialer = Dialer::new(addr, tls, self.connect_timeout)?;
+        let dialer = Dialer::new(addr, tls, self.connect_timeout).map_err(BuildError::Tls)?;
         let client = match self.cfg.protocol {
             OtlpProtocol::Grpc => Client::Grpc(Box::new(GrpcClient::new(url, dialer, &self.grpc)?)),
             OtlpProtocol::HttpProtobuf => {
@@ -211,7 +220,7 @@ impl Factory {
         };
         let labels: [(&'static str, &str); 2] =
             [("exporter", &self.exporter), ("endpoint", &label)];
-        let t = self.telemetry.as_ref();
+        let t = &self.metrics;
         Ok(Endpoint {
             key: addr.to_string(),
             client,
@@ -221,21 +230,18 @@ impl Factory {
                 self.cfg.circuit_breaker.max_open_duration.get(),
             ),
             exporter: self.exporter.clone(),
-            telemetry: self.telemetry.clone(),
-            state: Gauge::new(
-                t,
+            metrics: self.metrics.clone(),
+            state: t.gauge(
                 "sonde_otlp_exporter_circuit_state",
                 "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.",
                 &labels,
             ),
-            opened: Counter::new(
-                t,
+            opened: t.counter(
                 "sonde_otlp_exporter_circuit_opened_total",
                 "Times an endpoint's circuit breaker opened.",
                 &labels,
             ),
-            ok: Counter::new(
-                t,
+            ok: t.counter(
                 "sonde_otlp_exporter_requests_total",
                 "OTLP export requests an endpoint accepted.",
                 &labels,
@@ -365,7 +371,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
     use super::*;
-    use crate::telemetry::LocalTelemetry;
+    use sonde_core::metrics::Registry;
 
     fn factory(endpoints: &[&str]) -> Factory {
         let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
@@ -382,7 +388,7 @@ mod tests {
             cfg,
             Duration::from_secs(1),
             1,
-            Arc::new(LocalTelemetry::default()),
+            Registry::default(),
         )
         .unwrap()
     }
@@ -458,12 +464,7 @@ mod tests {
     /// endpoints gauge it kept.
     async fn first_resolution(f: Arc<Factory>, initial: EndpointSet) -> (Arc<EndpointSet>, Gauge) {
         let (tx, mut rx) = watch::channel(Arc::new(initial));
-        let gauge = Gauge::new(
-            &LocalTelemetry::default(),
-            "sonde_otlp_exporter_endpoints",
-            "",
-            &[],
-        );
+        let gauge = Registry::default().gauge("sonde_otlp_exporter_endpoints", "", &[]);
         let task = tokio::spawn(resolve_loop(
             f,
             tx,

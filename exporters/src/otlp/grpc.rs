@@ -1,20 +1,21 @@
 //! OTLP/gRPC to one endpoint: a tonic channel over the [`Dialer`] (one HTTP/2 connection,
 //! reused, re-established on failure, kept alive with pings), the batch's bytes sent through
-//! [`PassthroughCodec`], and the answer classified as the OTLP specification says.
+//! [`RawCodec`], and the answer classified as the OTLP specification says.
 //!
 //! Retryable: `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`,
 //! `DATA_LOSS`, `RESOURCE_EXHAUSTED` only with a `RetryInfo`, and transport failures (tonic
 //! reports those as `UNAVAILABLE`, or `UNKNOWN` with a source error). Everything else is
 //! permanent. A `RetryInfo` delay is passed on as the retry hint.
 
-use super::codec::{retry_info, PassthroughCodec};
 use super::connect::Dialer;
-use super::{Answer, CallError};
-use crate::Signal;
+use super::{Answer, BuildError, CallError};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Uri};
 use sonde_config::OtlpCompression;
+use sonde_core::otlp::codec::RawCodec;
+use sonde_core::otlp::status::{partial_success, retry_delay};
+use sonde_core::{otlp, Signal};
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
@@ -39,24 +40,24 @@ pub struct GrpcSettings {
 }
 
 fn path(signal: Signal) -> PathAndQuery {
-    PathAndQuery::from_static(match signal {
-        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    })
+    PathAndQuery::from_static(otlp::grpc_path(signal))
 }
 
 impl GrpcClient {
     /// A lazily connecting client for `scheme://authority`, dialling through `dialer`. Needs a
     /// tokio runtime (the channel runs a task).
-    pub fn new(url: &str, dialer: Dialer, s: &GrpcSettings) -> Result<GrpcClient, String> {
-        let origin: Uri = url.parse().map_err(|e| format!("`{url}`: {e}"))?;
+    pub fn new(url: &str, dialer: Dialer, s: &GrpcSettings) -> Result<GrpcClient, BuildError> {
+        let bad = |e: &dyn std::fmt::Display| BuildError::Endpoint {
+            endpoint: url.to_string(),
+            reason: e.to_string(),
+        };
+        let origin: Uri = url.parse().map_err(|e| bad(&e))?;
         let mut endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("`{url}`: {e}"))?
+            .map_err(|e| bad(&e))?
             .connect_timeout(s.connect_timeout)
             .tcp_nodelay(true)
             .user_agent(concat!("sonde/", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| format!("user agent: {e}"))?;
+            .map_err(|e| bad(&e))?;
         if !s.keepalive_interval.is_zero() {
             endpoint = endpoint
                 .http2_keep_alive_interval(s.keepalive_interval)
@@ -92,14 +93,13 @@ impl GrpcClient {
         })?;
         let mut request = tonic::Request::new(payload);
         *request.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
-        match client.unary(request, path(signal), PassthroughCodec).await {
+        match client.unary(request, path(signal), RawCodec).await {
             Ok(response) => {
-                let resp = response.into_inner();
-                let (rejected, message) = resp
-                    .partial_success
-                    .map(|p| (u64::try_from(p.rejected).unwrap_or(0), p.error_message))
-                    .unwrap_or_default();
-                Ok(Answer { rejected, message })
+                let p = partial_success(&response.into_inner());
+                Ok(Answer {
+                    rejected: u64::try_from(p.rejected).unwrap_or(0),
+                    message: p.error_message,
+                })
             }
             Err(status) => Err(classify(&status, &self.url)),
         }
@@ -109,7 +109,7 @@ impl GrpcClient {
 /// What a non-OK gRPC status means for the batch.
 pub fn classify(status: &tonic::Status, url: &str) -> CallError {
     let code = status.code();
-    let hint = retry_info(status.details());
+    let hint = retry_delay(status.details());
     let transport = std::error::Error::source(status).is_some();
     let label = if transport && matches!(code, Code::Unknown | Code::Unavailable) {
         "transport".to_string()
@@ -167,9 +167,9 @@ fn code_name(code: Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::{Any, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE};
     use super::*;
     use prost::Message;
+    use sonde_core::otlp::status::{Any, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 
     fn with_retry_info(code: Code, secs: i64) -> tonic::Status {
         let details = RpcStatus {

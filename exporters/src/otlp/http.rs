@@ -4,10 +4,8 @@
 //! specification says: 2xx is success (with a possible partial success in the body); 429, 502,
 //! 503 and 504 are retryable, honouring `Retry-After`; every other status is permanent.
 
-use super::codec::{ExportResponse, RpcStatus};
 use super::connect::Dialer;
-use super::{Answer, CallError};
-use crate::Signal;
+use super::{Answer, BuildError, CallError};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
@@ -16,6 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
 use sonde_config::OtlpCompression;
+use sonde_core::otlp::status::{partial_success, RpcStatus};
+use sonde_core::{otlp, Signal};
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -42,19 +42,23 @@ pub struct HttpClient {
 
 /// `base` + `/v1/traces` etc., as the OTLP exporter specification derives the signal URLs from
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-pub fn signal_urls(base: &str) -> Result<[Uri; 3], String> {
+pub fn signal_urls(base: &str) -> Result<[Uri; 3], BuildError> {
     let base = base.trim_end_matches('/');
-    let u = |p: &str| -> Result<Uri, String> {
-        format!("{base}/{p}")
-            .parse()
-            .map_err(|e| format!("`{base}/{p}`: {e}"))
+    let u = |s: Signal| -> Result<Uri, BuildError> {
+        let url = format!("{base}{}", otlp::http_path(s));
+        url.parse()
+            .map_err(|e: http::uri::InvalidUri| BuildError::Endpoint {
+                endpoint: url.clone(),
+                reason: e.to_string(),
+            })
     };
-    Ok([u("v1/traces")?, u("v1/metrics")?, u("v1/logs")?])
+    let [t, m, l] = Signal::ALL.map(u);
+    Ok([t?, m?, l?])
 }
 
 impl HttpClient {
     /// A client posting to `base` (scheme, authority and base path), dialling through `dialer`.
-    pub fn new(base: &str, dialer: Dialer, s: &HttpSettings) -> Result<HttpClient, String> {
+    pub fn new(base: &str, dialer: Dialer, s: &HttpSettings) -> Result<HttpClient, BuildError> {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -94,11 +98,7 @@ impl HttpClient {
     }
 
     pub fn url(&self, signal: Signal) -> &Uri {
-        &self.urls[match signal {
-            Signal::Traces => 0,
-            Signal::Metrics => 1,
-            Signal::Logs => 2,
-        }]
+        &self.urls[signal.index()]
     }
 
     pub async fn export(&self, signal: Signal, payload: Bytes) -> Result<Answer, CallError> {
@@ -161,12 +161,11 @@ pub fn classify(
     url: &Uri,
 ) -> Result<Answer, CallError> {
     if status.is_success() {
-        let resp = ExportResponse::decode(body).unwrap_or_default();
-        let (rejected, message) = resp
-            .partial_success
-            .map(|p| (u64::try_from(p.rejected).unwrap_or(0), p.error_message))
-            .unwrap_or_default();
-        return Ok(Answer { rejected, message });
+        let p = partial_success(body);
+        return Ok(Answer {
+            rejected: u64::try_from(p.rejected).unwrap_or(0),
+            message: p.error_message,
+        });
     }
     let detail = RpcStatus::decode(body)
         .ok()

@@ -24,18 +24,19 @@
 
 pub mod balance;
 pub mod circuit;
-pub mod codec;
 pub mod connect;
 pub mod endpoint;
 pub mod grpc;
 pub mod http;
 
-use crate::telemetry::{Counter, Gauge, Telemetry};
-use crate::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
-use balance::{split_by_trace, trace_point};
+use balance::trace_point;
 use bytes::Bytes;
 use endpoint::{Endpoint, EndpointSet, Factory};
 use sonde_config::{ExporterCommon, OtlpBalance, OtlpExporterConfig};
+use sonde_core::log_limit::LogLimit;
+use sonde_core::metrics::{Counter, Registry};
+use sonde_core::wire::by_trace::split_by_trace;
+use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,28 +65,19 @@ pub enum CallError {
     Permanent { reason: String, label: String },
 }
 
-/// One repeating log line at most per period.
-struct RateLimit {
-    last: Mutex<Option<Instant>>,
-    period: Duration,
-}
-
-impl RateLimit {
-    fn new(period: Duration) -> Self {
-        RateLimit {
-            last: Mutex::new(None),
-            period,
-        }
-    }
-    fn allow(&self) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= self.period) {
-            *last = Some(Instant::now());
-            true
-        } else {
-            false
-        }
-    }
+/// Why an OTLP exporter could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("endpoint `{endpoint}`: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("no endpoint configured")]
+    NoEndpoint,
+    #[error(transparent)]
+    Tls(#[from] connect::TlsError),
+    #[error("header `{name}`: {reason}")]
+    Header { name: String, reason: String },
+    #[error("resolving endpoint names needs a tokio runtime")]
+    NoRuntime,
 }
 
 /// Records a failure on the endpoint if the call is dropped before it finished (the worker's
@@ -118,8 +110,8 @@ pub struct OtlpExporter {
     resolver: Mutex<Option<JoinHandle<()>>>,
     refused: Counter,
     failovers: Counter,
-    warn_partial: RateLimit,
-    warn_refused: RateLimit,
+    warn_partial: LogLimit,
+    warn_refused: LogLimit,
 }
 
 impl OtlpExporter {
@@ -129,8 +121,8 @@ impl OtlpExporter {
         name: &str,
         cfg: &OtlpExporterConfig,
         common: &ExporterCommon,
-        telemetry: Arc<dyn Telemetry>,
-    ) -> Result<OtlpExporter, String> {
+        metrics: Registry,
+    ) -> Result<OtlpExporter, BuildError> {
         let name: Arc<str> = Arc::from(name);
         let concurrency = common.concurrency.unwrap_or(4);
         let factory = Arc::new(Factory::new(
@@ -138,12 +130,11 @@ impl OtlpExporter {
             cfg,
             common.timeout.get(),
             concurrency,
-            telemetry.clone(),
+            metrics.clone(),
         )?);
-        let t = telemetry.as_ref();
+        let t = &metrics;
         let labels: [(&'static str, &str); 1] = [("exporter", &name)];
-        let endpoints = Gauge::new(
-            t,
+        let endpoints = t.gauge(
             "sonde_otlp_exporter_endpoints",
             "Endpoints (resolved addresses) an OTLP exporter sends to.",
             &labels,
@@ -153,8 +144,8 @@ impl OtlpExporter {
         endpoints.set(initial.list.len() as i64);
         let (tx, rx) = watch::channel(initial);
         let resolver = if needs_resolving {
-            let handle = tokio::runtime::Handle::try_current()
-                .map_err(|_| "resolving endpoint names needs a tokio runtime".to_string())?;
+            let handle =
+                tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
             Some(handle.spawn(endpoint::resolve_loop(
                 factory,
                 tx,
@@ -169,20 +160,18 @@ impl OtlpExporter {
             set: rx,
             rr: AtomicUsize::new(0),
             resolver: Mutex::new(resolver),
-            refused: Counter::new(
-                t,
+            refused: t.counter(
                 "sonde_otlp_exporter_refused_calls_total",
                 "Export calls not made because every endpoint's circuit was open.",
                 &[("exporter", &name), ("reason", "circuit_open")],
             ),
-            failovers: Counter::new(
-                t,
+            failovers: t.counter(
                 "sonde_otlp_exporter_failovers_total",
                 "Batches (or trace-ID parts) sent to another endpoint after one failed.",
                 &labels,
             ),
-            warn_partial: RateLimit::new(Duration::from_secs(10)),
-            warn_refused: RateLimit::new(Duration::from_secs(10)),
+            warn_partial: LogLimit::default(),
+            warn_refused: LogLimit::default(),
             name,
         })
     }
@@ -261,7 +250,7 @@ impl OtlpExporter {
                     .map_err(|e| {
                         ExportError::permanent(format!("cannot split the batch by trace ID: {e}"))
                     })?;
-                    sends.extend(parts.into_iter().map(|p| (p.endpoint, p.payload, p.items)));
+                    sends.extend(parts.into_iter().map(|p| (p.group, p.payload, p.items)));
                 } else {
                     let pick = (0..n)
                         .map(|k| (rr_start + round + k) % n)
@@ -285,7 +274,7 @@ impl OtlpExporter {
                     Attempt::Done(Ok(answer)) => {
                         accepted_parts += 1;
                         rejected += answer.rejected.min(items);
-                        if answer.rejected > 0 && self.warn_partial.allow() {
+                        if answer.rejected > 0 && self.warn_partial.check().is_some() {
                             warn!(exporter = %self.name, endpoint = %ep.label, rejected = answer.rejected, error = %answer.message, "endpoint accepted a batch but rejected part of it");
                         }
                     }
@@ -332,7 +321,7 @@ impl OtlpExporter {
                         .min()
                         .unwrap_or(Duration::from_secs(1))
                         .max(Duration::from_millis(10));
-                    if self.warn_refused.allow() {
+                    if self.warn_refused.check().is_some() {
                         warn!(exporter = %self.name, retry_in = ?wait, "every endpoint's circuit is open; the data waits in the buffer");
                     }
                     ExportError::Retryable {

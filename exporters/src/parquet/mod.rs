@@ -25,15 +25,17 @@ pub mod testdata;
 pub mod wal;
 pub mod writer;
 
-use crate::telemetry::{Counter, Gauge, Telemetry};
-use crate::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
-use sonde_config::{ParquetConfig, Signal, UploadConfig};
+use sonde_config::{ParquetConfig, UploadConfig};
+use sonde_core::backoff::Backoff;
+use sonde_core::metrics::{Counter, Gauge, Registry};
+use sonde_core::Signal;
+use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{Backoff, Store};
+use store::Store;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
@@ -58,26 +60,19 @@ struct Counters {
     recovery_dropped_bytes: Counter,
     staged_bytes: Gauge,
     pending_uploads: Gauge,
-    telemetry: Arc<dyn Telemetry>,
+    metrics: Registry,
     name: String,
 }
 
 impl Counters {
-    fn new(t: Arc<dyn Telemetry>, name: &str) -> Counters {
+    fn new(t: Registry, name: &str) -> Counters {
         let per_signal = |metric, help| {
-            Signal::ALL.map(|s| {
-                Counter::new(
-                    &*t,
-                    metric,
-                    help,
-                    &[("exporter", name), ("signal", s.as_str())],
-                )
-            })
+            Signal::ALL
+                .map(|s| t.counter(metric, help, &[("exporter", name), ("signal", s.as_str())]))
         };
-        let c = |metric, help| Counter::new(&*t, metric, help, &[("exporter", name)]);
+        let c = |metric, help| t.counter(metric, help, &[("exporter", name)]);
         let refused = |reason| {
-            Counter::new(
-                &*t,
+            t.counter(
                 "sonde_parquet_refused_batches_total",
                 "Batches the Parquet exporter refused, by reason.",
                 &[("exporter", name), ("reason", reason)],
@@ -103,8 +98,7 @@ impl Counters {
             ),
             refused_staging_full: refused("staging_full"),
             refused_decode: refused("decode"),
-            duplicates: Counter::new(
-                &*t,
+            duplicates: t.counter(
                 "sonde_parquet_dropped_batches_total",
                 "Batches the Parquet exporter did not write again, by reason.",
                 &[("exporter", name), ("reason", "duplicate")],
@@ -117,31 +111,29 @@ impl Counters {
                 "sonde_parquet_recovery_dropped_bytes_total",
                 "Bytes of torn or damaged staging log tails dropped at recovery.",
             ),
-            staged_bytes: Gauge::new(
-                &*t,
+            staged_bytes: t.gauge(
                 "sonde_parquet_staged_bytes",
                 "Local bytes used by open and finished-but-not-uploaded files.",
                 &[("exporter", name)],
             ),
-            pending_uploads: Gauge::new(
-                &*t,
+            pending_uploads: t.gauge(
                 "sonde_parquet_pending_uploads",
                 "Finished files waiting for upload.",
                 &[("exporter", name)],
             ),
-            telemetry: t.clone(),
+            metrics: t.clone(),
             name: name.to_string(),
         }
     }
 
     fn upload_retry(&self, reason: &'static str) {
-        Counter::new(
-            &*self.telemetry,
-            "sonde_parquet_upload_retries_total",
-            "Failed upload attempts (retried), by reason.",
-            &[("exporter", &self.name), ("reason", reason)],
-        )
-        .inc();
+        self.metrics
+            .counter(
+                "sonde_parquet_upload_retries_total",
+                "Failed upload attempts (retried), by reason.",
+                &[("exporter", &self.name), ("reason", reason)],
+            )
+            .inc();
     }
 }
 
@@ -206,6 +198,29 @@ impl Drop for ParquetExporter {
     }
 }
 
+/// Why a Parquet exporter could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("unsupported URL `{0}` (s3://, gs://, az://, abfs://, file://)")]
+    UnsupportedUrl(String),
+    #[error("option `{key}`: {source}")]
+    Option {
+        key: String,
+        source: object_store::Error,
+    },
+    #[error("store for `{url}`: {source}")]
+    Store {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("cannot use the directory {}: {reason}", path.display())]
+    Directory { path: PathBuf, reason: String },
+    #[error("compression: {0}")]
+    Compression(#[from] parquet::errors::ParquetError),
+    #[error("the parquet exporter needs a Tokio runtime")]
+    NoRuntime,
+}
+
 impl ParquetExporter {
     /// Builds the exporter: the store client, the staging directory under `data_dir`, and its
     /// two background tasks (needs a Tokio runtime). Logs left by a previous run are recovered
@@ -215,20 +230,17 @@ impl ParquetExporter {
         cfg: &ParquetConfig,
         data_dir: &Path,
         shutdown_timeout: Duration,
-        telemetry: Arc<dyn Telemetry>,
-    ) -> Result<ParquetExporter, String> {
+        metrics: Registry,
+    ) -> Result<ParquetExporter, BuildError> {
         let root = data_dir.join("parquet").join(naming::sanitize(name));
         let settings = Settings::new(name, cfg, &root)?;
         let store = Store::from_config(cfg)?;
-        let stale = writer::prepare(&settings).map_err(|e| {
-            format!(
-                "cannot prepare the staging directory {}: {e}",
-                root.display()
-            )
+        let stale = writer::prepare(&settings).map_err(|e| BuildError::Directory {
+            path: root.clone(),
+            reason: e.to_string(),
         })?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| "the parquet exporter needs a Tokio runtime".to_string())?;
-        let counters = Counters::new(telemetry, name);
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let counters = Counters::new(metrics, name);
         let outbox_bytes = writer::outbox_bytes(&settings);
         let shared = Arc::new(Shared {
             settings,
@@ -607,7 +619,7 @@ async fn upload_one(shared: &Shared, f: &Finished) -> bool {
             }
             Err(e) => {
                 shared.counters.upload_retry(e.reason());
-                let wait = backoff.next_wait();
+                let wait = backoff.next(None);
                 if !warned || shared.should_warn() {
                     warned = true;
                     warn!(exporter = %s.exporter, key = %key, error = %e, retry_in = ?wait, "upload failed, retrying");

@@ -6,7 +6,7 @@
 //! name the first attempt would have used: a retried or replayed upload overwrites the same
 //! object instead of adding a duplicate.
 
-use sonde_config::Signal;
+use sonde_core::Signal;
 
 /// UTC calendar fields of a Unix time in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@
 //! does too.
 
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
-use sonde_config::Signal;
+use sonde_core::Signal;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 

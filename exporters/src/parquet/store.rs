@@ -9,9 +9,10 @@
 //! from `GOOGLE_*` variables, application default credentials or the metadata server; Azure from
 //! `AZURE_*` variables or managed identity. Explicit settings and `options` override them.
 //!
-//! Retrying a whole failed upload is the caller's job ([`Backoff`]); the store client retries a
+//! Retrying a whole failed upload is the caller's job (with `sonde_core`'s backoff); the store client retries a
 //! failed request only briefly, so that a dead server is noticed and counted.
 
+use super::BuildError;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -72,9 +73,9 @@ fn store_err(e: object_store::Error) -> UploadError {
 impl Store {
     /// Builds the client the config describes. Fails on a URL or option the store does not
     /// understand; credentials are only checked by the first request.
-    pub fn from_config(cfg: &ParquetConfig) -> Result<Store, String> {
+    pub fn from_config(cfg: &ParquetConfig) -> Result<Store, BuildError> {
         let scheme =
-            StoreScheme::of(&cfg.url).ok_or_else(|| format!("unsupported URL `{}`", cfg.url))?;
+            StoreScheme::of(&cfg.url).ok_or_else(|| BuildError::UnsupportedUrl(cfg.url.clone()))?;
         let rest = cfg.url.split_once("://").map(|x| x.1).unwrap_or("");
         let client = ClientOptions::new()
             .with_timeout(cfg.upload.timeout.get())
@@ -89,15 +90,25 @@ impl Store {
             max_retries: 2,
             retry_timeout: cfg.upload.timeout.get(),
         };
-        let unknown = |k: &str, e: object_store::Error| format!("option `{k}`: {e}");
+        let unknown = |k: &str, source| BuildError::Option {
+            key: k.to_string(),
+            source,
+        };
+        let store = |source| BuildError::Store {
+            url: cfg.url.clone(),
+            source,
+        };
         let (inner, prefix): (Arc<dyn ObjectStore>, &str) = match scheme {
             StoreScheme::File => {
                 let root = rest.trim_end_matches('/');
                 let root = if root.is_empty() { "/" } else { root };
-                std::fs::create_dir_all(root)
-                    .map_err(|e| format!("cannot create the directory {root}: {e}"))?;
+                let bad_dir = |e: &dyn std::fmt::Display| BuildError::Directory {
+                    path: root.into(),
+                    reason: e.to_string(),
+                };
+                std::fs::create_dir_all(root).map_err(|e| bad_dir(&e))?;
                 let fs = LocalFileSystem::new_with_prefix(root)
-                    .map_err(|e| format!("cannot use the directory {root}: {e}"))?
+                    .map_err(|e| bad_dir(&e))?
                     .with_automatic_cleanup(true);
                 (Arc::new(fs), "")
             }
@@ -145,9 +156,7 @@ impl Store {
                     let key: AmazonS3ConfigKey = k.parse().map_err(|e| unknown(k, e))?;
                     b = b.with_config(key, v.expose());
                 }
-                let s3 = b
-                    .build()
-                    .map_err(|e| format!("S3 store for `{}`: {e}", cfg.url))?;
+                let s3 = b.build().map_err(store)?;
                 (
                     Arc::new(s3),
                     rest.split_once('/').map(|x| x.1).unwrap_or(""),
@@ -162,9 +171,7 @@ impl Store {
                     let key: GoogleConfigKey = k.parse().map_err(|e| unknown(k, e))?;
                     b = b.with_config(key, v.expose());
                 }
-                let gcs = b
-                    .build()
-                    .map_err(|e| format!("GCS store for `{}`: {e}", cfg.url))?;
+                let gcs = b.build().map_err(store)?;
                 (
                     Arc::new(gcs),
                     rest.split_once('/').map(|x| x.1).unwrap_or(""),
@@ -182,9 +189,7 @@ impl Store {
                     let key: AzureConfigKey = k.parse().map_err(|e| unknown(k, e))?;
                     b = b.with_config(key, v.expose());
                 }
-                let az = b
-                    .build()
-                    .map_err(|e| format!("Azure store for `{}`: {e}", cfg.url))?;
+                let az = b.build().map_err(store)?;
                 // az://container/prefix; abfs(s)://container@account.host/prefix.
                 (
                     Arc::new(az),
@@ -284,32 +289,6 @@ async fn join_part(
             store: "multipart",
             source: Box::new(join),
         })),
-    }
-}
-
-/// Exponential backoff with full jitter.
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-        }
-    }
-
-    pub fn next_wait(&mut self) -> Duration {
-        let cap = self
-            .initial
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        cap.mul_f64(rand::random::<f64>())
     }
 }
 
@@ -426,14 +405,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_to_its_cap() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        for _ in 0..50 {
-            assert!(b.next_wait() <= Duration::from_secs(1));
-        }
-    }
-
-    #[test]
     fn unknown_store_options_are_refused() {
         let cfg = ParquetConfig {
             url: "s3://bucket/p".into(),
@@ -441,6 +412,6 @@ mod tests {
             ..Default::default()
         };
         let e = Store::from_config(&cfg).unwrap_err();
-        assert!(e.contains("no_such_option"), "{e}");
+        assert!(e.to_string().contains("no_such_option"), "{e}");
     }
 }

@@ -10,7 +10,8 @@
 //! The file's identity is the XXH3-128 hash of the log's bytes up to its last good record:
 //! the same batches in the same order give the same identity, whoever computes it.
 
-use sonde_config::Signal;
+use sonde_core::fs::sync_dir;
+use sonde_core::Signal;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -241,11 +242,6 @@ impl WalReader {
     pub fn dropped_bytes(&self) -> u64 {
         self.file_len.saturating_sub(self.good_len)
     }
-}
-
-/// fsyncs a directory so that a file created, renamed or removed in it stays so after a crash.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

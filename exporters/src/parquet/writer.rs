@@ -20,7 +20,7 @@
 use super::convert::{self, ConvertError};
 use super::naming::{self, Civil, NameParts};
 use super::schema::{self, META_FILE_ID, META_HOST, META_SCHEMA_VERSION, META_SIGNAL, META_WRITER};
-use super::wal::{self, AppendError, Header, WalReader, WalWriter};
+use super::wal::{AppendError, Header, WalReader, WalWriter};
 use arrow_array::RecordBatch;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
@@ -28,10 +28,12 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
-use sonde_config::{ParquetCompression, ParquetConfig, Signal};
+use sonde_config::{ParquetCompression, ParquetConfig};
+use sonde_core::fs::{sync_dir, write_atomic};
+use sonde_core::Signal;
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,16 +60,18 @@ pub struct Settings {
 const DEFAULT_ZSTD_LEVEL: i32 = 2;
 
 impl Settings {
-    pub fn new(name: &str, cfg: &ParquetConfig, root: &Path) -> Result<Settings, String> {
+    pub fn new(
+        name: &str,
+        cfg: &ParquetConfig,
+        root: &Path,
+    ) -> Result<Settings, parquet::errors::ParquetError> {
         let compression = match cfg.compression {
-            ParquetCompression::Zstd => Compression::ZSTD(
-                ZstdLevel::try_new(cfg.compression_level.unwrap_or(DEFAULT_ZSTD_LEVEL))
-                    .map_err(|e| e.to_string())?,
-            ),
-            ParquetCompression::Gzip => Compression::GZIP(
-                GzipLevel::try_new(cfg.compression_level.unwrap_or(6).max(0) as u32)
-                    .map_err(|e| e.to_string())?,
-            ),
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(
+                cfg.compression_level.unwrap_or(DEFAULT_ZSTD_LEVEL),
+            )?),
+            ParquetCompression::Gzip => Compression::GZIP(GzipLevel::try_new(
+                cfg.compression_level.unwrap_or(6).max(0) as u32,
+            )?),
             ParquetCompression::Snappy => Compression::SNAPPY,
             ParquetCompression::Lz4 => Compression::LZ4_RAW,
             ParquetCompression::None => Compression::UNCOMPRESSED,
@@ -436,18 +440,10 @@ fn publish(
     let dest = f.parquet_path(&s.outbox_dir);
     std::fs::rename(parquet, &dest).map_err(io_err("cannot move into the outbox", &dest))?;
     let json = f.json_path(&s.outbox_dir);
-    let tmp = json.with_extension("json.tmp");
     let text = serde_json::to_vec(&f).unwrap_or_default();
-    (|| -> io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &json)?;
-        wal::sync_dir(&s.outbox_dir)
-    })()
-    .map_err(io_err("cannot record the outbox entry", &json))?;
+    write_atomic(&json, &text, true).map_err(io_err("cannot record the outbox entry", &json))?;
     std::fs::remove_file(wal_path).map_err(io_err("cannot remove the staging log", wal_path))?;
-    let _ = wal::sync_dir(&s.open_dir);
+    let _ = sync_dir(&s.open_dir);
     Ok(f)
 }
 

@@ -10,8 +10,9 @@
 //! than lose).
 
 use super::Pos;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use sonde_core::fs::write_atomic;
+use std::fs::OpenOptions;
+use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
@@ -81,23 +82,7 @@ pub fn load(dir: &Path) -> Result<Option<Pos>, CursorError> {
 /// Persists `pos` atomically: temp file, fsync, rename, directory fsync (the fsyncs only when
 /// `sync`).
 pub fn store(dir: &Path, pos: Pos, sync: bool) -> io::Result<()> {
-    let tmp = dir.join(TEMP);
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(&encode(pos))?;
-        if sync {
-            f.sync_data()?;
-        }
-    }
-    std::fs::rename(&tmp, dir.join(FILE))?;
-    if sync {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    write_atomic(&dir.join(FILE), &encode(pos), sync)
 }
 
 /// Overwrites the existing cursor file in place. Used only when [`store`] failed for lack of
@@ -110,11 +95,6 @@ pub fn store_in_place(dir: &Path, pos: Pos, sync: bool) -> io::Result<()> {
         f.sync_data()?;
     }
     Ok(())
-}
-
-/// Makes the directory's entries (created, renamed, removed files) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

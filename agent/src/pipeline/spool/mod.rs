@@ -58,10 +58,12 @@ mod writer;
 pub use reader::{SpoolReceiver, Ticket};
 pub use sender::SpoolSender;
 
-use crate::metrics::{Counter, Gauge, Histogram, Registry};
 use crate::pipeline::buffer::{PushError, Pushed, Wait};
 use sonde_config::{BufferConfig, Fsync, SpoolCompression, WhenFull};
-use sonde_exporters::Batch;
+use sonde_core::fs::sync_dir;
+use sonde_core::log_limit::LogLimit;
+use sonde_core::metrics::{Counter, Gauge, Histogram, Registry};
+use sonde_core::Batch;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -517,22 +519,6 @@ struct Gauges {
     segments: Gauge,
 }
 
-/// One warning per interval at most.
-#[derive(Default)]
-struct RateLimit(Mutex<Option<Instant>>);
-
-impl RateLimit {
-    fn ready(&self) -> bool {
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            *last = Some(Instant::now());
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// What every part of one spool shares: its state and its files.
 pub(crate) struct Core {
     name: Arc<str>,
@@ -550,8 +536,8 @@ pub(crate) struct Core {
     gauges: Gauges,
     /// Serializes writes of the cursor file.
     persist_lock: Mutex<()>,
-    warn_full: RateLimit,
-    warn_cursor: RateLimit,
+    warn_full: LogLimit,
+    warn_cursor: LogLimit,
     /// The directory lock (`flock` on `lock`), released when the last part is gone.
     _lock: File,
 }
@@ -579,7 +565,7 @@ impl Core {
         let path = segment::path(&self.dir, id);
         let taken = fits
             && std::fs::rename(&spare, &path).is_ok()
-            && (self.fsync == Fsync::Never || cursor::sync_dir(&self.dir).is_ok());
+            && (self.fsync == Fsync::Never || sync_dir(&self.dir).is_ok());
         if !taken {
             let _ = std::fs::remove_file(&spare);
             return None;
@@ -650,7 +636,7 @@ impl Core {
         });
         if let Err(e) = stored {
             self.counters.cursor_errors.inc();
-            if self.warn_cursor.ready() {
+            if self.warn_cursor.check().is_some() {
                 warn!(exporter = %self.name, dir = %self.dir.display(), error = %e, "cannot persist the spool cursor; will retry (a crash now means resending, not losing)");
             }
             return;

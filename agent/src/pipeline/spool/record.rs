@@ -30,7 +30,7 @@
 
 use bytes::Bytes;
 use sonde_config::SpoolCompression;
-use sonde_exporters::{Batch, Signal};
+use sonde_core::{Batch, Signal};
 use std::cell::RefCell;
 use std::sync::Arc;
 

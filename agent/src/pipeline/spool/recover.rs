@@ -268,8 +268,8 @@ pub(super) fn recover(
             segments: segments_gauge,
         },
         persist_lock: Mutex::new(()),
-        warn_full: RateLimit::default(),
-        warn_cursor: RateLimit::default(),
+        warn_full: LogLimit::default(),
+        warn_cursor: LogLimit::default(),
         _lock: lock,
     };
     let active = Active {
@@ -297,7 +297,7 @@ pub(super) fn start_segment(dir: &Path, id: u64, fsync: Fsync) -> io::Result<Fil
         .create_new(true)
         .open(&path)?;
     if fsync != Fsync::Never {
-        cursor::sync_dir(dir)?;
+        sync_dir(dir)?;
     }
     Ok(file)
 }

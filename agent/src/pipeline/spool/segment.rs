@@ -365,7 +365,7 @@ pub fn frames(path: &Path) -> io::Result<Vec<FrameInfo>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sonde_exporters::{Batch, Signal};
+    use sonde_core::{Batch, Signal};
     use std::io::Write as _;
 
     /// The segment the test files play.

@@ -220,7 +220,7 @@ impl SpoolSender {
         };
         core.counters.drop("evicted", records, items);
         core.lock().add_items(-(items.min(i64::MAX as u64) as i64));
-        if core.warn_full.ready() {
+        if core.warn_full.check().is_some() {
             warn!(exporter = %core.name, segment = %segment::file_name(s), batches = records, items, in_flight = held, "disk buffer full: dropped the oldest unexported data (when_full = drop_oldest)");
         }
         true

@@ -23,7 +23,7 @@
 use super::record::{self, Frame};
 use super::{Core, Reservation};
 use sonde_config::Fsync;
-use sonde_exporters::Batch;
+use sonde_core::Batch;
 use std::fs::File;
 use std::io::{self, IoSlice, Seek as _, SeekFrom, Write as _};
 use std::sync::Arc;

@@ -8,9 +8,10 @@
 
 use super::fingerprint::Fingerprint;
 use serde::{Deserialize, Serialize};
+use sonde_core::fs::write_atomic;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// One file's persisted position.
@@ -279,22 +280,13 @@ impl Store {
     /// Writes the entries atomically: temporary file, fsync, rename, fsync of the directory.
     pub fn save(&self, files: Vec<Entry>) -> Result<(), StoreError> {
         let path = self.path();
-        let tmp = self.dir.join(format!("{}.tmp", Self::FILE));
         let err = |source| StoreError {
             path: path.clone(),
             source,
         };
         let body = serde_json::to_vec(&OnDisk { version: 1, files })
             .map_err(|e| err(io::Error::other(e)))?;
-        let mut f = File::create(&tmp).map_err(err)?;
-        f.write_all(&body).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-        Ok(())
+        write_atomic(&path, &body, true).map_err(err)
     }
 }
 

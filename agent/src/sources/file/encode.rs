@@ -185,7 +185,7 @@ pub fn kv_str(key: &str, value: &str) -> KeyValue {
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use sonde_exporters::{wire, Signal};
+    use sonde_core::{wire, Signal};
 
     fn encoder() -> Encoder {
         let resource = Resource {

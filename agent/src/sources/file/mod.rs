@@ -28,15 +28,14 @@ pub mod reader;
 pub mod tailer;
 pub mod watch;
 
-use super::SourceContext;
-use crate::metrics::{Counter, Gauge, Registry};
+use super::{SourceContext, SourceTask};
 use crate::pipeline::buffer::Wait;
-use anyhow::Context as _;
-use checkpoint::{Store, Tracker};
+use checkpoint::{Store, StoreError, Tracker};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use sonde_config::{FileSourceConfig, StartAt};
-use sonde_exporters::{Ack, Batch, Signal};
+use sonde_core::metrics::{Counter, Gauge, Registry};
+use sonde_core::{Ack, Batch, BuildError, Signal};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -176,14 +175,38 @@ impl Counters {
     }
 }
 
+/// Why a file source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    #[error("cannot keep file checkpoints: {0}")]
+    Checkpoints(#[from] StoreError),
+    #[error("invalid include/exclude pattern: {0}")]
+    Pattern(#[from] globset::Error),
+    #[error("unknown encoding `{0}`")]
+    Encoding(String),
+    #[error("invalid multiline.start: {0}")]
+    Multiline(#[from] regex::Error),
+}
+
 /// Resolves the config, opens the checkpoint store, and returns the source's task. Fails when
 /// the checkpoint directory cannot be written: the source would not be able to keep its promise.
-pub fn build(
-    cfg: &FileSourceConfig,
-    cx: SourceContext,
-) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+pub async fn build(cfg: &FileSourceConfig, cx: SourceContext) -> Result<SourceTask, BuildError> {
+    let parts = prepare(cfg, &cx).map_err(|e| cx.error(e))?;
+    Ok(Box::pin(run(cx, parts, cfg.checkpoint_interval.get())))
+}
+
+/// What the running source is made of.
+struct Parts {
+    tailer: Tailer,
+    tracker: Arc<Mutex<Tracker>>,
+    store: Arc<Store>,
+    counters: Counters,
+    stop: Stop,
+}
+
+fn prepare(cfg: &FileSourceConfig, cx: &SourceContext) -> Result<Parts, FileSourceError> {
     let name: &str = &cx.name;
-    let store = Store::open(&cx.data_dir, name).context("cannot keep file checkpoints")?;
+    let store = Store::open(&cx.data_dir, name)?;
     let (entries, first_start) = match store.load() {
         Ok(Some(e)) => (e, false),
         Ok(None) => (vec![], true),
@@ -195,8 +218,7 @@ pub fn build(
     };
     let known = entries.len();
     let tracker = Arc::new(Mutex::new(Tracker::with_entries(entries)));
-    let discover = discover::Discover::new(&cfg.include, &cfg.exclude)
-        .context("invalid include/exclude pattern")?;
+    let discover = discover::Discover::new(&cfg.include, &cfg.exclude)?;
     let settings = settings(cfg, first_start)?;
     let encoder = encode::Encoder::new(&resource(cfg), &scope(), BATCH_BYTES);
     let counters = Counters::new(&cx.metrics, name);
@@ -210,24 +232,22 @@ pub fn build(
         stop.clone(),
     );
     info!(source = name, checkpoints = known, store = %store.path().display(), "file source starting");
-    Ok(run(
-        cx,
+    Ok(Parts {
         tailer,
         tracker,
-        Arc::new(store),
+        store: Arc::new(store),
         counters,
         stop,
-        cfg.checkpoint_interval.get(),
-    ))
+    })
 }
 
-fn settings(cfg: &FileSourceConfig, first_start: bool) -> anyhow::Result<Settings> {
+fn settings(cfg: &FileSourceConfig, first_start: bool) -> Result<Settings, FileSourceError> {
     let utf16_auto = cfg.encoding.eq_ignore_ascii_case("utf-16");
     let encoding = if utf16_auto {
         encoding_rs::UTF_16LE
     } else {
         encoding_rs::Encoding::for_label(cfg.encoding.as_bytes())
-            .with_context(|| format!("unknown encoding `{}`", cfg.encoding))?
+            .ok_or_else(|| FileSourceError::Encoding(cfg.encoding.clone()))?
     };
     let newline = if encoding == encoding_rs::UTF_16LE {
         reader::Newline::Utf16Le
@@ -239,7 +259,7 @@ fn settings(cfg: &FileSourceConfig, first_start: bool) -> anyhow::Result<Setting
     let max = cfg.max_line_length.as_usize();
     let multiline = match &cfg.multiline {
         Some(m) => Some(reader::MultilineConfig {
-            start: regex::Regex::new(&m.start).context("invalid multiline.start")?,
+            start: regex::Regex::new(&m.start)?,
             timeout: m.timeout.get(),
             max,
         }),
@@ -295,15 +315,14 @@ fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn run(
-    cx: SourceContext,
-    tailer: Tailer,
-    tracker: Arc<Mutex<Tracker>>,
-    store: Arc<Store>,
-    counters: Counters,
-    stop: Stop,
-    checkpoint_interval: Duration,
-) {
+async fn run(cx: SourceContext, parts: Parts, checkpoint_interval: Duration) {
+    let Parts {
+        tailer,
+        tracker,
+        store,
+        counters,
+        stop,
+    } = parts;
     let name: &str = &cx.name;
     let (tx, mut rx) = mpsc::channel::<Outgoing>(2);
     let thread = match std::thread::Builder::new()
@@ -406,7 +425,7 @@ fn start_send(
     });
     let batch =
         Batch::from_trusted(Signal::Logs, payload, items, cx.name.clone()).with_ack(ack.clone());
-    let router = cx.router.clone();
+    let router = cx.output.clone();
     // Dropped before every buffer took the batch (a stop): the batch is not delivered.
     let guard = AbandonOnDrop(Some(ack));
     Some(Box::pin(async move {
@@ -480,7 +499,7 @@ mod tests {
     use std::path::Path;
     use tokio_util::sync::CancellationToken;
 
-    fn start(
+    async fn start(
         logs: &Path,
         data: &Path,
     ) -> (
@@ -497,13 +516,8 @@ mod tests {
             buffer: tx,
         }]);
         let shutdown = CancellationToken::new();
-        let cx = SourceContext {
-            name: "f".into(),
-            router,
-            shutdown: shutdown.clone(),
-            metrics,
-            data_dir: data.to_path_buf(),
-        };
+        let cx =
+            crate::sources::context("f", router, metrics, shutdown.clone(), data.to_path_buf());
         let cfg = FileSourceConfig {
             include: vec![format!("{}/*.log", logs.display())],
             start_at: StartAt::Beginning,
@@ -512,7 +526,7 @@ mod tests {
             checkpoint_interval: sonde_config::Duration::from_millis(10),
             ..Default::default()
         };
-        let task = tokio::spawn(build(&cfg, cx).unwrap());
+        let task = tokio::spawn(build(&cfg, cx).await.unwrap());
         (rx, shutdown, task)
     }
 
@@ -537,7 +551,7 @@ mod tests {
         let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
         std::fs::create_dir(&logs).unwrap();
         std::fs::write(logs.join("a.log"), "one\ntwo\n").unwrap();
-        let (mut rx, shutdown, task) = start(&logs, &data);
+        let (mut rx, shutdown, task) = start(&logs, &data).await;
         let q = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
@@ -559,14 +573,14 @@ mod tests {
         let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
         std::fs::create_dir(&logs).unwrap();
         std::fs::write(logs.join("a.log"), "one\n").unwrap();
-        let (mut rx, shutdown, task) = start(&logs, &data);
+        let (mut rx, shutdown, task) = start(&logs, &data).await;
         let q = rx.recv().await.unwrap();
         drop(q); // interrupted: never exported
         shutdown.cancel();
         task.await.unwrap();
         assert_eq!(offsets(&data), [0]);
         std::fs::write(logs.join("a.log"), "one\ntwo\n").unwrap();
-        let (mut rx, shutdown, task) = start(&logs, &data);
+        let (mut rx, shutdown, task) = start(&logs, &data).await;
         let q = rx.recv().await.unwrap();
         assert_eq!(q.batch.items, 2, "both lines, from the checkpoint");
         q.ack();

@@ -9,12 +9,13 @@
 //! the same reasons, so they get the codes the OTLP spec wants (tonic says `INTERNAL` and
 //! `OUT_OF_RANGE` there, which OTLP clients would retry forever) and are counted alike.
 
-use super::codec::RawCodec;
-use super::{status, Reason, Receiver, Refusal, Transport};
+use super::{Reason, Receiver, Refusal, Transport};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use prost::Message;
-use sonde_exporters::Signal;
+use sonde_core::otlp::codec::RawCodec;
+use sonde_core::otlp::{self, status};
+use sonde_core::Signal;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -23,22 +24,8 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
-const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-
-/// The signal an OTLP gRPC method path carries.
-pub fn signal_of(path: &str) -> Option<Signal> {
-    match path {
-        TRACES => Some(Signal::Traces),
-        METRICS => Some(Signal::Metrics),
-        LOGS => Some(Signal::Logs),
-        _ => None,
-    }
-}
-
 pub async fn handle(rx: Arc<Receiver>, req: http::Request<Incoming>) -> http::Response<Body> {
-    let signal = match signal_of(req.uri().path()) {
+    let signal = match otlp::signal_of_grpc_path(req.uri().path()) {
         Some(s) => s,
         None => {
             let r = Refusal::new(

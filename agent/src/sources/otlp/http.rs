@@ -14,13 +14,14 @@
 //! come back later.
 
 use super::decompress::{decompress, DecompressError, Encoding};
-use super::{json, status, Reason, Receiver, Refusal, Transport};
+use super::{json, Reason, Receiver, Refusal, Transport};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use prost::Message;
-use sonde_exporters::Signal;
+use sonde_core::otlp::{self, status};
+use sonde_core::Signal;
 use std::sync::Arc;
 
 /// Bodies larger than this are decompressed and transcoded on the blocking pool.
@@ -53,15 +54,6 @@ impl Format {
         } else {
             None
         }
-    }
-}
-
-fn signal_of(path: &str) -> Option<Signal> {
-    match path {
-        "/v1/traces" => Some(Signal::Traces),
-        "/v1/metrics" => Some(Signal::Metrics),
-        "/v1/logs" => Some(Signal::Logs),
-        _ => None,
     }
 }
 
@@ -118,7 +110,7 @@ async fn receive(
     req: &http::request::Parts,
     body: &mut Option<Incoming>,
 ) -> Result<(), Refusal> {
-    let signal = signal_of(req.uri.path()).ok_or_else(|| {
+    let signal = otlp::signal_of_http_path(req.uri.path()).ok_or_else(|| {
         Refusal::new(
             Reason::NotFound,
             format!(
@@ -287,7 +279,7 @@ mod tests {
             let format = if json { Format::Json } else { Format::Protobuf };
             let encoding = [Encoding::Identity, Encoding::Gzip, Encoding::Zstd][enc];
             if let Ok(pb) = decode(Signal::Traces, format, encoding, body.into(), 4096) {
-                let _ = sonde_exporters::wire::validate(Signal::Traces, &pb);
+                let _ = sonde_core::wire::validate(Signal::Traces, &pb);
             }
         }
 
@@ -318,13 +310,5 @@ mod tests {
         assert_eq!(f("Application/JSON"), Some(Format::Json));
         assert_eq!(f("text/plain"), None);
         assert_eq!(Format::of(None), None);
-    }
-
-    #[test]
-    fn paths_map_to_signals() {
-        assert_eq!(signal_of("/v1/traces"), Some(Signal::Traces));
-        assert_eq!(signal_of("/v1/metrics"), Some(Signal::Metrics));
-        assert_eq!(signal_of("/v1/logs"), Some(Signal::Logs));
-        assert_eq!(signal_of("/v1/trace"), None);
     }
 }

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::de::DeserializeOwned;
-use sonde_exporters::Signal;
+use sonde_core::Signal;
 
 /// Transcodes an OTLP/JSON export request of `signal` to its protobuf encoding.
 pub fn to_protobuf(signal: Signal, json: &[u8]) -> Result<Vec<u8>, String> {
@@ -44,7 +44,7 @@ fn transcode<T: DeserializeOwned + prost::Message>(json: &[u8]) -> Result<Vec<u8
 mod tests {
     use super::*;
     use prost::Message;
-    use sonde_exporters::wire;
+    use sonde_core::wire;
 
     const TRACE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[
         {"key":"service.name","value":{"stringValue":"checkout"}}]},

@@ -5,7 +5,7 @@
 //! # The model
 //!
 //! A protobuf request is never decoded into structs: its bytes (gRPC: as tonic's framing and
-//! decompression hand them over through [`codec::RawCodec`]; HTTP: the body after bounded
+//! decompression hand them over through `sonde_core`'s raw codec; HTTP: the body after bounded
 //! decompression) are checked and counted by the wire walker and become a [`Batch`] as they came.
 //! A JSON request is decoded once and encoded to protobuf ([`json`]). Nothing malformed ever
 //! reaches a buffer: it is refused with gRPC `INVALID_ARGUMENT` / HTTP 400 and a message saying
@@ -20,28 +20,27 @@
 //! `request_timeout`.
 //!
 //! Module map: [`server`] (listeners, connections, TLS handshake, graceful stop), [`grpc`] and
-//! [`http`] (one request each: checks, decoding, the answer), [`codec`], [`decompress`],
-//! [`json`], [`status`] (the `google.rpc.Status`/`RetryInfo` payloads), [`auth`], [`tls`].
+//! [`http`] (one request each: checks, decoding, the answer), [`decompress`], [`json`],
+//! [`auth`], [`tls`]. The raw gRPC codec and the `google.rpc.Status`/`RetryInfo` payloads are
+//! `sonde_core::otlp`'s.
 
 mod auth;
-pub mod codec;
 mod decompress;
 mod grpc;
 mod http;
 mod json;
 mod server;
-mod status;
 mod tls;
 
 use super::{SourceContext, SourceTask};
-use crate::metrics::{Counter, Gauge, Registry};
 use crate::pipeline::buffer::{PushError, Wait};
 use crate::pipeline::router::Router;
 use bytes::Bytes;
 use sonde_config::OtlpSourceConfig;
-use sonde_exporters::{wire, Batch, Signal};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use sonde_core::log_limit::LogLimit;
+use sonde_core::metrics::{Counter, Gauge, Registry};
+use sonde_core::{wire, Batch, BuildError, Signal};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -204,14 +203,6 @@ struct TransportCounters {
     refused_items: [Counter; Reason::ALL.len()],
 }
 
-fn signal_index(s: Signal) -> usize {
-    match s {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-        Signal::Logs => 2,
-    }
-}
-
 impl TransportCounters {
     fn new(metrics: &Registry, source: &str, t: Transport) -> Self {
         let per_signal = |name, help| {
@@ -267,34 +258,6 @@ impl TransportCounters {
     }
 }
 
-/// At most one warning per reason every ten seconds, saying how many were not logged.
-struct LogLimiter {
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    const EVERY: Duration = Duration::from_secs(10);
-
-    fn new() -> Self {
-        Self {
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(n)` when a line may be logged now (`n` lines were suppressed since the last one).
-    fn allow(&self) -> Option<u64> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < Self::EVERY) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
-    }
-}
-
 /// What both listeners share: the router, the limits, the in-flight slots, the counters.
 pub struct Receiver {
     pub name: Arc<str>,
@@ -307,8 +270,8 @@ pub struct Receiver {
     pub metrics: Registry,
     counters: [TransportCounters; 2],
     no_route: Counter,
-    warn_limit: [LogLimiter; Reason::ALL.len()],
-    no_route_warn: LogLimiter,
+    warn_limit: [LogLimit; Reason::ALL.len()],
+    no_route_warn: LogLimit,
 }
 
 /// An in-flight slot, held for the whole handling of a request.
@@ -328,7 +291,7 @@ impl Receiver {
         let name: &str = &cx.name;
         Receiver {
             name: cx.name.clone(),
-            router: cx.router.clone(),
+            router: cx.output.clone(),
             shutdown: cx.shutdown.clone(),
             limits: Limits {
                 max_request_size: cfg.max_request_size.as_usize(),
@@ -351,8 +314,8 @@ impl Receiver {
                 "Items a source dropped before any buffer took them, by reason.",
                 &[("source", name), ("reason", "no_route")],
             ),
-            warn_limit: Reason::ALL.map(|_| LogLimiter::new()),
-            no_route_warn: LogLimiter::new(),
+            warn_limit: Reason::ALL.map(|_| LogLimit::default()),
+            no_route_warn: LogLimit::default(),
         }
     }
 
@@ -432,7 +395,7 @@ impl Receiver {
             match sent {
                 Ok(d) if d.queued == 0 && d.dropped == 0 => {
                     self.no_route.add(items);
-                    if let Some(n) = self.no_route_warn.allow() {
+                    if let Some(n) = self.no_route_warn.check() {
                         warn!(source = %self.name, %signal, suppressed = n,
                             "no exporter takes this signal from this source; items dropped");
                     }
@@ -454,7 +417,7 @@ impl Receiver {
                 }
             }
         }
-        let i = signal_index(signal);
+        let i = signal.index();
         counters.items[i].add(items);
         counters.bytes[i].add(len);
         counters.requests.inc();
@@ -476,7 +439,7 @@ impl Receiver {
                 | Reason::BufferFull
         );
         if noteworthy {
-            if let Some(n) = self.warn_limit[r.reason as usize].allow() {
+            if let Some(n) = self.warn_limit[r.reason as usize].check() {
                 warn!(source = %self.name, transport = t.as_str(), reason = r.reason.as_str(),
                     error = %r.message, suppressed = n, "refusing OTLP requests");
             }
@@ -502,9 +465,9 @@ fn stopping() -> Refusal {
     Refusal::new(Reason::Stopping, "the agent is stopping; retry later")
 }
 
-/// A source that could not start.
+/// Why a receiver could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum ReceiverError {
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
@@ -516,7 +479,11 @@ pub enum BuildError {
 /// Reads the token and certificates, binds the listeners, and returns the task that serves them
 /// until `cx.shutdown`. Nothing is served unless everything could be set up.
 pub async fn build(cfg: &OtlpSourceConfig, cx: SourceContext) -> Result<SourceTask, BuildError> {
-    Ok(Bound::bind(cfg, cx).await?.task())
+    let (kind, name) = (cx.kind, cx.name.clone());
+    let bound = Bound::bind(cfg, cx)
+        .await
+        .map_err(|e| BuildError::new(kind, &name, e))?;
+    Ok(bound.task())
 }
 
 /// A receiver whose listeners are bound but not yet serving.
@@ -528,7 +495,7 @@ pub struct Bound {
 }
 
 impl Bound {
-    pub async fn bind(cfg: &OtlpSourceConfig, cx: SourceContext) -> Result<Bound, BuildError> {
+    pub async fn bind(cfg: &OtlpSourceConfig, cx: SourceContext) -> Result<Bound, ReceiverError> {
         let auth = cfg
             .auth
             .as_ref()

@@ -11,11 +11,11 @@
 //! [`super::http::handle`] according to the listener.
 
 use super::{grpc, http, Receiver, Transport};
-use crate::metrics::{Counter, Gauge};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use sonde_core::metrics::{Counter, Gauge};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! router and buffer behind it: what reaches the buffer, byte for byte, and what each kind of
 //! bad or unlucky request is answered.
 
-use super::status::{RetryInfo, RpcStatus};
 use super::*;
 use crate::pipeline::buffer::{self, BufferReceiver};
 use crate::pipeline::router::Route;
@@ -15,6 +14,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use sonde_config::{BufferConfig, BufferKind, ByteSize, Listen, WhenFull};
+use sonde_core::otlp::status::{RetryInfo, RpcStatus};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,13 +58,13 @@ async fn start(cfg: OtlpSourceConfig, buf: BufferConfig) -> Harness {
         buffer: tx,
     }]);
     let shutdown = CancellationToken::new();
-    let cx = SourceContext {
-        name: "otlp".into(),
+    let cx = crate::sources::context(
+        "otlp",
         router,
-        shutdown: shutdown.clone(),
-        metrics: metrics.clone(),
-        data_dir: std::env::temp_dir(),
-    };
+        metrics.clone(),
+        shutdown.clone(),
+        std::env::temp_dir(),
+    );
     let bound = Bound::bind(&cfg, cx).await.unwrap();
     let grpc = bound.local_addr(Transport::Grpc).unwrap();
     let http = bound.local_addr(Transport::Http).unwrap();
@@ -706,18 +706,19 @@ async fn a_taken_port_fails_the_start_naming_the_address() {
         ..config()
     };
     let (tx, _rx) = buffer::channel("out", &BufferConfig::default(), &Registry::default());
-    let cx = SourceContext {
-        name: "otlp".into(),
-        router: Router::new(vec![Route {
-            exporter: "out".into(),
-            inputs: None,
-            signals: Signal::ALL.to_vec(),
-            buffer: tx,
-        }]),
-        shutdown: CancellationToken::new(),
-        data_dir: std::env::temp_dir(),
-        metrics: Registry::default(),
-    };
+    let router = Router::new(vec![Route {
+        exporter: "out".into(),
+        inputs: None,
+        signals: Signal::ALL.to_vec(),
+        buffer: tx,
+    }]);
+    let cx = crate::sources::context(
+        "otlp",
+        router,
+        Registry::default(),
+        CancellationToken::new(),
+        std::env::temp_dir(),
+    );
     let e = Bound::bind(&cfg, cx).await.err().unwrap().to_string();
     assert!(
         e.contains(&format!("cannot listen for OTLP/HTTP on {addr}")),

@@ -9,7 +9,6 @@
 //! row took about a sixth of the Parquet path's time (BENCHMARKS.md, "Parquet exporter").
 
 use super::view::{self, KvView, RawKey, RenderedKv, Typed};
-use crate::wire::WireError;
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
 };
@@ -18,6 +17,7 @@ use arrow_array::{Array, ArrayRef, DictionaryArray, MapArray, StructArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{ArrowError, DataType, Field, Fields};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use sonde_core::wire::WireError;
 use std::fmt::Write as _;
 use std::sync::Arc;
 

@@ -10,12 +10,12 @@ use super::{
     append_id, base64_into, batch, non_empty, ts, ts_builder, AttrCols, ConvertError, DecodeError,
     OriginCols,
 };
-use crate::wire::{Reader, WireError};
 use arrow_array::builder::{
     FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use sonde_config::Signal;
+use sonde_core::wire::{Reader, WireError};
+use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {

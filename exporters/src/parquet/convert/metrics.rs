@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     summary_data_point::ValueAtQuantile, Exemplar, Metric,
 };
 use prost::Message;
-use sonde_config::Signal;
+use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {

@@ -32,7 +32,7 @@ pub(crate) use columns::AttrCols;
 use columns::{SharedAttrCols, SharedText};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use sonde_config::Signal;
+use sonde_core::Signal;
 use std::sync::Arc;
 use view::{ResourceView, ScopeView};
 
@@ -51,7 +51,7 @@ pub enum ConvertError {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("{0}")]
-    Wire(#[from] crate::wire::WireError),
+    Wire(#[from] sonde_core::wire::WireError),
     #[error("{0}")]
     Prost(#[from] prost::DecodeError),
 }

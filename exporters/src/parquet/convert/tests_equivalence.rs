@@ -4,7 +4,6 @@
 use super::oracle;
 use super::{convert, ConvertError, DecodeError};
 use crate::parquet::testdata;
-use crate::wire::WireErrorKind;
 use arrow_array::RecordBatch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -16,7 +15,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use proptest::prelude::*;
 use prost::Message;
-use sonde_config::Signal;
+use sonde_core::wire::WireErrorKind;
+use sonde_core::Signal;
 
 fn oracle(signal: Signal, bytes: &[u8]) -> Result<RecordBatch, ConvertError> {
     match signal {

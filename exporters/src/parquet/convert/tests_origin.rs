@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use prost::Message;
-use sonde_config::Signal;
+use sonde_core::Signal;
 
 type Entries = Vec<(String, Option<String>)>;
 

@@ -5,16 +5,16 @@ use super::{
     append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, DecodeError,
     OriginCols,
 };
-use crate::names::{span_kind, span_status};
 use crate::parquet::schema::{event_fields, link_fields, list_item};
-use crate::wire::{Reader, WireError};
 use arrow_array::builder::{
     ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
 };
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::ArrowError;
-use sonde_config::Signal;
+use sonde_core::names::{span_kind, span_status};
+use sonde_core::wire::{Reader, WireError};
+use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {

@@ -2,7 +2,7 @@
 //! protobuf wire: no prost structs, no owned `String` per attribute key and value. Strings are
 //! `&str` into the payload (checked UTF-8), bytes are `&[u8]`, numbers are read as they pass.
 //!
-//! Reading uses the one wire [`Reader`](crate::wire::Reader) the receiver's validator uses
+//! Reading uses the one wire [`Reader`](sonde_core::wire::Reader) the receiver's validator uses
 //! (varints, lengths, unknown fields skipped). On top of it this module keeps prost's decoding
 //! semantics, so the rows are the ones the prost-based converter produced (the tests compare
 //! both):
@@ -18,11 +18,11 @@
 //!   `entity_refs`, a key's `key_strindex`) are checked the same way.
 //!
 //! One difference remains: protobuf groups (wire types 3 and 4, unused since proto2) are refused
-//! here and by [`crate::wire::validate`], while prost skips them in unknown fields. No batch holding
+//! here and by [`sonde_core::wire::validate`], while prost skips them in unknown fields. No batch holding
 //! them gets past the receiver.
 
 use super::base64_into;
-use crate::wire::{Field, Reader, WireError, WireErrorKind};
+use sonde_core::wire::{Field, Reader, WireError, WireErrorKind};
 use std::borrow::Cow;
 
 /// prost's recursion limit: a message nested deeper than this below the request is refused.

@@ -6,11 +6,12 @@
 //! that exit while being read are skipped silently; that is the normal race, not a failure.
 
 use super::otlp::{kv_int, kv_str, Emitter, Instrument, Points};
-use super::procfs::{parse_cmdline, parse_pid_io, parse_pid_stat, passwd_user, PidStat, Stat};
+use super::procfs::{parse_cmdline, parse_pid_io, passwd_user, Stat};
 use super::read_text;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use sonde_config::{Conventions, ProcessConfig, ProcessRank};
+use sonde_core::process::{parse_pid_stat, PidStat};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;

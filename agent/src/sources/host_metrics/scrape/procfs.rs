@@ -369,59 +369,6 @@ pub fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The fields of `/proc/<pid>/stat` the process collectors use. Times in clock ticks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PidStat {
-    pub state: u8,
-    pub ppid: u32,
-    pub utime: u64,
-    pub stime: u64,
-    pub num_threads: u64,
-    /// Start time after boot, in clock ticks.
-    pub starttime: u64,
-    /// Virtual memory size in bytes.
-    pub vsize: u64,
-    /// Resident set size in pages.
-    pub rss_pages: u64,
-    /// Time spent waiting for block I/O (`delayacct_blkio_ticks`); zero when absent.
-    pub blkio_ticks: u64,
-}
-
-/// Parses `/proc/<pid>/stat` and returns the process name (`comm`) with the figures. The name
-/// sits in parentheses and may itself contain spaces and parentheses, so the figures start after
-/// the last `)`.
-pub fn parse_pid_stat(text: &str) -> Option<(&str, PidStat)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?;
-    let mut f = text.get(close + 1..)?.split_whitespace();
-    // Field numbers as in proc(5); `f` starts at field 3 (state).
-    let state = *f.next()?.as_bytes().first()?;
-    let mut num = |skip: usize| -> Option<u64> { f.nth(skip)?.parse().ok() };
-    let ppid = u32::try_from(num(0)?).ok()?; // 4
-    let utime = num(9)?; // 14
-    let stime = num(0)?; // 15
-    let num_threads = num(4)?; // 20
-    let starttime = num(1)?; // 22
-    let vsize = num(0)?; // 23
-    let rss_pages = num(0)?; // 24
-    let blkio_ticks = num(17).unwrap_or(0); // 42
-    Some((
-        comm,
-        PidStat {
-            state,
-            ppid,
-            utime,
-            stime,
-            num_threads,
-            starttime,
-            vsize,
-            rss_pages,
-            blkio_ticks,
-        },
-    ))
-}
-
 /// `/proc/<pid>/io`: bytes the process caused to be read from and written to storage.
 pub fn parse_pid_io(text: &str) -> Option<(u64, u64)> {
     let (mut read, mut write) = (None, None);
@@ -699,35 +646,6 @@ Inter-|   Receive                                                |  Transmit
         assert_eq!(unescape_octal("a\\9b"), "a\\9b");
         assert_eq!(unescape_octal("tail\\04"), "tail\\04");
         assert_eq!(unescape_octal("\\777"), "\\777");
-    }
-
-    #[test]
-    fn pid_stat_handles_parentheses_in_name() {
-        let text = "1234 (my (weird) name) S 1 1234 1234 0 -1 4194304 500 0 2 0 \
-                    150 25 0 0 20 0 3 0 4242 10485760 256 18446744073709551615 1 1 0 0 0 0 0 0 0 \
-                    0 0 0 17 1 0 0 9 0 0\n";
-        let (comm, s) = parse_pid_stat(text).expect("valid stat");
-        assert_eq!(comm, "my (weird) name");
-        assert_eq!(s.state, b'S');
-        assert_eq!(s.ppid, 1);
-        assert_eq!(s.utime, 150);
-        assert_eq!(s.stime, 25);
-        assert_eq!(s.num_threads, 3);
-        assert_eq!(s.starttime, 4242);
-        assert_eq!(s.vsize, 10485760);
-        assert_eq!(s.rss_pages, 256);
-        assert_eq!(s.blkio_ticks, 9);
-    }
-
-    #[test]
-    fn pid_stat_truncated_is_none() {
-        assert_eq!(
-            parse_pid_stat("1234 (bash) S 1 1234 1234 0 -1 4194304 500"),
-            None
-        );
-        assert_eq!(parse_pid_stat("1234 bash S"), None);
-        assert_eq!(parse_pid_stat(") ("), None);
-        assert_eq!(parse_pid_stat(""), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
-use sonde_config::Signal;
+use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(crate) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {

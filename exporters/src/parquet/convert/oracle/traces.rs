@@ -16,7 +16,7 @@ use arrow_schema::ArrowError;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span, Span};
 use prost::Message;
-use sonde_config::Signal;
+use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(crate) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {

@@ -2,8 +2,8 @@
 
 use crate::ack::Ack;
 use crate::wire;
+use crate::Signal;
 use bytes::Bytes;
-pub use sonde_config::Signal;
 use std::sync::Arc;
 
 /// An encoded `Export{Trace,Metrics,Logs}ServiceRequest` on its way through the agent.

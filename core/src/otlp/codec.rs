@@ -1,6 +1,8 @@
-//! The gRPC codec of the receiver: message bytes in, message bytes out. tonic does the framing,
-//! the `grpc-encoding` decompression (bounded by `max_request_size`) and the status trailers; this
-//! codec hands the request message on exactly as it came, without decoding it into structs.
+//! The one gRPC codec: message bytes in, message bytes out. tonic does the framing, the
+//! `grpc-encoding` (de)compression and the status trailers; this codec hands a message on exactly
+//! as it came. The receiver takes requests with it without decoding them; the OTLP exporter sends
+//! a batch's payload as it is and reads the response's partial success from the bytes
+//! ([`super::status::partial_success`]).
 //!
 //! It must never decode or copy: the decoder takes the message out of tonic's receive buffer as
 //! a `Bytes` that shares that buffer.

@@ -226,6 +226,24 @@ impl Registry {
             .sum()
     }
 
+    /// The value of the first gauge `name` whose labels include `filter`.
+    pub fn gauge_value(&self, name: &str, filter: &[(&str, &str)]) -> Option<i64> {
+        self.lock()
+            .metrics
+            .iter()
+            .find(|((n, labels), m)| {
+                *n == name
+                    && matches!(m, Metric::Gauge(_))
+                    && filter
+                        .iter()
+                        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .and_then(|(_, m)| match m {
+                Metric::Gauge(g) => Some(g.get()),
+                _ => None,
+            })
+    }
+
     /// Every metric's current value, for the `internal_metrics` source.
     pub fn snapshot(&self) -> Vec<Sample> {
         let inner = self.lock();
@@ -345,67 +363,6 @@ pub enum Value {
     Counter(u64),
     Gauge(i64),
     Histogram(HistogramValue),
-}
-
-/// The process's own figures, read from `/proc/self`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ProcessFigures {
-    pub cpu_seconds: f64,
-    pub resident_bytes: u64,
-    pub peak_resident_bytes: u64,
-    pub open_fds: u64,
-}
-
-impl ProcessFigures {
-    pub fn read() -> Self {
-        let mut p = ProcessFigures::default();
-        // USER_HZ is 100 on every Linux the agent supports (the kernel ABI fixes it for /proc).
-        const TICKS: f64 = 100.0;
-        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            // Fields after the command: state is [0], utime [11], stime [12].
-            p.cpu_seconds = (ticks(11) + ticks(12)) / TICKS;
-        }
-        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-            let kib = |key: &str| {
-                status
-                    .lines()
-                    .find(|l| l.starts_with(key))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-                    * 1024
-            };
-            p.resident_bytes = kib("VmRSS:");
-            p.peak_resident_bytes = kib("VmHWM:");
-        }
-        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-            p.open_fds = fds.count() as u64;
-        }
-        p
-    }
-}
-
-/// Exporters (which do not know the agent) register their metrics here through this trait.
-impl sonde_exporters::Telemetry for Registry {
-    fn counter(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&'static str, &str)],
-    ) -> Arc<AtomicU64> {
-        Registry::counter(self, name, help, labels).0
-    }
-    fn gauge(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&'static str, &str)],
-    ) -> Arc<AtomicI64> {
-        Registry::gauge(self, name, help, labels).0
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,12 @@
 //!
 //! It also cuts a request at its top-level field boundaries ([`split`]), which is how an oversized
 //! batch is divided: an export request is one repeated field, so each piece is itself a request.
+//! [`by_trace`] regroups a trace request's spans by trace ID; [`write`] has the varint and length
+//! helpers hand encoders and editors write with. The [`Reader`] is the one protobuf reader of the
+//! agent: everything that reads fields of an encoded request reads them with it.
+
+pub mod by_trace;
+pub mod write;
 
 use crate::Signal;
 use std::fmt;
@@ -110,23 +116,23 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-pub(crate) const VARINT: u8 = 0;
-pub(crate) const I64: u8 = 1;
-pub(crate) const LEN: u8 = 2;
-pub(crate) const I32: u8 = 5;
+pub const VARINT: u8 = 0;
+pub const I64: u8 = 1;
+pub const LEN: u8 = 2;
+pub const I32: u8 = 5;
 
 /// One field read off the wire: its number, wire type, where it starts, for LEN fields the
 /// payload's range, and for the other wire types its value.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Field {
-    pub(crate) number: u32,
-    pub(crate) wire_type: u8,
-    pub(crate) start: usize,
+pub struct Field {
+    pub number: u32,
+    pub wire_type: u8,
+    pub start: usize,
     /// For LEN fields: payload start..end (absolute offsets).
-    pub(crate) payload: (usize, usize),
+    pub payload: (usize, usize),
     /// For VARINT fields the decoded varint, for I64 / I32 fields the little-endian value; 0 for
     /// LEN fields.
-    pub(crate) value: u64,
+    pub value: u64,
 }
 
 impl Field {
@@ -143,7 +149,7 @@ impl Field {
 
     /// The payload range of a length-delimited field (message, string, bytes).
     #[inline]
-    pub(crate) fn len(&self) -> Result<(usize, usize), WireError> {
+    pub fn len(&self) -> Result<(usize, usize), WireError> {
         if self.wire_type == LEN {
             Ok(self.payload)
         } else {
@@ -153,7 +159,7 @@ impl Field {
 
     /// The value of a varint field (`int32`, `int64`, `uint32`, `bool`, enums).
     #[inline]
-    pub(crate) fn varint(&self) -> Result<u64, WireError> {
+    pub fn varint(&self) -> Result<u64, WireError> {
         if self.wire_type == VARINT {
             Ok(self.value)
         } else {
@@ -163,7 +169,7 @@ impl Field {
 
     /// The value of a `fixed64` / `double` field.
     #[inline]
-    pub(crate) fn fixed64(&self) -> Result<u64, WireError> {
+    pub fn fixed64(&self) -> Result<u64, WireError> {
         if self.wire_type == I64 {
             Ok(self.value)
         } else {
@@ -173,7 +179,7 @@ impl Field {
 
     /// The value of a `fixed32` field.
     #[inline]
-    pub(crate) fn fixed32(&self) -> Result<u32, WireError> {
+    pub fn fixed32(&self) -> Result<u32, WireError> {
         if self.wire_type == I32 {
             Ok(self.value as u32)
         } else {
@@ -183,14 +189,14 @@ impl Field {
 }
 
 /// A cursor over a message body, with absolute offsets for error reporting.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     buf: &'a [u8],
-    pub(crate) pos: usize,
+    pub pos: usize,
     end: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8], start: usize, end: usize) -> Self {
+    pub fn new(buf: &'a [u8], start: usize, end: usize) -> Self {
         Reader {
             buf,
             pos: start,
@@ -265,7 +271,10 @@ impl<'a> Reader<'a> {
     /// Inlined: the converters call it once per field of every span (a call, and the
     /// `Result<Option<Field>>` through memory, cost more than the read itself).
     #[inline(always)]
-    pub(crate) fn next(&mut self) -> Result<Option<Field>, WireError> {
+    // Not an `Iterator`: a malformed field ends the walk with an error, and `?` on
+    // `Result<Option<_>>` reads better at every call site than on `Option<Result<_>>`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Field>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
         }
@@ -475,7 +484,7 @@ mod tests {
         }
     }
 
-    pub(crate) fn traces(resources: usize, spans: usize) -> ExportTraceServiceRequest {
+    pub fn traces(resources: usize, spans: usize) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: (0..resources)
                 .map(|r| ResourceSpans {

@@ -1,16 +1,16 @@
-//! What goes over the wire besides the batch itself: a tonic [`Codec`] that sends the batch's
-//! bytes as they are and decodes the `Export*ServiceResponse` (only its partial success), and the
-//! few protobuf messages read from answers (`google.rpc.Status`, `RetryInfo`), declared here
-//! with prost so no `protoc` is needed.
+//! The protobuf messages OTLP exchanges besides the requests themselves: the
+//! `Export*ServiceResponse` (only its partial success is read), and the error payloads OTLP
+//! prescribes — a `google.rpc.Status` (code, message, details) with an optional
+//! `google.rpc.RetryInfo` telling a throttled client when to come back. gRPC carries the status
+//! base64-encoded in `grpc-status-details-bin`; OTLP/HTTP sends it as the body of a 4xx/5xx
+//! response, protobuf- or JSON-encoded like the request. Declared here with prost so no `protoc`
+//! is needed; the receiver writes these messages and the exporter reads them.
 //!
 //! The three `Export*ServiceResponse` messages have the same shape: field 1 `partial_success`
 //! holding field 1 `rejected_<items>` (int64) and field 2 `error_message`; one struct reads all.
 
-use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use std::time::Duration;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::Status;
 
 /// `Export{Trace,Metrics,Logs}ServiceResponse`.
 #[derive(Clone, PartialEq, Message)]
@@ -68,7 +68,7 @@ pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 /// The delay of the `RetryInfo` in an encoded `google.rpc.Status`, if it carries one.
 /// `Some(Duration::ZERO)` means "retry, no particular delay".
-pub fn retry_info(status_bytes: &[u8]) -> Option<Duration> {
+pub fn retry_delay(status_bytes: &[u8]) -> Option<Duration> {
     let status = RpcStatus::decode(status_bytes).ok()?;
     status
         .details
@@ -85,51 +85,60 @@ pub fn retry_info(status_bytes: &[u8]) -> Option<Duration> {
         })
 }
 
-/// Sends `Bytes` untouched; decodes the export response.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PassthroughCodec;
-
-impl Codec for PassthroughCodec {
-    type Encode = Bytes;
-    type Decode = ExportResponse;
-    type Encoder = BytesEncoder;
-    type Decoder = ResponseDecoder;
-
-    fn encoder(&mut self) -> BytesEncoder {
-        BytesEncoder
-    }
-    fn decoder(&mut self) -> ResponseDecoder {
-        ResponseDecoder
+/// A `RetryInfo` asking to wait `d`.
+pub fn retry_info(d: Duration) -> RetryInfo {
+    RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+        }),
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct BytesEncoder;
-
-impl Encoder for BytesEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
+/// The `google.rpc.Status` of a refusal, with a `RetryInfo` when a retry hint is given.
+pub fn rpc_status(code: i32, message: &str, retry_after: Option<Duration>) -> RpcStatus {
+    let details = retry_after
+        .map(|d| {
+            vec![Any {
+                type_url: RETRY_INFO_TYPE.into(),
+                value: retry_info(d).encode_to_vec(),
+            }]
+        })
+        .unwrap_or_default();
+    RpcStatus {
+        code,
+        message: message.into(),
+        details,
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct ResponseDecoder;
-
-impl Decoder for ResponseDecoder {
-    type Item = ExportResponse;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<ExportResponse>, Status> {
-        // A response we cannot read still means the request was accepted: count nothing rejected.
-        let resp = ExportResponse::decode(&mut *src).unwrap_or_default();
-        let rest = src.remaining();
-        src.advance(rest);
-        Ok(Some(resp))
+/// The protobuf JSON mapping of the same status (`details` as `@type`-tagged objects, the
+/// delay as a `"1.500s"` duration string).
+pub fn rpc_status_json(code: i32, message: &str, retry_after: Option<Duration>) -> Vec<u8> {
+    let mut v = serde_json::json!({ "code": code, "message": message });
+    if let Some(d) = retry_after {
+        let delay = if d.subsec_nanos() == 0 {
+            format!("{}s", d.as_secs())
+        } else {
+            format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())
+        };
+        v["details"] = serde_json::json!([{ "@type": RETRY_INFO_TYPE, "retryDelay": delay }]);
     }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Whole seconds for `Retry-After`, rounded up and at least 1.
+pub fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// The rejected item count and message of an encoded `Export*ServiceResponse`. A response that
+/// cannot be read still means the request was accepted: nothing rejected.
+pub fn partial_success(response: &[u8]) -> PartialSuccess {
+    ExportResponse::decode(response)
+        .ok()
+        .and_then(|r| r.partial_success)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -159,7 +168,7 @@ mod tests {
             ],
         };
         assert_eq!(
-            retry_info(&st.encode_to_vec()),
+            retry_delay(&st.encode_to_vec()),
             Some(Duration::from_millis(2500))
         );
     }
@@ -171,8 +180,8 @@ mod tests {
             message: "x".into(),
             details: vec![],
         };
-        assert_eq!(retry_info(&st.encode_to_vec()), None);
-        assert_eq!(retry_info(&[0xff, 0xff, 0xff]), None);
+        assert_eq!(retry_delay(&st.encode_to_vec()), None);
+        assert_eq!(retry_delay(&[0xff, 0xff, 0xff]), None);
     }
 
     #[test]
@@ -189,8 +198,7 @@ mod tests {
                 error_message: "too old".into(),
             }),
         };
-        let r = ExportResponse::decode(&t.encode_to_vec()[..]).unwrap();
-        let p = r.partial_success.unwrap();
+        let p = partial_success(&t.encode_to_vec());
         assert_eq!((p.rejected, p.error_message.as_str()), (7, "too old"));
         let l = ExportLogsServiceResponse {
             partial_success: Some(ExportLogsPartialSuccess {
@@ -198,7 +206,35 @@ mod tests {
                 error_message: String::new(),
             }),
         };
-        let r = ExportResponse::decode(&l.encode_to_vec()[..]).unwrap();
-        assert_eq!(r.partial_success.unwrap().rejected, 3);
+        assert_eq!(partial_success(&l.encode_to_vec()).rejected, 3);
+        assert_eq!(partial_success(&[0xff, 0xff]), PartialSuccess::default());
+    }
+
+    #[test]
+    fn retry_info_round_trips_through_the_status() {
+        let s = rpc_status(14, "buffers full", Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_delay(&s.encode_to_vec()),
+            Some(Duration::from_millis(1500))
+        );
+        let back = RpcStatus::decode(&s.encode_to_vec()[..]).unwrap();
+        assert_eq!(back.code, 14);
+        assert_eq!(back.details[0].type_url, RETRY_INFO_TYPE);
+        assert!(rpc_status(3, "bad", None).details.is_empty());
+    }
+
+    #[test]
+    fn json_status_uses_the_protobuf_json_mapping() {
+        let j: serde_json::Value = serde_json::from_slice(&rpc_status_json(
+            14,
+            "full",
+            Some(Duration::from_millis(1500)),
+        ))
+        .unwrap();
+        assert_eq!(j["code"], 14);
+        assert_eq!(j["details"][0]["retryDelay"], "1.500000000s");
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(0)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
     }
 }

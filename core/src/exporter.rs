@@ -71,7 +71,7 @@ pub trait Exporter: Send + Sync + 'static {
     }
 }
 
-/// Exporters are built from their config by [`crate::build`]; this is what it returns.
+/// What building an exporter gives: a shared handle the export worker calls.
 pub type DynExporter = std::sync::Arc<dyn Exporter>;
 
 #[allow(dead_code)]
