@@ -7,7 +7,7 @@
 //! than to queue forever, and the next one will carry the cumulative values anyway.
 
 mod scrape;
-pub use scrape::Scraper;
+pub use scrape::{Filters, Scraper};
 
 use super::{periodic, SourceContext, SourceTask};
 use prost::Message;
@@ -20,11 +20,12 @@ impl periodic::Sampler for Scraper {
     }
 }
 
-/// The source's task: a scrape every `interval` (nothing to set up that could fail).
+/// The source's task: a scrape every `interval`. Fails when a filter pattern does not compile.
 pub async fn build(cfg: &HostMetricsConfig, cx: SourceContext) -> Result<SourceTask, BuildError> {
+    let filters = Filters::new(cfg).map_err(|e| cx.error(e))?;
     let cfg = cfg.clone();
     let interval = cfg.interval.get();
     Ok(Box::pin(periodic::run(cx, interval, move || {
-        Scraper::new(&cfg)
+        Scraper::new(&cfg, filters.clone())
     })))
 }

@@ -21,13 +21,14 @@
 //! anything but local file reads and `statvfs`, and is run on a blocking thread by its caller.
 
 mod devices;
-mod glob;
+pub mod glob;
 mod otlp;
 mod process;
 mod procfs;
 mod system;
 
 use devices::FsUsage;
+pub use glob::Filters;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
@@ -36,7 +37,7 @@ use otlp::{kv_str, Emitter};
 use process::{ProcessTable, Units};
 use procfs::CpuTimes;
 use sonde_config::{
-    Conventions, FilesystemFilter, HostCollector, HostMetricsConfig, NameFilter, ProcessConfig,
+    Conventions, HostCollector, HostMetricsConfig, ProcessConfig,
 };
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -143,9 +144,7 @@ pub struct Scraper {
     enabled: u32,
     root: PathBuf,
     paths: Paths,
-    disk: NameFilter,
-    network: NameFilter,
-    filesystem: FilesystemFilter,
+    filters: Filters,
     process: ProcessConfig,
     host_attributes: Vec<KeyValue>,
     units: Units,
@@ -157,7 +156,8 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    pub fn new(cfg: &HostMetricsConfig) -> Scraper {
+    /// A scraper for `cfg`, with its filters compiled once by the source ([`Filters::new`]).
+    pub fn new(cfg: &HostMetricsConfig, filters: Filters) -> Scraper {
         let root = cfg.root_path.clone();
         let paths = Paths::new(&root);
         let mut buf = Vec::new();
@@ -182,9 +182,7 @@ impl Scraper {
             processes: ProcessTable::new(&root),
             root,
             paths,
-            disk: cfg.disk.clone(),
-            network: cfg.network.clone(),
-            filesystem: cfg.filesystem.clone(),
+            filters,
             process: cfg.process.clone(),
             units: Units {
                 ticks_per_second,
@@ -368,10 +366,10 @@ impl Scraper {
     }
 
     fn disk(&mut self, out: &mut Emitter) {
-        let (conv, filter) = (self.conventions, &self.disk);
+        let (conv, filter) = (self.conventions, &self.filters.disk);
         let read = with_text(&self.paths.diskstats, &mut self.buf, |text| {
             let mut disks = procfs::parse_diskstats(text);
-            disks.retain(|d| glob::name_included(filter, d.name));
+            disks.retain(|d| filter.includes(d.name));
             devices::disk(out, conv, &disks);
         });
         if let Err(e) = read {
@@ -386,10 +384,10 @@ impl Scraper {
 
     fn network(&mut self, out: &mut Emitter) {
         let c = HostCollector::Network;
-        let (conv, filter) = (self.conventions, &self.network);
+        let (conv, filter) = (self.conventions, &self.filters.network);
         let read = with_text(&self.paths.net_dev, &mut self.buf, |text| {
             let mut devs = procfs::parse_net_dev(text);
-            devs.retain(|d| glob::name_included(filter, d.name));
+            devs.retain(|d| filter.includes(d.name));
             devices::network(out, conv, &devs);
         });
         if let Err(e) = read {
@@ -425,7 +423,7 @@ impl Scraper {
             }
         }
         let Some(mut mounts) = mounts else { return };
-        mounts.retain(|m| glob::filesystem_included(&self.filesystem, &m.mount_point, &m.fs_type));
+        mounts.retain(|m| self.filters.filesystem.includes(&m.mount_point, &m.fs_type));
         let mut usages = Vec::with_capacity(mounts.len());
         for m in &mounts {
             // The mount table names host paths; we see them under root_path.

@@ -1,74 +1,118 @@
-//! Include/exclude name filters for devices, interfaces, mount points and file system types:
-//! glob patterns with `*` (any run of characters, also none) and `?` (exactly one character).
-//! Everything else matches itself; there are no character classes and no escapes.
+//! Include/exclude name filters for devices, interfaces, mount points and file system types,
+//! compiled once into `globset` sets when the source is built: `*` (any run of characters, also
+//! none, `/` included), `?` (exactly one byte), `[abc]` classes and `{a,b}` alternatives.
+//! A pattern that does not compile fails the source's start with the pattern named.
 
-use sonde_config::{FilesystemFilter, NameFilter};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use sonde_config::{FilesystemFilter, HostMetricsConfig, NameFilter};
 
-/// Whether `text` matches the whole of `pattern`.
-///
-/// Iterative with one backtrack point (the last `*`), so it runs in O(pattern × text) at worst
-/// and never recurses. Works on characters, not bytes, so `?` matches one non-ASCII character.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    // After a `*`: where the pattern resumes, and where in the text that attempt started.
-    let mut star: Option<(usize, usize)> = None;
-    while let Some(tc) = text[t..].chars().next() {
-        match pattern[p..].chars().next() {
-            Some('*') => {
-                p += 1;
-                star = Some((p, t));
-                continue;
-            }
-            Some('?') => {
-                p += 1;
-                t += tc.len_utf8();
-                continue;
-            }
-            Some(pc) if pc == tc => {
-                p += pc.len_utf8();
-                t += tc.len_utf8();
-                continue;
-            }
-            _ => {}
-        }
-        // Mismatch: let the last `*` swallow one more character, or fail.
-        let Some((sp, st)) = star else { return false };
-        let Some(skipped) = text[st..].chars().next() else {
-            return false;
-        };
-        let st = st + skipped.len_utf8();
-        star = Some((sp, st));
-        p = sp;
-        t = st;
+/// Include and exclude patterns over one kind of name.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// `None` when no include pattern is given: everything is included.
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+fn set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        // Names are not paths here: `*` crosses `/` (mount points such as /var/lib/docker/*).
+        b.add(GlobBuilder::new(p).literal_separator(false).build()?);
     }
-    pattern[p..].chars().all(|c| c == '*')
+    b.build()
 }
 
-fn any_match(patterns: &[String], text: &str) -> bool {
-    patterns.iter().any(|p| glob_match(p, text))
+impl Filter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Filter, globset::Error> {
+        Ok(Filter {
+            include: if include.is_empty() {
+                None
+            } else {
+                Some(set(include)?)
+            },
+            exclude: set(exclude)?,
+        })
+    }
+
+    /// Included when there is no include pattern or one matches, and no exclude pattern matches.
+    pub fn includes(&self, text: &str) -> bool {
+        self.include.as_ref().is_none_or(|s| s.is_match(text)) && !self.exclude.is_match(text)
+    }
+
+    fn of(f: &NameFilter) -> Result<Filter, globset::Error> {
+        Filter::new(&f.include, &f.exclude)
+    }
 }
 
-/// Included when `include` is empty or one of its patterns matches, and no `exclude` pattern
-/// matches.
-fn included(include: &[String], exclude: &[String], text: &str) -> bool {
-    (include.is_empty() || any_match(include, text)) && !any_match(exclude, text)
+/// Which file systems are reported: by mount point and by type.
+#[derive(Debug, Clone)]
+pub struct FilesystemFilters {
+    mount_points: Filter,
+    fs_types: Filter,
 }
 
-pub fn name_included(filter: &NameFilter, name: &str) -> bool {
-    included(&filter.include, &filter.exclude, name)
+impl FilesystemFilters {
+    pub fn new(f: &FilesystemFilter) -> Result<Self, globset::Error> {
+        Ok(FilesystemFilters {
+            mount_points: Filter::new(&f.include_mount_points, &f.exclude_mount_points)?,
+            fs_types: Filter::new(&f.include_fs_types, &f.exclude_fs_types)?,
+        })
+    }
+
+    pub fn includes(&self, mount_point: &str, fs_type: &str) -> bool {
+        self.mount_points.includes(mount_point) && self.fs_types.includes(fs_type)
+    }
 }
 
-pub fn filesystem_included(filter: &FilesystemFilter, mount_point: &str, fs_type: &str) -> bool {
-    included(
-        &filter.include_mount_points,
-        &filter.exclude_mount_points,
-        mount_point,
-    ) && included(&filter.include_fs_types, &filter.exclude_fs_types, fs_type)
+/// Every filter of a host metrics source, compiled.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    pub disk: Filter,
+    pub network: Filter,
+    pub filesystem: FilesystemFilters,
+}
+
+impl Filters {
+    pub fn new(cfg: &HostMetricsConfig) -> Result<Filters, globset::Error> {
+        Ok(Filters {
+            disk: Filter::of(&cfg.disk)?,
+            network: Filter::of(&cfg.network)?,
+            filesystem: FilesystemFilters::new(&cfg.filesystem)?,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn glob_match(pattern: &str, text: &str) -> bool {
+        Filter::new(&[pattern.to_string()], &[]).unwrap().includes(text)
+    }
+
+    fn name_included(f: &NameFilter, name: &str) -> bool {
+        Filter::of(f).unwrap().includes(name)
+    }
+
+    fn filesystem_included(f: &FilesystemFilter, mount_point: &str, fs_type: &str) -> bool {
+        FilesystemFilters::new(f)
+            .unwrap()
+            .includes(mount_point, fs_type)
+    }
+
+    #[test]
+    fn a_pattern_that_does_not_compile_is_an_error() {
+        let e = Filter::new(&["sd[a".into()], &[]).unwrap_err();
+        assert!(e.to_string().contains("sd[a"), "{e}");
+    }
+
+    #[test]
+    fn classes_and_alternatives() {
+        assert!(glob_match("sd[ab]", "sdb"));
+        assert!(!glob_match("sd[ab]", "sdc"));
+        assert!(glob_match("{eth,ens}*", "ens3"));
+    }
 
     #[test]
     fn literal_star_and_question_mark() {
@@ -103,10 +147,12 @@ mod tests {
     }
 
     #[test]
-    fn question_mark_is_one_character_not_one_byte() {
-        assert!(glob_match("caf?", "café"));
+    fn question_mark_is_one_byte_and_star_takes_any_text() {
+        // globset matches bytes: a non-ASCII character is matched by `*`, or by one `?` per byte.
+        assert!(glob_match("caf*", "café"));
         assert!(glob_match("*é", "ééé"));
-        assert!(!glob_match("caf??", "café"));
+        assert!(glob_match("caf??", "café"));
+        assert!(!glob_match("caf?", "café"));
     }
 
     #[test]

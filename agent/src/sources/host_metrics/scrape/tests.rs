@@ -13,6 +13,11 @@ enum Kind {
     Gauge,
 }
 
+/// A scraper for `cfg`, its filters compiled.
+fn scraper(cfg: &HostMetricsConfig) -> Scraper {
+    Scraper::new(cfg, Filters::new(cfg).unwrap())
+}
+
 fn metric<'a>(rm: &'a ResourceMetrics, name: &str) -> Option<&'a Metric> {
     rm.scope_metrics
         .iter()
@@ -129,7 +134,7 @@ fn host_resource_ok(rm: &ResourceMetrics) {
 fn two_scrapes(
     cfg: &HostMetricsConfig,
 ) -> (ExportMetricsServiceRequest, ExportMetricsServiceRequest) {
-    let mut s = Scraper::new(cfg);
+    let mut s = scraper(&cfg);
     let first = s.scrape();
     // Let some CPU time pass so the second scrape has a delta to divide.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
@@ -148,7 +153,7 @@ fn real_scrape_semconv_names_units_kinds_and_values() {
     let rm1 = &first.resource_metrics[0];
     let rm = &second.resource_metrics[0];
     host_resource_ok(rm);
-    let boot = Scraper::new(&cfg).units.boot_ns;
+    let boot = scraper(&cfg).units.boot_ns;
     assert!(boot > 0);
 
     // Utilization needs a previous scrape.
@@ -329,7 +334,7 @@ fn real_scrape_semconv_names_units_kinds_and_values() {
     if std::fs::read_to_string("/proc/diskstats").is_ok_and(|t| {
         procfs::parse_diskstats(&t)
             .iter()
-            .any(|d| glob::name_included(&cfg.disk, d.name))
+            .any(|d| glob::Filters::new(&cfg).unwrap().disk.includes(d.name))
     }) {
         let dirs = ["disk.io.direction", "system.device"];
         let io = check(rm, "system.disk.io", "By", Kind::Counter, &dirs, boot);
@@ -376,8 +381,8 @@ fn real_scrape_semconv_names_units_kinds_and_values() {
         .find_map(|p| std::fs::read_to_string(p).ok())
         .map(|t| procfs::parse_mounts(&t))
         .unwrap_or_default();
-    let included =
-        |m: &procfs::Mount| glob::filesystem_included(&cfg.filesystem, &m.mount_point, &m.fs_type);
+    let filters = glob::Filters::new(&cfg).unwrap();
+    let included = |m: &procfs::Mount| filters.filesystem.includes(&m.mount_point, &m.fs_type);
     if mounts.iter().any(included) {
         let fs_keys = [
             "system.device",
@@ -485,7 +490,7 @@ fn real_scrape_collector_names_and_attributes() {
     let (_, second) = two_scrapes(&cfg);
     let rm = &second.resource_metrics[0];
     host_resource_ok(rm);
-    let boot = Scraper::new(&cfg).units.boot_ns;
+    let boot = scraper(&cfg).units.boot_ns;
 
     let cpu = check(rm, "system.cpu.time", "s", Kind::Counter, &["state"], boot);
     assert_eq!(
@@ -788,14 +793,14 @@ fn cpu_ranking_uses_the_change_since_the_previous_scrape() {
         process: ProcessConfig { top_n: 1, by },
         ..Default::default()
     };
-    let mut by_cpu = Scraper::new(&cfg(ProcessRank::Cpu));
+    let mut by_cpu = scraper(&cfg(ProcessRank::Cpu));
     assert_eq!(
         top_pids(&by_cpu.scrape()),
         [4242],
         "first scrape: total CPU time"
     );
     assert_eq!(
-        top_pids(&Scraper::new(&cfg(ProcessRank::Memory)).scrape()),
+        top_pids(&scraper(&cfg(ProcessRank::Memory)).scrape()),
         [5000]
     );
 
@@ -816,7 +821,7 @@ fn cpu_ranking_uses_the_change_since_the_previous_scrape() {
         },
         ..cfg(ProcessRank::Cpu)
     };
-    assert!(Scraper::new(&none).scrape().resource_metrics.is_empty());
+    assert!(scraper(&none).scrape().resource_metrics.is_empty());
 }
 
 /// Writes a fake host root with fixture /proc files.
@@ -914,7 +919,7 @@ fn fake_root_figures_are_read_under_root_path() {
         },
         ..Default::default()
     };
-    let mut s = Scraper::new(&cfg);
+    let mut s = scraper(&cfg);
     let _ = s.scrape();
     // 100 more user ticks and 300 more idle ticks: utilization user 0.25, idle 0.75.
     std::fs::write(
@@ -1134,7 +1139,7 @@ fn fake_root_collector_conventions() {
         conventions: Conventions::Collector,
         ..Default::default()
     };
-    let req = Scraper::new(&cfg).scrape();
+    let req = scraper(&cfg).scrape();
     let rm = &req.resource_metrics[0];
     let boot = 1_700_000_000 * 1_000_000_000;
     let mem = check(
@@ -1214,7 +1219,7 @@ fn empty_or_garbage_root_yields_no_metrics_and_no_panic() {
             conventions: conv,
             ..Default::default()
         };
-        let mut s = Scraper::new(&cfg);
+        let mut s = scraper(&cfg);
         for _ in 0..2 {
             let req = s.scrape();
             assert!(req.resource_metrics.is_empty());
@@ -1247,7 +1252,7 @@ fn empty_or_garbage_root_yields_no_metrics_and_no_panic() {
         conventions: Conventions::Collector,
         ..Default::default()
     };
-    let req = Scraper::new(&cfg).scrape();
+    let req = scraper(&cfg).scrape();
     let names: Vec<&str> = req
         .resource_metrics
         .iter()
