@@ -1,3 +1,4 @@
+import pytest
 """Running it for real: the admin server's /metrics, /health/* and /config, sd_notify, SIGHUP."""
 
 import json
@@ -158,14 +159,21 @@ def test_readiness_flips_when_the_only_exporter_keeps_failing_and_recovers(tmp_p
     assert proc.returncode == 0
 
 
-def test_sd_notify_ready_watchdog_stopping_in_order(run_agent, tmp_path):
-    sock_path = str(tmp_path / "notify.sock")
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_sd_notify_ready_watchdog_stopping_in_order(run_agent, tmp_path, kind):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(sock_path)
+    if kind == "path":
+        address = str(tmp_path / "notify.sock")
+        sock.bind(address)
+    else:
+        # An abstract socket (Linux): NOTIFY_SOCKET="@name", bound as "\0name".
+        name = f"sonde-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind("\0" + name)
+        address = "@" + name
     sock.settimeout(0.5)
     agent = run_agent(
         HOST_JSON.format(tmp=tmp_path, interval="1s", extra=""),
-        env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "2000000"},
+        env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000"},
     )
     got = []
     deadline = time.monotonic() + 15

@@ -10,7 +10,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::health::{Health, BEAT};
-use crate::systemd::Notifier;
+use crate::systemd::{Event, Notifier};
 use crate::topology::{self, Running};
 use sonde_config::{Config, Listen};
 use sonde_core::metrics::Registry;
@@ -80,7 +80,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
         }
     };
     health.set_sources_bound(true);
-    notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&current)));
+    notifier.notify(Event::Ready(&status_line(&current)));
 
     // The heartbeat: beats (and feeds the systemd watchdog) only while every export worker runs
     // and the runtime schedules this task.
@@ -100,7 +100,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
         loop {
             tick.tick().await;
             if hb_health.heartbeat() && watchdog {
-                hb_notifier.notify("WATCHDOG=1");
+                hb_notifier.notify(Event::Watchdog);
             }
         }
     });
@@ -134,7 +134,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
         }
     };
     info!(signal = which, "stopping");
-    notifier.notify("STOPPING=1\nSTATUS=stopping");
+    notifier.notify(Event::Stopping);
     // A second signal means "now": exit without draining.
     tokio::spawn(async move {
         let second = tokio::select! {
@@ -211,14 +211,14 @@ async fn reload(
     if new.agent.admin != current.agent.admin && opts.admin.is_none() {
         warn!("agent.admin changed: the admin server moves only on restart");
     }
-    notifier.notify("RELOADING=1\nSTATUS=reloading");
+    notifier.notify(Event::Reloading);
     health.set_sources_bound(false);
     running.stop().await;
     health.set_unhealthy_after(new.agent.health.unhealthy_after.get());
     match topology::start(&new, metrics.clone(), health.clone()).await {
         Ok(r) => {
             health.set_sources_bound(true);
-            notifier.notify(&format!("READY=1\nSTATUS={}", status_line(&new)));
+            notifier.notify(Event::Ready(&status_line(&new)));
             info!("configuration reloaded");
             (r, Some(new))
         }
@@ -231,7 +231,7 @@ async fn reload(
             match topology::start(current, metrics.clone(), health.clone()).await {
                 Ok(r) => {
                     health.set_sources_bound(true);
-                    notifier.notify(&format!("READY=1\nSTATUS={}", status_line(current)));
+                    notifier.notify(Event::Ready(&status_line(current)));
                     (r, None)
                 }
                 Err(e) => {

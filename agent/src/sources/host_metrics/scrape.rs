@@ -36,9 +36,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use otlp::{kv_str, Emitter};
 use process::{ProcessTable, Units};
 use procfs::CpuTimes;
-use sonde_config::{
-    Conventions, HostCollector, HostMetricsConfig, ProcessConfig,
-};
+use sonde_config::{Conventions, HostCollector, HostMetricsConfig, ProcessConfig};
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::fs::File;

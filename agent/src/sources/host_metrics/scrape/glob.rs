@@ -88,7 +88,9 @@ mod tests {
     use super::*;
 
     fn glob_match(pattern: &str, text: &str) -> bool {
-        Filter::new(&[pattern.to_string()], &[]).unwrap().includes(text)
+        Filter::new(&[pattern.to_string()], &[])
+            .unwrap()
+            .includes(text)
     }
 
     fn name_included(f: &NameFilter, name: &str) -> bool {

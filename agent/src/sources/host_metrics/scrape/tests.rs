@@ -134,7 +134,7 @@ fn host_resource_ok(rm: &ResourceMetrics) {
 fn two_scrapes(
     cfg: &HostMetricsConfig,
 ) -> (ExportMetricsServiceRequest, ExportMetricsServiceRequest) {
-    let mut s = scraper(&cfg);
+    let mut s = scraper(cfg);
     let first = s.scrape();
     // Let some CPU time pass so the second scrape has a delta to divide.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
