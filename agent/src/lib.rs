@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod host;
 pub mod lifecycle;
 pub mod logging;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! Backpressure: like host metrics, a sample that finds the buffers full is dropped and counted.
 
 use super::{periodic, SourceContext, SourceTask};
+use crate::host::HostFacts;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -198,7 +199,7 @@ pub async fn build(
     cx: SourceContext,
 ) -> Result<SourceTask, BuildError> {
     let metrics = cx.metrics.clone();
-    let host = sysinfo::System::host_name().unwrap_or_default();
+    let host = HostFacts::local().name.unwrap_or_default();
     Ok(Box::pin(periodic::run(cx, cfg.interval.get(), move || {
         Snapshots {
             metrics: metrics.clone(),

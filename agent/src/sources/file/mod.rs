@@ -29,6 +29,7 @@ pub mod tailer;
 pub mod watch;
 
 use super::{SourceContext, SourceTask};
+use crate::host::HostFacts;
 use crate::pipeline::buffer::Wait;
 use checkpoint::{Store, StoreError, Tracker};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -289,7 +290,7 @@ fn settings(cfg: &FileSourceConfig, first_start: bool) -> Result<Settings, FileS
 
 fn resource(cfg: &FileSourceConfig) -> Resource {
     let mut attributes = vec![];
-    if let Ok(host) = sysinfo::System::host_name() {
+    if let Some(host) = HostFacts::local().name {
         attributes.push(encode::kv_str("host.name", &host));
     }
     attributes.push(encode::kv_str("os.type", "linux"));

@@ -1,5 +1,5 @@
 //! `type = "host_metrics"`: scrapes the host every `interval` on the blocking pool (the scrape
-//! reads `/proc` and calls sysinfo, never on a runtime worker) and sends one metrics batch per
+//! reads `/proc` under `root_path`, never on a runtime worker) and sends one metrics batch per
 //! scrape.
 //!
 //! Backpressure: a sample that finds every buffer full is dropped and counted

@@ -9,10 +9,9 @@
 //! previous CPU times (for utilization), per-process CPU ticks (for top-N ranking), a user-name
 //! cache and one reused read buffer.
 //!
-//! Everything is read from `/proc` directly rather than through sysinfo, so `root_path`
-//! (`/hostfs` in a container) applies to every figure and a scrape reads only what the enabled
-//! collectors need; sysinfo supplies only uname-level facts for the resource (host name,
-//! architecture, OS description fallback).
+//! Everything is read from `/proc` directly, so `root_path` (`/hostfs` in a container) applies to
+//! every figure and a scrape reads only what the enabled collectors need; the resource comes
+//! from [`crate::host::HostFacts`] of the same root.
 //!
 //! Invariants: a scrape never panics on what it reads — a figure that cannot be read or parsed is
 //! left out, and the first failure of each collector is logged (later ones are not). Every
@@ -27,6 +26,7 @@ mod process;
 mod procfs;
 mod system;
 
+use crate::host::HostFacts;
 use devices::FsUsage;
 pub use glob::Filters;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -176,7 +176,7 @@ impl Scraper {
         Scraper {
             conventions: cfg.conventions,
             enabled: cfg.collectors.iter().fold(0, |acc, c| acc | bit(*c)),
-            host_attributes: host_attributes(&root, &mut buf),
+            host_attributes: host_attributes(&root),
             processes: ProcessTable::new(&root),
             root,
             paths,
@@ -504,65 +504,20 @@ fn count_tcp_states(path: &Path, counts: &mut [u64; procfs::TCP_STATES.len()]) -
     }
 }
 
-/// semconv `host.arch` values from `uname -m`.
-fn semconv_arch(machine: &str) -> &str {
-    match machine {
-        "x86_64" | "amd64" => "amd64",
-        "aarch64" | "arm64" => "arm64",
-        "i386" | "i486" | "i586" | "i686" | "x86" => "x86",
-        "ppc64" | "ppc64le" => "ppc64",
-        "ppc" => "ppc32",
-        m if m.starts_with("arm") => "arm32",
-        m => m,
-    }
-}
-
-fn read_trimmed(path: &Path, buf: &mut Vec<u8>) -> Option<String> {
-    let text = with_text(path, buf, |t| t.trim().to_owned()).ok()?;
-    (!text.is_empty()).then_some(text)
-}
-
 /// The host resource: host.name, host.id, host.arch, os.type, os.description.
-///
-/// Under a `root_path` other than `/`, the host name and OS come from the host's files
-/// (`etc/hostname`, `etc/os-release`) rather than from this container's.
-fn host_attributes(root: &Path, buf: &mut Vec<u8>) -> Vec<KeyValue> {
-    let in_container = root != Path::new("/");
+fn host_attributes(root: &Path) -> Vec<KeyValue> {
+    let facts = HostFacts::read(root);
     let mut attrs = Vec::with_capacity(5);
-    let host_name = in_container
-        .then(|| read_trimmed(&root.join("etc/hostname"), buf))
-        .flatten()
-        .or_else(|| sysinfo::System::host_name().ok());
-    if let Some(name) = host_name {
-        attrs.push(kv_str("host.name", &name));
+    if let Some(name) = &facts.name {
+        attrs.push(kv_str("host.name", name));
     }
-    if let Some(id) = read_trimmed(&root.join("etc/machine-id"), buf) {
-        attrs.push(kv_str("host.id", &id));
+    if let Some(id) = &facts.id {
+        attrs.push(kv_str("host.id", id));
     }
-    let machine = sysinfo::System::cpu_arch();
-    let machine = if machine.is_empty() || machine == "unknown" {
-        std::env::consts::ARCH.to_owned()
-    } else {
-        machine
-    };
-    attrs.push(kv_str("host.arch", semconv_arch(&machine)));
+    attrs.push(kv_str("host.arch", &facts.arch));
     attrs.push(kv_str("os.type", "linux"));
-    let pretty = ["etc/os-release", "usr/lib/os-release"]
-        .iter()
-        .find_map(|p| {
-            with_text(&root.join(p), buf, |t| {
-                procfs::os_release_pretty_name(t).map(str::to_owned)
-            })
-            .ok()
-            .flatten()
-        });
-    let description = pretty.or_else(|| {
-        (!in_container)
-            .then(sysinfo::System::long_os_version)
-            .and_then(Result::ok)
-    });
-    if let Some(d) = description {
-        attrs.push(kv_str("os.description", &d));
+    if let Some(d) = &facts.os_description {
+        attrs.push(kv_str("os.description", d));
     }
     attrs
 }

@@ -431,20 +431,6 @@ pub fn passwd_user(text: &str, uid: u32) -> Option<&str> {
     })
 }
 
-/// `/etc/os-release`: the `PRETTY_NAME` value without its quotes.
-pub fn os_release_pretty_name(text: &str) -> Option<&str> {
-    text.lines().find_map(|line| {
-        let value = line.trim().strip_prefix("PRETTY_NAME=")?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(value);
-        (!value.is_empty()).then_some(value)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -679,17 +665,11 @@ Inter-|   Receive                                                |  Transmit
     }
 
     #[test]
-    fn passwd_and_os_release() {
+    fn passwd_user_by_uid() {
         let passwd =
             "root:x:0:0:root:/root:/bin/bash\nbroken\nbob:x:1000:1000::/home/bob:/bin/sh\n";
         assert_eq!(passwd_user(passwd, 0), Some("root"));
         assert_eq!(passwd_user(passwd, 1000), Some("bob"));
         assert_eq!(passwd_user(passwd, 7), None);
-        assert_eq!(
-            os_release_pretty_name("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12\"\n"),
-            Some("Debian GNU/Linux 12")
-        );
-        assert_eq!(os_release_pretty_name("PRETTY_NAME=Alpine"), Some("Alpine"));
-        assert_eq!(os_release_pretty_name("PRETTY_NAME=\"\"\nNAME=x"), None);
     }
 }

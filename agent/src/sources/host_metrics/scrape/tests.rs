@@ -1264,12 +1264,3 @@ fn empty_or_garbage_root_yields_no_metrics_and_no_panic() {
     // file without connection lines says.
     assert_eq!(names, ["system.network.connections"]);
 }
-
-#[test]
-fn arch_names_follow_semconv() {
-    assert_eq!(semconv_arch("x86_64"), "amd64");
-    assert_eq!(semconv_arch("aarch64"), "arm64");
-    assert_eq!(semconv_arch("armv7l"), "arm32");
-    assert_eq!(semconv_arch("i686"), "x86");
-    assert_eq!(semconv_arch("s390x"), "s390x");
-}
