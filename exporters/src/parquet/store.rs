@@ -20,6 +20,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, PutMultipartOptions, PutOptions, RetryConfig,
+    WriteMultipart,
 };
 use sonde_config::{ParquetConfig, StoreScheme};
 use std::sync::Arc;
@@ -241,12 +242,14 @@ impl Store {
                 .map_err(store_err)?;
             return Ok(len);
         }
-        let mut upload = self
+        let upload = self
             .inner
             .put_multipart_opts(key, PutMultipartOptions::default())
             .await
             .map_err(store_err)?;
-        let mut parts = tokio::task::JoinSet::new();
+        // `object_store`'s writer: parts of `part_size` uploaded by up to `concurrency` tasks,
+        // waited for before the next part is read, so at most that many parts are in memory.
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size.max(1));
         let mut remaining = len;
         let sent: Result<(), UploadError> = async {
             while remaining > 0 {
@@ -254,41 +257,25 @@ impl Store {
                 let mut buf = vec![0u8; n];
                 file.read_exact(&mut buf).await.map_err(io)?;
                 remaining -= n as u64;
-                while parts.len() >= concurrency.max(1) {
-                    join_part(&mut parts).await?;
-                }
-                parts.spawn(upload.put_part(bytes::Bytes::from(buf).into()));
-            }
-            while !parts.is_empty() {
-                join_part(&mut parts).await?;
+                writer
+                    .wait_for_capacity(concurrency.max(1))
+                    .await
+                    .map_err(store_err)?;
+                writer.put(bytes::Bytes::from(buf));
             }
             Ok(())
         }
         .await;
-        let done = match sent {
-            Ok(()) => upload.complete().await.map(|_| ()).map_err(store_err),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
-            parts.abort_all();
-            // Best effort: parts of an aborted upload are never visible, but they cost storage.
-            let _ = tokio::time::timeout(Duration::from_secs(10), upload.abort()).await;
-            return Err(e);
+        match sent {
+            // `finish` aborts the upload itself when completing it fails.
+            Ok(()) => writer.finish().await.map(|_| len).map_err(store_err),
+            Err(e) => {
+                // Best effort: parts of an aborted upload are never visible, but they cost
+                // storage.
+                let _ = tokio::time::timeout(Duration::from_secs(10), writer.abort()).await;
+                Err(e)
+            }
         }
-        Ok(len)
-    }
-}
-
-async fn join_part(
-    parts: &mut tokio::task::JoinSet<object_store::Result<()>>,
-) -> Result<(), UploadError> {
-    match parts.join_next().await {
-        Some(Ok(Ok(()))) | None => Ok(()),
-        Some(Ok(Err(e))) => Err(store_err(e)),
-        Some(Err(join)) => Err(UploadError::Store(object_store::Error::Generic {
-            store: "multipart",
-            source: Box::new(join),
-        })),
     }
 }
 
