@@ -16,6 +16,7 @@
 //! agent: everything that reads fields of an encoded request reads them with it.
 
 pub mod by_trace;
+pub mod edit;
 pub mod write;
 
 use crate::Signal;
