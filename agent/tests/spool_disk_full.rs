@@ -51,7 +51,7 @@ fn soon(ms: u64) -> Wait {
 }
 
 async fn fill_until_refused(
-    tx: &sonde::pipeline::spool::SpoolSender,
+    tx: &sonde::pipeline::buffer::spool::SpoolSender,
     next: &mut u64,
 ) -> (u64, Result<Pushed, PushError>) {
     for _ in 0..10_000 {

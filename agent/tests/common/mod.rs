@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
-use sonde::pipeline::spool::{self, Recovered, SpoolConfig, SpoolReceiver, SpoolSender};
+use sonde::pipeline::buffer::spool::{self, Recovered, SpoolConfig, SpoolReceiver, SpoolSender};
 use sonde_config::{Fsync, SpoolCompression, WhenFull};
 use sonde_core::metrics::Registry;
 use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
