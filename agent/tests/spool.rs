@@ -101,16 +101,8 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
     use std::os::unix::fs::FileExt;
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
-    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..100 {
-        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
-    }
     // Five records are exported and acknowledged before the damage.
-    for _ in 0..5 {
-        rx.recv().await.unwrap().1.ack();
-    }
-    drop(tx);
-    rx.close().await;
+    leave_a_backlog(&cfg, 100, 100, 5).await;
     let files = seg_files(d.path());
     assert!(files.len() >= 4, "{files:?}");
     // Which ids live where.
@@ -188,15 +180,7 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
 async fn a_damaged_cursor_falls_back_to_resending() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
-    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..10 {
-        tx.push(log_batch(i, 10), Wait::No).await.unwrap();
-    }
-    for _ in 0..4 {
-        rx.recv().await.unwrap().1.ack();
-    }
-    drop(tx);
-    rx.close().await;
+    leave_a_backlog(&cfg, 10, 10, 4).await;
     std::fs::write(d.path().join("cursor"), b"garbage that is not a cursor").unwrap();
     let (_tx, mut rx, rec) = open(&cfg, &Registry::default()).await;
     assert_eq!(rec.cursor, CursorFound::Damaged);
@@ -290,12 +274,7 @@ async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
 async fn a_drained_backlog_is_deleted_even_when_nothing_follows() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
-    let (tx, rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..100 {
-        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
-    }
-    drop(tx);
-    rx.close().await;
+    leave_a_backlog(&cfg, 100, 100, 0).await;
     // After a restart the backlog is behind a fresh, empty segment: the last ack leaves the
     // cursor at the end of a finished segment, and moving it to the next costs zero bytes.
     let (_tx, mut rx, _) = open(&cfg, &Registry::default()).await;
