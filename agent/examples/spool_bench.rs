@@ -13,9 +13,9 @@
 #![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
 
 use bytes::Bytes;
+use sonde::pipeline::buffer::spool::{self, SpoolConfig};
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
-use sonde::pipeline::spool::{self, SpoolConfig};
 use sonde::pipeline::worker::{self, WorkerConfig};
 use sonde_config::{
     BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, Fsync, RetryConfig,

@@ -9,44 +9,18 @@
 //!     prints "<offset> <length>" for every valid frame of a segment.
 //! ```
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use prost::Message;
+// The batches are the spool tests' own (`id-<n>` bodies), so that the end-to-end tests read the
+// ids back the same way.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::log_batch;
+use sonde::pipeline::buffer::spool::{self, segment};
 use sonde::pipeline::buffer::{Pushed, Wait};
-use sonde::pipeline::spool::{self, segment, SpoolConfig};
-use sonde_config::{Fsync, SpoolCompression, WhenFull};
+use sonde_config::WhenFull;
 use sonde_core::metrics::Registry;
-use sonde_core::{Batch, Signal};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-
-fn log_batch(id: u64, pad: usize) -> Batch {
-    let req = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord {
-                    body: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(format!(
-                            "id-{id} {}",
-                            "x".repeat(pad)
-                        ))),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    Batch::from_trusted(
-        Signal::Logs,
-        req.encode_to_vec().into(),
-        1,
-        Arc::from("tool"),
-    )
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,16 +30,9 @@ fn main() -> ExitCode {
         "write" => {
             let dir = PathBuf::from(arg(1));
             let (first, count) = (num(2, 0), num(3, 0));
-            let cfg = SpoolConfig {
-                dir,
-                name: Arc::from("tool"),
-                max_size: 1 << 40,
-                when_full: WhenFull::Block,
-                fsync: Fsync::Batch,
-                // As is, so that the tests that damage frames know their sizes.
-                compression: SpoolCompression::None,
-                segment_size: num(4, 64 << 20),
-            };
+            // Stored as is (no compression), so that the tests that damage frames know their
+            // sizes.
+            let cfg = common::config(&dir, 1 << 40, num(4, 64 << 20), WhenFull::Block);
             let pad = num(5, 100) as usize;
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

@@ -8,8 +8,8 @@
 //! it holds, and whatever its worker could not finish, stays on disk for the next start.
 
 use crate::health::{ExporterHealth, Health};
-use crate::pipeline::spool::SpoolError;
-use crate::pipeline::{buffer, router, worker};
+use crate::pipeline::buffer::{self, SpoolError};
+use crate::pipeline::{router, worker};
 use crate::sources::{self, SourceContext};
 use sonde_config::Config;
 use sonde_core::metrics::Registry;

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use sonde::pipeline::buffer::spool::CursorFound;
 use sonde::pipeline::buffer::{PushError, Pushed, Wait};
-use sonde::pipeline::spool::CursorFound;
 use sonde_config::WhenFull;
 use sonde_core::metrics::Registry;
 
@@ -67,7 +67,7 @@ async fn records_come_back_in_order_and_survive_a_restart_until_acked() {
 async fn block_refuses_when_full_and_resumes_when_acked() {
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
-    let one = sonde::pipeline::spool::record::frame_len(&log_batch(0, 1000));
+    let one = sonde::pipeline::buffer::spool::record::frame_len(&log_batch(0, 1000));
     let cfg = config(d.path(), one * 3, 64 << 10, WhenFull::Block);
     let (tx, mut rx, _) = open(&cfg, &r).await;
     for i in 0..3 {
@@ -97,20 +97,12 @@ async fn block_refuses_when_full_and_resumes_when_acked() {
 
 #[tokio::test]
 async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
-    use sonde::pipeline::spool::segment;
+    use sonde::pipeline::buffer::spool::segment;
     use std::os::unix::fs::FileExt;
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
-    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..100 {
-        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
-    }
     // Five records are exported and acknowledged before the damage.
-    for _ in 0..5 {
-        rx.recv().await.unwrap().1.ack();
-    }
-    drop(tx);
-    rx.close().await;
+    leave_a_backlog(&cfg, 100, 100, 5).await;
     let files = seg_files(d.path());
     assert!(files.len() >= 4, "{files:?}");
     // Which ids live where.
@@ -188,15 +180,7 @@ async fn damage_is_skipped_exactly_counted_and_the_rest_delivered() {
 async fn a_damaged_cursor_falls_back_to_resending() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
-    let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..10 {
-        tx.push(log_batch(i, 10), Wait::No).await.unwrap();
-    }
-    for _ in 0..4 {
-        rx.recv().await.unwrap().1.ack();
-    }
-    drop(tx);
-    rx.close().await;
+    leave_a_backlog(&cfg, 10, 10, 4).await;
     std::fs::write(d.path().join("cursor"), b"garbage that is not a cursor").unwrap();
     let (_tx, mut rx, rec) = open(&cfg, &Registry::default()).await;
     assert_eq!(rec.cursor, CursorFound::Damaged);
@@ -207,7 +191,7 @@ async fn a_damaged_cursor_falls_back_to_resending() {
 async fn drop_newest_keeps_the_oldest_and_counts_the_rest() {
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
-    let one = sonde::pipeline::spool::record::frame_len(&log_batch(0, 100));
+    let one = sonde::pipeline::buffer::spool::record::frame_len(&log_batch(0, 100));
     let cfg = config(d.path(), one * 10, one * 3, WhenFull::DropNewest);
     let (tx, mut rx, _) = open(&cfg, &r).await;
     let mut dropped = 0;
@@ -231,7 +215,7 @@ async fn drop_newest_keeps_the_oldest_and_counts_the_rest() {
 async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
-    let one = sonde::pipeline::spool::record::frame_len(&log_batch(0, 100));
+    let one = sonde::pipeline::buffer::spool::record::frame_len(&log_batch(0, 100));
     // Three records a segment, nine in all.
     let cfg = config(d.path(), one * 9, one * 3, WhenFull::DropOldest);
     let (tx, mut rx, _) = open(&cfg, &r).await;
@@ -290,12 +274,7 @@ async fn drop_oldest_keeps_the_newest_and_counts_what_it_discards() {
 async fn a_drained_backlog_is_deleted_even_when_nothing_follows() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 4096, WhenFull::Block);
-    let (tx, rx, _) = open(&cfg, &Registry::default()).await;
-    for i in 0..100 {
-        tx.push(log_batch(i, 100), Wait::No).await.unwrap();
-    }
-    drop(tx);
-    rx.close().await;
+    leave_a_backlog(&cfg, 100, 100, 0).await;
     // After a restart the backlog is behind a fresh, empty segment: the last ack leaves the
     // cursor at the end of a finished segment, and moving it to the next costs zero bytes.
     let (_tx, mut rx, _) = open(&cfg, &Registry::default()).await;
@@ -456,7 +435,7 @@ fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
 
 #[tokio::test]
 async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_stale() {
-    use sonde::pipeline::spool::segment;
+    use sonde::pipeline::buffer::spool::segment;
     use std::os::unix::fs::MetadataExt;
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
@@ -549,7 +528,7 @@ async fn an_exported_segment_file_is_reused_and_a_crash_in_it_resends_nothing_st
 
 #[tokio::test]
 async fn an_idle_spool_lets_its_spare_segment_file_go() {
-    use sonde::pipeline::spool::SPARE_IDLE;
+    use sonde::pipeline::buffer::spool::SPARE_IDLE;
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1 << 20, 8192, WhenFull::Block);
     let (tx, mut rx, _) = open(&cfg, &Registry::default()).await;
@@ -565,7 +544,7 @@ async fn an_idle_spool_lets_its_spare_segment_file_go() {
 
 #[tokio::test]
 async fn no_spare_is_kept_next_to_a_nearly_full_log() {
-    use sonde::pipeline::spool::SPARE;
+    use sonde::pipeline::buffer::spool::SPARE;
     let d = tempfile::tempdir().unwrap();
     let r = Registry::default();
     let (max, seg) = (64u64 << 10, 8u64 << 10);
@@ -585,7 +564,8 @@ async fn no_spare_is_kept_next_to_a_nearly_full_log() {
     let segments = seg_files(d.path()).len();
     // Export the first segment's records (and one more): the cursor passes that segment, but
     // with the log still within two segments of `max_size` its file is deleted, not kept.
-    let per_segment = (seg / sonde::pipeline::spool::record::frame_len(&log_batch(0, 700))) + 1;
+    let per_segment =
+        (seg / sonde::pipeline::buffer::spool::record::frame_len(&log_batch(0, 700))) + 1;
     for _ in 0..per_segment {
         rx.recv().await.unwrap().1.ack();
     }

@@ -14,8 +14,8 @@ use common::*;
 use rand::Rng;
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
-use sonde::pipeline::worker::{self, WorkerConfig};
-use sonde_config::{BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, RetryConfig};
+use sonde::pipeline::worker;
+use sonde_config::{BufferConfig, BufferKind, ByteSize};
 use sonde_core::metrics::Registry;
 use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::collections::{HashMap, HashSet};
@@ -62,25 +62,6 @@ fn buffer_cfg() -> BufferConfig {
     }
 }
 
-fn worker_cfg() -> WorkerConfig {
-    WorkerConfig {
-        name: "t".into(),
-        batch: BatchConfig {
-            max_items: 20,
-            max_bytes: ByteSize::mib(1),
-            max_age: D::from_millis(5),
-        },
-        timeout: Duration::from_secs(5),
-        retry: RetryConfig {
-            initial_backoff: D::from_millis(5),
-            max_backoff: D::from_millis(20),
-            max_elapsed: D::from_secs(600),
-        },
-        concurrency: 2,
-        health: Default::default(),
-    }
-}
-
 async fn pipeline(data: &Path, sink: &Path, up: bool) -> (Router, tokio::task::JoinHandle<()>) {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -94,7 +75,7 @@ async fn pipeline(data: &Path, sink: &Path, up: bool) -> (Router, tokio::task::J
     let r = Registry::default();
     let (tx, rx) = buffer::open("t", &buffer_cfg(), data, &r).await.unwrap();
     let w = tokio::spawn(worker::run(
-        worker_cfg(),
+        worker_config(20, 20, 2),
         exporter,
         rx,
         r,

@@ -7,19 +7,25 @@
 mod common;
 
 use common::*;
+use sonde::pipeline::buffer::spool::{SpoolConfig, SpoolSender};
 use sonde::pipeline::buffer::{PushError, Pushed, Wait};
 use sonde_config::WhenFull;
 use sonde_core::metrics::Registry;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-struct Tmpfs(PathBuf);
+/// A tmpfs mounted in a temp dir of its own: unmounted, then the dir removed, on drop.
+struct Tmpfs {
+    dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
 
 impl Tmpfs {
-    /// A 1 MiB tmpfs under `parent`, or `None` (said on stderr) where mounting is not allowed.
-    fn one_mib(parent: &Path) -> Option<Tmpfs> {
-        let fs = Tmpfs::mount(&parent.join("mnt"), "1m");
+    /// A 1 MiB tmpfs, or `None` (said on stderr) where mounting is not allowed.
+    fn one_mib() -> Option<Tmpfs> {
+        let parent = tempfile::tempdir().unwrap();
+        let fs = Tmpfs::mount(parent, "1m");
         if fs.is_none() {
             eprintln!(
                 "SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run"
@@ -28,32 +34,42 @@ impl Tmpfs {
         fs
     }
 
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
+    fn mount(parent: tempfile::TempDir, size: &str) -> Option<Tmpfs> {
+        let dir = parent.path().join("mnt");
+        std::fs::create_dir_all(&dir).unwrap();
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
+            .arg(&dir)
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        ok.then(|| Tmpfs(dir.to_path_buf()))
+        ok.then_some(Tmpfs {
+            dir,
+            _parent: parent,
+        })
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("umount").arg(&self.dir).status();
     }
+}
+
+/// The config of a spool in `spool/` on a fresh 1 MiB tmpfs, with segments of `segment_size`
+/// and a limit far above the file system's size (the disk is what fills); `None` where
+/// mounting is not allowed.
+fn on_one_mib(segment_size: u64, when_full: WhenFull) -> Option<(Tmpfs, SpoolConfig)> {
+    let fs = Tmpfs::one_mib()?;
+    let cfg = config(&fs.dir.join("spool"), 64 << 20, segment_size, when_full);
+    Some((fs, cfg))
 }
 
 fn soon(ms: u64) -> Wait {
     Wait::Until(tokio::time::Instant::now() + Duration::from_millis(ms))
 }
 
-async fn fill_until_refused(
-    tx: &sonde::pipeline::spool::SpoolSender,
-    next: &mut u64,
-) -> (u64, Result<Pushed, PushError>) {
+async fn fill_until_refused(tx: &SpoolSender, next: &mut u64) -> (u64, Result<Pushed, PushError>) {
     for _ in 0..10_000 {
         let r = tx.push(log_batch(*next, 20_000), soon(100)).await;
         if r != Ok(Pushed::Queued) {
@@ -66,13 +82,10 @@ async fn fill_until_refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
-    let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::one_mib(d.path()) else {
+    let Some((_fs, cfg)) = on_one_mib(256 << 10, WhenFull::Block) else {
         return;
     };
     let r = Registry::default();
-    // The limit is far above the file system's size: the disk is what fills.
-    let cfg = config(&fs.0.join("spool"), 64 << 20, 256 << 10, WhenFull::Block);
     let (tx, rx, _) = open(&cfg, &r).await;
     let mut next = 0;
     let (at, refused) = fill_until_refused(&tx, &mut next).await;
@@ -114,17 +127,10 @@ async fn a_full_disk_pushes_back_and_appends_resume_when_space_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_drop_newest_drops_and_counts() {
-    let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::one_mib(d.path()) else {
+    let Some((_fs, cfg)) = on_one_mib(256 << 10, WhenFull::DropNewest) else {
         return;
     };
     let r = Registry::default();
-    let cfg = config(
-        &fs.0.join("spool"),
-        64 << 20,
-        256 << 10,
-        WhenFull::DropNewest,
-    );
     let (tx, mut rx, _) = open(&cfg, &r).await;
     let mut next = 0;
     let (at, refused) = fill_until_refused(&tx, &mut next).await;
@@ -143,17 +149,10 @@ async fn a_full_disk_under_drop_newest_drops_and_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_data() {
-    let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::one_mib(d.path()) else {
+    let Some((_fs, cfg)) = on_one_mib(128 << 10, WhenFull::DropOldest) else {
         return;
     };
     let r = Registry::default();
-    let cfg = config(
-        &fs.0.join("spool"),
-        64 << 20,
-        128 << 10,
-        WhenFull::DropOldest,
-    );
     let (tx, mut rx, _) = open(&cfg, &r).await;
     let total = 200u64; // ~4 MB into a 1 MiB file system, nothing exported
     let mut queued = 0;
@@ -184,23 +183,20 @@ async fn a_full_disk_under_drop_oldest_discards_the_oldest_and_keeps_taking_new_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_full_disk_the_spare_segment_file_gives_its_space_to_data() {
-    let d = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::one_mib(d.path()) else {
+    let Some((fs, cfg)) = on_one_mib(256 << 10, WhenFull::Block) else {
         return;
     };
     let r = Registry::default();
-    let dir = fs.0.join("spool");
-    let cfg = config(&dir, 64 << 20, 256 << 10, WhenFull::Block);
     let (tx, mut rx, _) = open(&cfg, &r).await;
     // Two segments' worth, exported: the newer segment file is kept as the spare.
-    let spare = keep_a_spare(&tx, &mut rx, &dir, 20, 20_000).await;
+    let spare = keep_a_spare(&tx, &mut rx, &cfg.dir, 20, 20_000).await;
     let mut next = 20;
     // Something else fills the disk until 40 KiB are left: room for two records, while the
     // active segment has room for four more. The write that fails deletes the spare, and its
     // space takes data (without it, two records would fit and then nothing).
     {
         use std::io::Write;
-        let filler = fs.0.join("filler");
+        let filler = fs.dir.join("filler");
         let mut f = std::fs::File::create(&filler).unwrap();
         let page = vec![7u8; 4096];
         while f.write_all(&page).is_ok() {}

@@ -8,16 +8,14 @@ mod common;
 use common::*;
 use sonde::pipeline::buffer::{self, Wait};
 use sonde::pipeline::router::{Route, Router};
-use sonde::pipeline::worker::{self, WorkerConfig};
-use sonde_config::{
-    BatchConfig, BufferConfig, BufferKind, ByteSize, Duration as D, RetryConfig, SpoolCompression,
-};
+use sonde::pipeline::worker;
+use sonde_config::{BufferConfig, BufferKind, ByteSize, SpoolCompression};
 use sonde_core::metrics::Registry;
 use sonde_core::Signal;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn disk(max: u64) -> BufferConfig {
@@ -27,25 +25,6 @@ fn disk(max: u64) -> BufferConfig {
         // As is (the default), so that sizes here count in records.
         compression: SpoolCompression::None,
         ..BufferConfig::default()
-    }
-}
-
-fn worker_cfg() -> WorkerConfig {
-    WorkerConfig {
-        name: "t".into(),
-        batch: BatchConfig {
-            max_items: 50,
-            max_bytes: ByteSize::mib(1),
-            max_age: D::from_millis(5),
-        },
-        timeout: Duration::from_secs(5),
-        retry: RetryConfig {
-            initial_backoff: D::from_millis(5),
-            max_backoff: D::from_millis(40),
-            max_elapsed: D::from_secs(600),
-        },
-        concurrency: 1,
-        health: Default::default(),
     }
 }
 
@@ -59,7 +38,7 @@ async fn start(data: &Path, cfg: &BufferConfig, sink: Arc<Sink>, r: &Registry) -
     let (tx, rx) = buffer::open("t", cfg, data, r).await.unwrap();
     let abort = CancellationToken::new();
     let worker = tokio::spawn(worker::run(
-        worker_cfg(),
+        worker_config(50, 40, 1),
         sink,
         rx,
         r.clone(),
@@ -75,14 +54,6 @@ async fn start(data: &Path, cfg: &BufferConfig, sink: Arc<Sink>, r: &Registry) -
         router,
         worker,
         abort,
-    }
-}
-
-async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -172,7 +143,7 @@ async fn concurrent_exports_ack_out_of_order_and_lose_nothing_across_a_restart()
         .await
         .unwrap();
     let abort = CancellationToken::new();
-    let mut wc = worker_cfg();
+    let mut wc = worker_config(50, 40, 1);
     wc.concurrency = 4;
     wc.batch.max_items = 3;
     let worker = tokio::spawn(worker::run(wc, sink.clone(), rx, r.clone(), abort.clone()));

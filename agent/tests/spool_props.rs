@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
+use sonde::pipeline::buffer::spool::Ticket;
 use sonde::pipeline::buffer::{Pushed, Wait};
-use sonde::pipeline::spool::Ticket;
 use sonde_config::{Fsync, SpoolCompression, WhenFull};
 use sonde_core::metrics::Registry;
 use std::collections::{HashSet, VecDeque};

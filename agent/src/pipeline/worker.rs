@@ -379,7 +379,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::buffer::{channel, Wait};
+    use crate::pipeline::buffer::{channel, BufferSender, Wait};
     use sonde_config::{BufferConfig, ByteSize, Duration as CfgDuration};
     use sonde_core::{BoxFuture, ExportOutcome, Exporter};
     use std::sync::Mutex;
@@ -456,23 +456,42 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn merges_batches_by_concatenation_up_to_max_items() {
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
-        let rec = recorder(0, ExportError::permanent("x"));
-        let task = tokio::spawn(run(
-            cfg(10, 60_000),
-            rec.clone(),
-            rx,
-            r.clone(),
-            CancellationToken::new(),
-        ));
-        for _ in 0..5 {
-            tx.push(span_batch(4), Wait::Forever).await.unwrap();
+    /// A worker running `cfg` against `exporter`, fed by a memory buffer, until the buffer is
+    /// closed (dropping `tx`) or `abort` fires.
+    struct Running {
+        tx: BufferSender,
+        task: tokio::task::JoinHandle<()>,
+        metrics: Registry,
+    }
+
+    fn start(cfg: WorkerConfig, exporter: DynExporter, abort: CancellationToken) -> Running {
+        let metrics = Registry::default();
+        let (tx, rx) = channel("t", &BufferConfig::default(), &metrics);
+        let task = tokio::spawn(run(cfg, exporter, rx, metrics.clone(), abort));
+        Running { tx, task, metrics }
+    }
+
+    /// Runs a worker on `batches` until it has finished with them all (the buffer closed after
+    /// the last); returns its metrics.
+    async fn run_all(cfg: WorkerConfig, exporter: DynExporter, batches: Vec<Batch>) -> Registry {
+        let Running { tx, task, metrics } = start(cfg, exporter, CancellationToken::new());
+        for b in batches {
+            tx.push(b, Wait::Forever).await.unwrap();
         }
         drop(tx);
         task.await.unwrap();
+        metrics
+    }
+
+    #[tokio::test]
+    async fn merges_batches_by_concatenation_up_to_max_items() {
+        let rec = recorder(0, ExportError::permanent("x"));
+        let r = run_all(
+            cfg(10, 60_000),
+            rec.clone(),
+            (0..5).map(|_| span_batch(4)).collect(),
+        )
+        .await;
         let got = rec.got.lock().unwrap();
         let sizes: Vec<u64> = got.iter().map(|b| b.items).collect();
         // 4+4+4 reaches 10 → flush 12; then 4+4 flushed at close.
@@ -485,16 +504,8 @@ mod tests {
 
     #[tokio::test]
     async fn flushes_on_max_age() {
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(0, ExportError::permanent("x"));
-        let _task = tokio::spawn(run(
-            cfg(1000, 20),
-            rec.clone(),
-            rx,
-            r.clone(),
-            CancellationToken::new(),
-        ));
+        let Running { tx, .. } = start(cfg(1000, 20), rec.clone(), CancellationToken::new());
         tx.push(span_batch(3), Wait::Forever).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while rec.got.lock().unwrap().is_empty() {
@@ -506,19 +517,8 @@ mod tests {
 
     #[tokio::test]
     async fn retryable_failures_are_retried_until_success() {
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(3, ExportError::retryable("503"));
-        let task = tokio::spawn(run(
-            cfg(1, 10),
-            rec.clone(),
-            rx,
-            r.clone(),
-            CancellationToken::new(),
-        ));
-        tx.push(span_batch(2), Wait::Forever).await.unwrap();
-        drop(tx);
-        task.await.unwrap();
+        let r = run_all(cfg(1, 10), rec.clone(), vec![span_batch(2)]).await;
         assert_eq!(rec.got.lock().unwrap().len(), 1);
         assert_eq!(r.counter_sum("sonde_exporter_retries_total", &[]), 3);
         assert_eq!(r.counter_sum("sonde_exporter_dropped_items_total", &[]), 0);
@@ -526,20 +526,8 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_failures_drop_and_count_without_blocking() {
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(1, ExportError::permanent("400 bad request"));
-        let task = tokio::spawn(run(
-            cfg(1, 10),
-            rec.clone(),
-            rx,
-            r.clone(),
-            CancellationToken::new(),
-        ));
-        tx.push(span_batch(2), Wait::Forever).await.unwrap();
-        tx.push(span_batch(5), Wait::Forever).await.unwrap();
-        drop(tx);
-        task.await.unwrap();
+        let r = run_all(cfg(1, 10), rec.clone(), vec![span_batch(2), span_batch(5)]).await;
         assert_eq!(
             r.counter_sum(
                 "sonde_exporter_dropped_items_total",
@@ -552,11 +540,13 @@ mod tests {
 
     #[tokio::test]
     async fn abort_drops_and_counts_what_is_left() {
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(u32::MAX, ExportError::retryable("down"));
         let abort = CancellationToken::new();
-        let task = tokio::spawn(run(cfg(1, 10), rec.clone(), rx, r.clone(), abort.clone()));
+        let Running {
+            tx,
+            task,
+            metrics: r,
+        } = start(cfg(1, 10), rec.clone(), abort.clone());
         tx.push(span_batch(2), Wait::Forever).await.unwrap();
         tx.push(span_batch(3), Wait::Forever).await.unwrap();
         drop(tx);
@@ -579,22 +569,17 @@ mod tests {
     async fn oversized_batch_is_split_at_resource_boundaries() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
         use prost::Message;
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let rec = recorder(0, ExportError::permanent("x"));
         let mut c = cfg(1_000_000, 10);
         let one = span_batch(50);
         c.batch.max_bytes = ByteSize(one.payload.len() as u64 + 10);
-        let task = tokio::spawn(run(c, rec.clone(), rx, r.clone(), CancellationToken::new()));
         // Three resources in one request, each ~max_bytes: must go out as three calls.
         let mut payload = Vec::new();
         for _ in 0..3 {
             payload.extend_from_slice(&one.payload);
         }
         let big = Batch::new(Signal::Traces, payload.into(), Arc::from("src")).unwrap();
-        tx.push(big, Wait::Forever).await.unwrap();
-        drop(tx);
-        task.await.unwrap();
+        run_all(c, rec.clone(), vec![big]).await;
         let got = rec.got.lock().unwrap();
         assert_eq!(got.len(), 3);
         for b in got.iter() {
@@ -634,26 +619,13 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_bounds_the_calls_in_flight() {
-        let r = Registry::default();
-        let (tx, rx) = channel("t", &BufferConfig::default(), &r);
         let slow = Arc::new(Slow {
             now: 0.into(),
             max: 0.into(),
         });
         let mut c = cfg(1, 10);
         c.concurrency = 3;
-        let task = tokio::spawn(run(
-            c,
-            slow.clone(),
-            rx,
-            r.clone(),
-            CancellationToken::new(),
-        ));
-        for _ in 0..12 {
-            tx.push(span_batch(1), Wait::Forever).await.unwrap();
-        }
-        drop(tx);
-        task.await.unwrap();
+        let r = run_all(c, slow.clone(), (0..12).map(|_| span_batch(1)).collect()).await;
         assert_eq!(slow.max.load(std::sync::atomic::Ordering::SeqCst), 3);
         assert_eq!(r.counter_sum("sonde_exporter_sent_items_total", &[]), 12);
     }

@@ -1,5 +1,5 @@
-//! Helpers shared by the spool's integration tests: batches that carry an id, spools opened in a
-//! temp dir, and a destination that can be down.
+//! Helpers shared by the spool's integration tests (and `examples/spool_tool.rs`): batches that
+//! carry an id, spools opened in a temp dir, export workers, and a destination that can be down.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)] // tests and benchmarks may unwrap
 
@@ -7,8 +7,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
-use sonde::pipeline::spool::{self, Recovered, SpoolConfig, SpoolReceiver, SpoolSender};
-use sonde_config::{Fsync, SpoolCompression, WhenFull};
+use sonde::pipeline::buffer::spool::{self, Recovered, SpoolConfig, SpoolReceiver, SpoolSender};
+use sonde::pipeline::buffer::Wait;
+use sonde::pipeline::worker::WorkerConfig;
+use sonde_config::{
+    BatchConfig, ByteSize, Duration as D, Fsync, RetryConfig, SpoolCompression, WhenFull,
+};
 use sonde_core::metrics::Registry;
 use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter, Signal};
 use std::path::Path;
@@ -71,8 +75,43 @@ pub fn config(dir: &Path, max_size: u64, segment_size: u64, when_full: WhenFull)
     }
 }
 
+/// An export worker `t` that merges up to `max_items` items (flushing every 5 ms), retries for
+/// 10 minutes with a backoff from 5 ms to `max_backoff_ms`, with `concurrency` calls in flight.
+pub fn worker_config(max_items: usize, max_backoff_ms: u64, concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        name: "t".into(),
+        batch: BatchConfig {
+            max_items,
+            max_bytes: ByteSize::mib(1),
+            max_age: D::from_millis(5),
+        },
+        timeout: std::time::Duration::from_secs(5),
+        retry: RetryConfig {
+            initial_backoff: D::from_millis(5),
+            max_backoff: D::from_millis(max_backoff_ms),
+            max_elapsed: D::from_secs(600),
+        },
+        concurrency,
+        health: Default::default(),
+    }
+}
+
 pub async fn open(cfg: &SpoolConfig, r: &Registry) -> (SpoolSender, SpoolReceiver, Recovered) {
     spool::open(cfg.clone(), r).await.unwrap()
+}
+
+/// Appends records `0..n` (padded to `pad` bytes) to the spool of `cfg`, exports and
+/// acknowledges the first `acked`, and closes the spool: the rest stays on disk.
+pub async fn leave_a_backlog(cfg: &SpoolConfig, n: u64, pad: usize, acked: usize) {
+    let (tx, mut rx, _) = open(cfg, &Registry::default()).await;
+    for i in 0..n {
+        tx.push(log_batch(i, pad), Wait::No).await.unwrap();
+    }
+    for _ in 0..acked {
+        rx.recv().await.unwrap().1.ack();
+    }
+    drop(tx);
+    rx.close().await;
 }
 
 /// Reads everything ready now, acknowledging it; returns the ids in order.
@@ -115,8 +154,13 @@ impl Exporter for Sink {
 }
 
 /// Waits (at most 10 s) until `cond` holds; fails the test naming `what` otherwise.
-pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+pub async fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_for(what, 10, cond).await
+}
+
+/// Waits (at most `secs` seconds) until `cond` holds; fails the test naming `what` otherwise.
+pub async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !cond() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -137,9 +181,7 @@ pub async fn keep_a_spare(
     pad: usize,
 ) -> std::path::PathBuf {
     for i in 0..n {
-        tx.push(log_batch(i, pad), sonde::pipeline::buffer::Wait::No)
-            .await
-            .unwrap();
+        tx.push(log_batch(i, pad), Wait::No).await.unwrap();
     }
     assert_eq!(drain(rx).await, (0..n).collect::<Vec<_>>());
     let spare = dir.join(spool::SPARE);

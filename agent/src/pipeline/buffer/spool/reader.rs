@@ -1,19 +1,35 @@
 //! The export worker's side: reading records back one at a time (bounded memory whatever the
 //! backlog), skipping damage, and the tickets whose acknowledgements move the cursor.
+//!
+//! A record just written is handed out from memory; an older one is read back, at most
+//! [`READ_AHEAD`] bytes at a time, on `spawn_blocking`. Damage is skipped, counted and logged —
+//! never retried forever, never a panic: an I/O error is retried twice, then the rest of its
+//! segment is skipped, so a bad sector never stops the queue.
 
-use super::*;
+use super::core::Handle;
+use super::metrics;
+use super::pos::Pos;
+use super::{record, segment};
+use sonde_core::metrics::{Counter, Registry};
+use sonde_core::Batch;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, warn};
 
 /// The export worker's side.
 pub struct SpoolReceiver {
-    pub(super) handle: Arc<Handle>,
-    pub(super) file: Option<(u64, Arc<File>)>,
-    pub(super) last_source: Option<Arc<str>>,
-    pub(super) io_failures: u32,
+    handle: Arc<Handle>,
+    file: Option<(u64, Arc<File>)>,
+    last_source: Option<Arc<str>>,
+    io_failures: u32,
     /// Frames read ahead of the worker (at most [`READ_AHEAD`] bytes), each with its position.
-    pub(super) ahead: VecDeque<(Pos, segment::Read)>,
+    ahead: VecDeque<(Pos, segment::Read)>,
     /// Records handed out from memory, and read back from disk.
-    pub(super) read_from_memory: Counter,
-    pub(super) read_from_disk: Counter,
+    read_from_memory: Counter,
+    read_from_disk: Counter,
 }
 
 /// How much the reader reads in one go. Bounds the memory a drain uses besides what the worker
@@ -82,6 +98,20 @@ enum Claim {
 }
 
 impl SpoolReceiver {
+    /// The export worker's side of the spool behind `handle`.
+    pub(super) fn new(handle: Arc<Handle>, registry: &Registry) -> Self {
+        let reads = |from| metrics::read_records(registry, &handle.core.name, from);
+        SpoolReceiver {
+            read_from_memory: reads("memory"),
+            read_from_disk: reads("disk"),
+            file: None,
+            last_source: None,
+            io_failures: 0,
+            ahead: VecDeque::new(),
+            handle,
+        }
+    }
+
     /// The next record, waiting for one; `None` once every sender is gone (what is left stays on
     /// disk for the next start).
     pub async fn recv(&mut self) -> Option<(Batch, Ticket)> {
@@ -130,37 +160,7 @@ impl SpoolReceiver {
             let notified = core.data.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (claim, moved) = {
-                let mut st = core.lock();
-                st.normalize_read();
-                let moved = st.advance_cursor().is_some();
-                let end = st.end();
-                let claim = if st.closed {
-                    Claim::Closed
-                } else if let Some(r) = (st.read < end).then(|| st.take_recent()).flatten() {
-                    // Just written and still in memory: no need to read it back.
-                    let id = st.hand_out(r.next, r.batch.items);
-                    Claim::Ready(r.batch, id)
-                } else if st.read < end {
-                    let limit = if st.read.segment == st.active {
-                        end.offset
-                    } else {
-                        st.seg_len(st.read.segment)
-                    };
-                    Claim::Read {
-                        pos: st.read,
-                        limit,
-                    }
-                } else {
-                    Claim::Wait
-                };
-                (claim, moved)
-            };
-            if moved {
-                core.space.notify_waiters();
-                self.handle.wake_cursor();
-            }
-            let (pos, limit) = match claim {
+            let (pos, limit) = match self.claim() {
                 Claim::Closed => return None,
                 Claim::Ready(batch, id) => {
                     self.read_from_memory.inc();
@@ -173,79 +173,127 @@ impl SpoolReceiver {
                 Claim::Wait => return None,
                 Claim::Read { pos, limit } => (pos, limit),
             };
-            let read = match self.ahead.front() {
-                Some((p, _)) if *p == pos => self.ahead.pop_front().map(|(_, r)| r),
-                _ => None,
-            };
-            let read = match read {
-                Some(r) => r,
-                None => {
-                    self.ahead.clear();
-                    let file = match &self.file {
-                        Some((id, f)) if *id == pos.segment => f.clone(),
-                        _ => match File::open(segment::path(&core.dir, pos.segment)) {
-                            Ok(f) => {
-                                let f = Arc::new(f);
-                                self.file = Some((pos.segment, f.clone()));
-                                f
-                            }
-                            Err(e) => {
-                                self.read_failed(pos, limit, e).await;
-                                continue;
-                            }
-                        },
-                    };
-                    let read = tokio::task::spawn_blocking(move || {
-                        segment::read_ahead(&file, pos.segment, pos.offset, limit, READ_AHEAD)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
-                    match read {
-                        Ok(frames) => {
-                            self.ahead.extend(frames.into_iter().map(|(offset, r)| {
-                                (
-                                    Pos {
-                                        segment: pos.segment,
-                                        offset,
-                                    },
-                                    r,
-                                )
-                            }));
-                            match self.ahead.pop_front() {
-                                Some((_, r)) => r,
-                                None => continue,
-                            }
-                        }
-                        Err(e) => {
-                            self.read_failed(pos, limit, e).await;
-                            continue;
-                        }
-                    }
-                }
+            let Some(read) = self.read_at(pos, limit).await else {
+                continue;
             };
             self.io_failures = 0;
-            let (next, damage) = match read {
-                segment::Read::Frame { body, next } => {
-                    match record::decode(body, &mut self.last_source) {
-                        Some(batch) => {
-                            let mut st = core.lock();
-                            if st.read != pos {
-                                // Discarded by drop_oldest meanwhile.
-                                self.ahead.clear();
-                                continue;
-                            }
-                            let id = st.hand_out(next, batch.items);
-                            drop(st);
-                            self.read_from_disk.inc();
-                            return Some(self.with_ticket(batch, id));
-                        }
-                        None => (next, segment::Damage::Undecodable),
-                    }
-                }
-                segment::Read::Damaged { reason, next } => (next, reason),
-            };
-            self.skip(pos, next, damage.as_str());
+            if let Some(record) = self.hand_out(pos, read) {
+                return Some(record);
+            }
         }
+    }
+
+    /// What the read position holds: a record still in memory (handed out at once), a place to
+    /// read from disk, nothing yet, or the end (closed). Moves the cursor over what was acked
+    /// meanwhile.
+    fn claim(&self) -> Claim {
+        let core = &self.handle.core;
+        let (claim, moved) = {
+            let mut st = core.lock();
+            st.normalize_read();
+            let moved = st.advance_cursor().is_some();
+            let end = st.end();
+            let claim = if st.closed {
+                Claim::Closed
+            } else if let Some(r) = (st.read < end).then(|| st.take_recent()).flatten() {
+                // Just written and still in memory: no need to read it back.
+                let id = st.hand_out(r.next, r.batch.items);
+                Claim::Ready(r.batch, id)
+            } else if st.read < end {
+                let limit = if st.read.segment == st.active {
+                    end.offset
+                } else {
+                    st.seg_len(st.read.segment)
+                };
+                Claim::Read {
+                    pos: st.read,
+                    limit,
+                }
+            } else {
+                Claim::Wait
+            };
+            (claim, moved)
+        };
+        if moved {
+            core.space.notify_waiters();
+            self.handle.wake_cursor();
+        }
+        claim
+    }
+
+    /// What is at `pos` (in a segment whose readable data ends at `limit`): from the frames read
+    /// ahead, or read from disk with the next ones. `None` when nothing was read (a failed read,
+    /// already handled: the caller looks again).
+    async fn read_at(&mut self, pos: Pos, limit: u64) -> Option<segment::Read> {
+        if self.ahead.front().is_some_and(|(p, _)| *p == pos) {
+            return self.ahead.pop_front().map(|(_, r)| r);
+        }
+        self.ahead.clear();
+        let file = match &self.file {
+            Some((id, f)) if *id == pos.segment => f.clone(),
+            _ => match File::open(segment::path(&self.handle.core.dir, pos.segment)) {
+                Ok(f) => {
+                    let f = Arc::new(f);
+                    self.file = Some((pos.segment, f.clone()));
+                    f
+                }
+                Err(e) => {
+                    self.read_failed(pos, limit, e).await;
+                    return None;
+                }
+            },
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            segment::read_ahead(&file, pos.segment, pos.offset, limit, READ_AHEAD)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+        match read {
+            Ok(frames) => {
+                self.ahead.extend(frames.into_iter().map(|(offset, r)| {
+                    (
+                        Pos {
+                            segment: pos.segment,
+                            offset,
+                        },
+                        r,
+                    )
+                }));
+                self.ahead.pop_front().map(|(_, r)| r)
+            }
+            Err(e) => {
+                self.read_failed(pos, limit, e).await;
+                None
+            }
+        }
+    }
+
+    /// Hands out the record `read` at `pos` with its ticket; `None` when it is damage (skipped
+    /// and counted) or was discarded by `drop_oldest` meanwhile.
+    fn hand_out(&mut self, pos: Pos, read: segment::Read) -> Option<(Batch, Ticket)> {
+        let (next, damage) = match read {
+            segment::Read::Frame { body, next } => {
+                match record::decode(body, &mut self.last_source) {
+                    Some(batch) => {
+                        let mut st = self.handle.core.lock();
+                        if st.read != pos {
+                            // Discarded by drop_oldest meanwhile.
+                            drop(st);
+                            self.ahead.clear();
+                            return None;
+                        }
+                        let id = st.hand_out(next, batch.items);
+                        drop(st);
+                        self.read_from_disk.inc();
+                        return Some(self.with_ticket(batch, id));
+                    }
+                    None => (next, segment::Damage::Undecodable),
+                }
+            }
+            segment::Read::Damaged { reason, next } => (next, reason),
+        };
+        self.skip(pos, next, damage.as_str());
+        None
     }
 
     /// `batch` with the ticket of in-flight entry `id`.

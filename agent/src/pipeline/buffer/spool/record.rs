@@ -319,6 +319,15 @@ mod tests {
         assert_eq!(got, b);
     }
 
+    /// Whether the frame `bad`, read in segment `segment`, fails the header or the body check.
+    fn is_caught(bad: &[u8], segment: u64) -> bool {
+        let h: [u8; 12] = bad[..12].try_into().unwrap();
+        match parse_header(&h) {
+            None => true,
+            Some(h) => bad.len() as u64 != 12 + h.body_len || !body_ok(h, &bad[12..], segment),
+        }
+    }
+
     #[test]
     fn a_flipped_bit_anywhere_is_caught() {
         let b = Batch::from_trusted(Signal::Traces, vec![5u8; 100].into(), 3, "s".into());
@@ -327,12 +336,7 @@ mod tests {
         for i in 0..frame.len() {
             let mut bad = frame.clone();
             bad[i] ^= 0x10;
-            let h: [u8; 12] = bad[..12].try_into().unwrap();
-            let caught = match parse_header(&h) {
-                None => true,
-                Some(h) => bad.len() as u64 != 12 + h.body_len || !body_ok(h, &bad[12..], 0),
-            };
-            assert!(caught, "flip at byte {i} went unnoticed");
+            assert!(is_caught(&bad, 0), "flip at byte {i} went unnoticed");
         }
     }
 
@@ -435,12 +439,10 @@ mod tests {
             for bit in [0x01u8, 0x10, 0x80] {
                 let mut bad = frame.clone();
                 bad[i] ^= bit;
-                let h: [u8; 12] = bad[..12].try_into().unwrap();
-                let caught = match parse_header(&h) {
-                    None => true,
-                    Some(h) => bad.len() as u64 != 12 + h.body_len || !body_ok(h, &bad[12..], 9),
-                };
-                assert!(caught, "flip {bit:#x} at byte {i} went unnoticed");
+                assert!(
+                    is_caught(&bad, 9),
+                    "flip {bit:#x} at byte {i} went unnoticed"
+                );
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Segment files: naming, listing, and reading frames back with damage handled.
+//! Segment files: naming, listing, creating, and reading frames back with damage handled.
 //!
 //! A segment is a file `<id>.seg` (20 decimal digits, ids only grow) holding frames back to back
 //! ([`super::record`]). Reading never trusts the bytes: a frame whose magic, length or CRC is
@@ -8,8 +8,10 @@
 
 use super::record::{self, Header, HEADER_LEN};
 use bytes::Bytes;
+use sonde_config::Fsync;
+use sonde_core::fs::sync_dir;
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,26 @@ pub fn list(dir: &Path) -> io::Result<BTreeMap<u64, u64>> {
         out.insert(id, entry.metadata()?.len());
     }
     Ok(out)
+}
+
+/// Creates segment `id` to append to, durably (the directory entry too, unless `fsync = never`).
+/// A file left by an earlier attempt that failed after creating it holds nothing and is replaced.
+pub fn create(dir: &Path, id: u64, fsync: Fsync) -> io::Result<File> {
+    let path = path(dir, id);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // Not O_APPEND: a reused segment file is overwritten from its start, so every segment is
+    // written at the file position, which the writer keeps at the end of its data.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    if fsync != Fsync::Never {
+        sync_dir(dir)?;
+    }
+    Ok(file)
 }
 
 /// What is at an offset of a segment.

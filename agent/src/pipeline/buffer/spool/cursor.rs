@@ -9,7 +9,7 @@
 //! cursor is reported, never fatal: the spool then starts from its oldest segment (resend rather
 //! than lose).
 
-use super::Pos;
+use super::pos::Pos;
 use sonde_core::fs::write_atomic;
 use std::fs::OpenOptions;
 use std::io;
