@@ -3,17 +3,48 @@
 //!
 //! This crate owns what can be written and what it means; it does no I/O beyond reading the file
 //! and has no behaviour. The other crates take the typed [`Config`] and build from it.
+//!
+//! # Map
+//! - [`schema`]: the whole file ([`Config`]) and the enums that pick a component's settings by
+//!   its `type`.
+//! - [`agent`]: `[agent]` and its tables (log, admin, health, telemetry).
+//! - [`sources`]: one file per source type; [`exporters`]: the settings every exporter shares
+//!   ([`exporters::common`]) and one file per exporter type. Each settings struct carries the
+//!   checks its types cannot express (`problems()`).
+//! - [`load`]: text to [`Config`], every component deserialized on its own; `validate`: the
+//!   checks across components; `report`: placing each problem at its key's line:column;
+//!   `print`: the effective configuration back as TOML.
+//! - [`units`], [`listen`]: how durations, sizes, secrets and addresses are written.
+//! - [`interpolate`], [`error`], [`problem`]: `${VAR}`, the errors shown, key paths.
+//!
+//! Every public type is also at the crate root (`sonde_config::ParquetConfig`).
 
+pub mod agent;
 pub mod error;
-pub mod file;
+pub mod exporters;
 pub mod interpolate;
+pub mod listen;
 pub mod load;
-pub mod otlp;
-pub mod parquet;
+mod print;
+pub mod problem;
+mod report;
 pub mod schema;
+pub mod sources;
 pub mod units;
+mod validate;
 
+pub use agent::*;
 pub use error::{ConfigError, ConfigErrors};
+pub use exporters::common::*;
+pub use exporters::otlp::*;
+pub use exporters::parquet::*;
+pub use exporters::stdout::*;
+pub use listen::*;
 pub use load::{load_file, load_str, load_str_with_env};
+pub use problem::*;
 pub use schema::*;
+pub use sources::file::*;
+pub use sources::host_metrics::*;
+pub use sources::internal_metrics::*;
+pub use sources::otlp::*;
 pub use units::{ByteSize, Duration, Secret};

@@ -5,6 +5,7 @@
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::marker::PhantomData;
 
 /// A duration written the human way in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -39,60 +40,12 @@ impl fmt::Display for Duration {
     }
 }
 
-impl Serialize for Duration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"10s\" or \"250ms\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                v.parse().map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_secs)
-                    .map_err(|_| E::custom(format!("invalid duration {v}: must not be negative")))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_secs(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// A duration where `"unlimited"` is also accepted, meaning zero (no limit).
 pub fn duration_or_unlimited<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct V;
-    impl de::Visitor<'_> for V {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as \"5m\", or \"unlimited\"")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            if v.trim() == "unlimited" {
-                return Ok(Duration::default());
-            }
-            v.parse().map_err(E::custom)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom(format!("invalid duration {v}: must not be negative")))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(v))
-        }
-    }
-    d.deserialize_any(V)
+    d.deserialize_any(HumanVisitor {
+        unlimited: true,
+        ..HumanVisitor::<Duration>::new("a duration such as \"5m\", or \"unlimited\"")
+    })
 }
 
 /// A size in bytes written the human way: `"64MiB"`, `"2GB"`, `"512KiB"`, `"1000"`.
@@ -183,33 +136,88 @@ impl fmt::Display for ByteSize {
     }
 }
 
-impl Serialize for ByteSize {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+/// A quantity written either the human way (a string its `FromStr` reads) or as a bare
+/// non-negative integer in its base unit: seconds for a duration, bytes for a size.
+trait HumanUnit: std::str::FromStr<Err = String> + Default {
+    /// What the quantity is called in an error (`invalid duration -1: …`).
+    const NAME: &'static str;
+    fn from_base_units(n: u64) -> Self;
+}
+
+/// Implements [`HumanUnit`] for `$ty`, and serde for it: written back in its `Display` form, read
+/// by [`HumanVisitor`]. `$name` names it in errors, `$expecting` the forms accepted.
+macro_rules! human_unit {
+    ($ty:ty, $name:literal, $expecting:literal, $from_base_units:expr) => {
+        impl HumanUnit for $ty {
+            const NAME: &'static str = $name;
+            fn from_base_units(n: u64) -> Self {
+                $from_base_units(n)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(HumanVisitor::<$ty>::new($expecting))
+            }
+        }
+    };
+}
+
+human_unit!(
+    Duration,
+    "duration",
+    "a duration such as \"10s\" or \"250ms\"",
+    Duration::from_secs
+);
+human_unit!(
+    ByteSize,
+    "size",
+    "a size such as \"64MiB\" or a number of bytes",
+    ByteSize
+);
+
+/// Reads a [`HumanUnit`] from a string or an integer.
+struct HumanVisitor<T> {
+    expecting: &'static str,
+    /// The string `"unlimited"` is also accepted, as zero (no limit).
+    unlimited: bool,
+    unit: PhantomData<T>,
+}
+
+impl<T> HumanVisitor<T> {
+    fn new(expecting: &'static str) -> Self {
+        HumanVisitor {
+            expecting,
+            unlimited: false,
+            unit: PhantomData,
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = ByteSize;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size such as \"64MiB\" or a number of bytes")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
-                v.parse().map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
-            }
+impl<T: HumanUnit> de::Visitor<'_> for HumanVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        if self.unlimited && v.trim() == "unlimited" {
+            return Ok(T::default());
         }
-        d.deserialize_any(V)
+        v.parse().map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        u64::try_from(v)
+            .map(T::from_base_units)
+            .map_err(|_| E::custom(format!("invalid {} {v}: must not be negative", T::NAME)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Ok(T::from_base_units(v))
     }
 }
 
@@ -286,6 +294,58 @@ mod tests {
         }
         let d = Duration::from_millis(1500);
         assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Units {
+        #[serde(default)]
+        d: Duration,
+        #[serde(default)]
+        b: ByteSize,
+        #[serde(default, deserialize_with = "duration_or_unlimited")]
+        u: Duration,
+    }
+
+    fn units(text: &str) -> Result<Units, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn bare_integers_are_seconds_and_bytes_and_unlimited_is_zero() {
+        let u = units("d = 90\nb = 4096\nu = 7").unwrap();
+        assert_eq!(u.d, Duration::from_secs(90));
+        assert_eq!(u.b, ByteSize(4096));
+        assert_eq!(u.u, Duration::from_secs(7));
+        assert_eq!(units("u = \"unlimited\"").unwrap().u, Duration::default());
+    }
+
+    #[test]
+    fn refusals_say_what_was_expected() {
+        for (text, refusal) in [
+            ("d = -1", "invalid duration -1: must not be negative"),
+            ("b = -2", "invalid size -2: must not be negative"),
+            ("u = -3", "invalid duration -3: must not be negative"),
+            (
+                "d = \"unlimited\"",
+                "invalid duration `unlimited` (expected number at 0); \
+                 expected e.g. \"500ms\", \"10s\", \"5m\"",
+            ),
+            (
+                "d = true",
+                "invalid type: boolean `true`, expected a duration such as \"10s\" or \"250ms\"",
+            ),
+            (
+                "u = true",
+                "invalid type: boolean `true`, expected a duration such as \"5m\", or \"unlimited\"",
+            ),
+            (
+                "b = 1.5",
+                "invalid type: floating point `1.5`, \
+                 expected a size such as \"64MiB\" or a number of bytes",
+            ),
+        ] {
+            assert_eq!(units(text).unwrap_err(), refusal, "{text}");
+        }
     }
 
     #[test]

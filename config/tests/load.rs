@@ -16,6 +16,7 @@ fn load(text: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// The single error of a failing load.
+#[track_caller]
 fn one_error(text: &str) -> ConfigError {
     let errs = load(text).expect_err("the config should be refused");
     assert_eq!(
@@ -26,6 +27,51 @@ fn one_error(text: &str) -> ConfigError {
     errs.errors[0].clone()
 }
 
+/// The key path of every error, in the order shown.
+fn paths(errs: &ConfigErrors) -> Vec<&str> {
+    errs.errors.iter().map(|e| e.path.as_str()).collect()
+}
+
+/// What a test says about an error: each check returns the error, so they chain
+/// (`one_error(t).at_path("a.b").at(4, 1).says("…")`).
+trait Expect: Sized {
+    /// The dotted key path is exactly `path`.
+    fn at_path(self, path: &str) -> Self;
+    /// It points at `line:column`.
+    fn at(self, line: usize, column: usize) -> Self;
+    /// It points at `line` (the column left unchecked).
+    fn on_line(self, line: usize) -> Self;
+    /// The message contains `part`.
+    fn says(self, part: &str) -> Self;
+}
+
+impl Expect for ConfigError {
+    #[track_caller]
+    fn at_path(self, path: &str) -> Self {
+        assert_eq!(self.path, path, "{self}");
+        self
+    }
+    #[track_caller]
+    fn at(self, line: usize, column: usize) -> Self {
+        assert_eq!(
+            (self.line, self.column),
+            (Some(line), Some(column)),
+            "{self}"
+        );
+        self
+    }
+    #[track_caller]
+    fn on_line(self, line: usize) -> Self {
+        assert_eq!(self.line, Some(line), "{self}");
+        self
+    }
+    #[track_caller]
+    fn says(self, part: &str) -> Self {
+        assert!(self.message.contains(part), "{self}");
+        self
+    }
+}
+
 const MINIMAL: &str = r#"
 [sources.host]
 type = "host_metrics"
@@ -33,6 +79,23 @@ type = "host_metrics"
 [exporters.out]
 type = "stdout"
 "#;
+
+/// [`MINIMAL`] with `line` added to the `out` exporter.
+fn out_with(line: &str) -> String {
+    format!("{MINIMAL}{line}\n")
+}
+
+/// [`MINIMAL`] with `line` added to the `host` source.
+fn host_with(line: &str) -> String {
+    format!(
+        "\n[sources.host]\ntype = \"host_metrics\"\n{line}\n\n[exporters.out]\ntype = \"stdout\"\n"
+    )
+}
+
+/// A `host` source and an `otlp` exporter `gw` with `lines` (each ending in a newline).
+fn gw_with(lines: &str) -> String {
+    format!("\n[sources.host]\ntype = \"host_metrics\"\n\n[exporters.gw]\ntype = \"otlp\"\n{lines}")
+}
 
 #[test]
 fn minimal_config_gets_every_default() {
@@ -85,130 +148,83 @@ batch = { max_age = "${UNSET_AGE:-1s}" }
 
 #[test]
 fn unset_variable_names_the_variable_and_position() {
-    let e = one_error("[sources.host]\ntype = \"host_metrics\"\ninterval = \"${NOPE}\"\n");
-    assert_eq!((e.line, e.column), (Some(3), Some(13)));
-    assert!(e.message.contains("NOPE"), "{e}");
+    one_error("[sources.host]\ntype = \"host_metrics\"\ninterval = \"${NOPE}\"\n")
+        .at(3, 13)
+        .says("NOPE");
 }
 
 #[test]
 fn unknown_key_is_an_error_at_the_key() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-intervall = "5s"
-
-[exporters.out]
-type = "stdout"
-"#,
-    );
-    assert_eq!(e.path, "sources.host.intervall");
-    assert_eq!((e.line, e.column), (Some(4), Some(1)));
-    assert!(e.message.contains("unknown field `intervall`"), "{e}");
+    one_error(&host_with("intervall = \"5s\""))
+        .at_path("sources.host.intervall")
+        .at(4, 1)
+        .says("unknown field `intervall`");
 }
 
 #[test]
 fn unknown_key_in_the_shared_exporter_settings_is_found_too() {
-    let e = one_error(&format!("{MINIMAL}batch = {{ max_itemz = 5 }}\n"));
-    assert_eq!(e.path, "exporters.out.batch.max_itemz");
-    assert_eq!((e.line, e.column), (Some(7), Some(11)));
+    one_error(&out_with("batch = { max_itemz = 5 }"))
+        .at_path("exporters.out.batch.max_itemz")
+        .at(7, 11);
 }
 
 #[test]
 fn unknown_top_level_key_is_an_error() {
-    let e = one_error(&format!("pipelines = 3\n{MINIMAL}"));
-    assert_eq!(e.path, "pipelines");
-    assert_eq!((e.line, e.column), (Some(1), Some(1)));
+    one_error(&format!("pipelines = 3\n{MINIMAL}"))
+        .at_path("pipelines")
+        .at(1, 1);
 }
 
 #[test]
 fn wrong_type_names_the_key_and_position() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-batch = { max_items = "lots" }
-"#,
-    );
-    assert_eq!(e.path, "exporters.out.batch.max_items");
-    assert_eq!((e.line, e.column), (Some(7), Some(11)));
-    assert!(e.message.contains("invalid type"), "{e}");
+    one_error(&out_with("batch = { max_items = \"lots\" }"))
+        .at_path("exporters.out.batch.max_items")
+        .at(7, 11)
+        .says("invalid type");
 }
 
 #[test]
 fn bad_duration_names_the_key_and_position() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-interval = "10 parsecs"
-
-[exporters.out]
-type = "stdout"
-"#,
-    );
-    assert_eq!(e.path, "sources.host.interval");
-    assert_eq!((e.line, e.column), (Some(4), Some(1)));
-    assert!(e.message.contains("invalid duration `10 parsecs`"), "{e}");
+    one_error(&host_with("interval = \"10 parsecs\""))
+        .at_path("sources.host.interval")
+        .at(4, 1)
+        .says("invalid duration `10 parsecs`");
 }
 
 #[test]
 fn bad_size_names_the_key() {
-    let e = one_error(&format!("{MINIMAL}buffer = {{ max_size = \"lots\" }}\n"));
-    assert_eq!(e.path, "exporters.out.buffer.max_size");
-    assert!(e.message.contains("invalid size `lots`"), "{e}");
+    one_error(&out_with("buffer = { max_size = \"lots\" }"))
+        .at_path("exporters.out.buffer.max_size")
+        .says("invalid size `lots`");
 }
 
 #[test]
 fn input_naming_no_source_is_an_error_at_the_entry() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-inputs = ["host", "hots"]
-"#,
-    );
-    assert_eq!(e.path, "exporters.out.inputs[1]");
-    assert_eq!((e.line, e.column), (Some(7), Some(19)));
-    assert!(e.message.contains("`hots` names no source"), "{e}");
+    one_error(&out_with("inputs = [\"host\", \"hots\"]"))
+        .at_path("exporters.out.inputs[1]")
+        .at(7, 19)
+        .says("`hots` names no source");
 }
 
 #[test]
 fn exporter_that_receives_no_signal_it_can_take_is_an_error() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-signals = ["traces", "logs"]
-"#,
-    );
-    assert_eq!(e.path, "exporters.out");
-    assert_eq!((e.line, e.column), (Some(5), Some(12)));
-    assert!(e.message.contains("receives no signal"), "{e}");
+    one_error(&out_with("signals = [\"traces\", \"logs\"]"))
+        .at_path("exporters.out")
+        .at(5, 12)
+        .says("receives no signal");
 }
 
 #[test]
 fn unknown_component_type_lists_the_known_ones() {
-    let e =
-        one_error("[sources.host]\ntype = \"hostmetrics\"\n[exporters.out]\ntype = \"stdout\"\n");
-    assert_eq!(e.path, "sources.host.type");
-    assert_eq!((e.line, e.column), (Some(2), Some(1)));
-    assert!(e.message.contains("`host_metrics`"), "{e}");
+    one_error("[sources.host]\ntype = \"hostmetrics\"\n[exporters.out]\ntype = \"stdout\"\n")
+        .at_path("sources.host.type")
+        .at(2, 1)
+        .says("`host_metrics`");
 }
 
 #[test]
 fn invalid_toml_reports_the_position() {
-    let e = one_error("[sources.host\ntype = 1\n");
-    assert_eq!(e.line, Some(1));
+    let e = one_error("[sources.host\ntype = 1\n").on_line(1);
     assert!(e.message.starts_with("invalid TOML"), "{e}");
 }
 
@@ -231,9 +247,8 @@ inputs = ["c"]
 "#,
     )
     .unwrap_err();
-    let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
-        paths,
+        paths(&errs),
         [
             "sources.a.interval",
             "sources.b.collectors[1]",
@@ -275,9 +290,8 @@ inputs = ["host"]
 "#,
     )
     .unwrap_err();
-    let paths: Vec<&str> = errs.errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
-        paths,
+        paths(&errs),
         [
             "sources.host.colectors",
             "sources.host.interval",
@@ -289,16 +303,15 @@ inputs = ["host"]
     assert!(!errs.to_string().contains("names no source"), "{errs}");
 }
 
-const OTLP: &str = r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.gw]
-type = "otlp"
-endpoint = "http://gw:4317"
+/// An `otlp` exporter whose header carries `${TOKEN}`.
+fn otlp() -> String {
+    gw_with(
+        r#"endpoint = "http://gw:4317"
 headers = { authorization = "Bearer ${TOKEN}" }
 retry = { max_elapsed = "unlimited" }
-"#;
+"#,
+    )
+}
 
 fn env_with_token(name: &str) -> Option<String> {
     (name == "TOKEN").then(|| "hunter2-token".to_string())
@@ -306,7 +319,7 @@ fn env_with_token(name: &str) -> Option<String> {
 
 #[test]
 fn otlp_exporter_gets_its_defaults() {
-    let c = load_str_with_env(OTLP, "t.toml", env_with_token).unwrap();
+    let c = load_str_with_env(&otlp(), "t.toml", env_with_token).unwrap();
     let e = &c.exporters["gw"];
     let ExporterKind::Otlp(o) = &e.kind else {
         panic!("not otlp: {:?}", e.kind)
@@ -328,7 +341,7 @@ fn otlp_exporter_gets_its_defaults() {
 
 #[test]
 fn print_config_redacts_otlp_header_secrets() {
-    let c = load_str_with_env(OTLP, "t.toml", env_with_token).unwrap();
+    let c = load_str_with_env(&otlp(), "t.toml", env_with_token).unwrap();
     let printed = c.to_toml();
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(
@@ -345,70 +358,28 @@ fn print_config_redacts_otlp_header_secrets() {
 
 #[test]
 fn otlp_endpoint_problems_name_the_key() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.gw]
-type = "otlp"
-endpoint = "http://gw:4317"
-endpoints = ["http://a:4317"]
-"#,
-    );
-    assert_eq!(e.path, "exporters.gw.endpoints");
-    assert_eq!((e.line, e.column), (Some(8), Some(1)));
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.gw]
-type = "otlp"
-"#,
-    );
-    assert_eq!(e.path, "exporters.gw");
-    assert!(e.message.contains("endpoint"), "{}", e.message);
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.gw]
-type = "otlp"
-endpoint = "gw:4317"
-tls = { cert_file = "/c.pem" }
-"#,
-    );
-    assert_eq!(e.path, "exporters.gw.tls");
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.gw]
-type = "otlp"
-endpoint = "gw:4317"
-circuit_breaker = { open_duration = "1m" }
-"#,
-    );
-    assert_eq!(e.path, "exporters.gw.circuit_breaker.max_open_duration");
-    assert!(e.message.contains("open_duration"), "{}", e.message);
+    one_error(&gw_with(
+        "endpoint = \"http://gw:4317\"\nendpoints = [\"http://a:4317\"]\n",
+    ))
+    .at_path("exporters.gw.endpoints")
+    .at(8, 1);
+    one_error(&gw_with(""))
+        .at_path("exporters.gw")
+        .says("endpoint");
+    one_error(&gw_with(
+        "endpoint = \"gw:4317\"\ntls = { cert_file = \"/c.pem\" }\n",
+    ))
+    .at_path("exporters.gw.tls");
+    one_error(&gw_with(
+        "endpoint = \"gw:4317\"\ncircuit_breaker = { open_duration = \"1m\" }\n",
+    ))
+    .at_path("exporters.gw.circuit_breaker.max_open_duration")
+    .says("open_duration");
 }
 
 #[test]
 fn a_disk_buffer_defaults_to_two_gib_and_batch_fsync() {
-    let c = load(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-buffer = { type = "disk" }
-"#,
-    )
-    .unwrap();
+    let c = load(&out_with("buffer = { type = \"disk\" }")).unwrap();
     let b = &c.exporters["out"].common.buffer;
     assert_eq!(b.kind, BufferKind::Disk);
     assert_eq!(b.max_size, ByteSize::gib(2));
@@ -423,16 +394,9 @@ buffer = { type = "disk" }
 
 #[test]
 fn an_explicit_disk_buffer_size_and_policy_are_kept() {
-    let c = load(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync = "never", compression = "zstd" }
-"#,
-    )
+    let c = load(&out_with(
+        r#"buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync = "never", compression = "zstd" }"#,
+    ))
     .unwrap();
     let b = &c.exporters["out"].common.buffer;
     assert_eq!(b.compression, SpoolCompression::Zstd);
@@ -450,35 +414,19 @@ buffer = { type = "disk", max_size = "100MiB", when_full = "drop_oldest", fsync 
 
 #[test]
 fn drop_oldest_is_refused_for_a_memory_buffer() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-buffer = { when_full = "drop_oldest" }
-"#,
-    );
-    assert_eq!(e.path, "exporters.out.buffer.when_full");
-    assert!(e.message.contains("disk"), "{}", e.message);
-    assert_eq!(e.line, Some(7));
+    one_error(&out_with("buffer = { when_full = \"drop_oldest\" }"))
+        .at_path("exporters.out.buffer.when_full")
+        .says("disk")
+        .on_line(7);
 }
 
 #[test]
 fn an_unknown_buffer_key_is_named() {
-    let e = one_error(
-        r#"
-[sources.host]
-type = "host_metrics"
-
-[exporters.out]
-type = "stdout"
-buffer = { type = "disk", fsink = "always" }
-"#,
-    );
-    assert_eq!(e.path, "exporters.out.buffer.fsink");
-    assert!(e.message.contains("unknown field"), "{}", e.message);
+    one_error(&out_with(
+        "buffer = { type = \"disk\", fsink = \"always\" }",
+    ))
+    .at_path("exporters.out.buffer.fsink")
+    .says("unknown field");
 }
 
 #[test]

@@ -1,6 +1,11 @@
-//! `type = "file"`: the settings of the log file tailer. Plain data with defaults; the tailer
-//! itself lives in `agent/src/sources/file/`.
+//! `type = "file"` source settings: which files are tailed (glob patterns), how they are found,
+//! read, split into records (one line, or multi-line) and decoded (text or JSON, the character
+//! encoding), and how positions are checkpointed. Also the checks these types cannot express.
+//!
+//! Plain data and checks only: nothing here opens a file. The tailer itself lives in
+//! `agent/src/sources/file/`.
 
+use crate::problem::{KeyPath, Problems};
 use crate::units::{ByteSize, Duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -150,94 +155,96 @@ impl Default for JsonFieldsConfig {
     }
 }
 
-/// Checks that need more than types: every problem as (key path below the source, message).
-/// Numeric path segments are list indices.
-pub fn validate(c: &FileSourceConfig) -> Vec<(Vec<String>, String)> {
-    let mut errs = Vec::new();
-    let mut err = |path: &[&str], msg: String| {
-        errs.push((path.iter().map(|s| s.to_string()).collect(), msg));
-    };
-    if c.include.is_empty() {
-        err(&["include"], "at least one pattern is needed".into());
-    }
-    for (list, patterns) in [("include", &c.include), ("exclude", &c.exclude)] {
-        for (i, p) in patterns.iter().enumerate() {
-            let idx = i.to_string();
-            if list == "include" && !p.starts_with('/') {
-                err(
-                    &[list, &idx],
-                    format!("`{p}` is not an absolute path (patterns start with `/`)"),
-                );
-            }
-            if let Err(e) = globset::Glob::new(p) {
-                err(
-                    &[list, &idx],
-                    format!("invalid pattern `{p}`: {}", e.kind()),
-                );
+impl FileSourceConfig {
+    /// What is wrong with these settings, each with its key path below the source.
+    pub fn problems(&self) -> Problems {
+        let mut out = Problems::default();
+        self.check_patterns(&mut out);
+        self.check_sizes(&mut out);
+        for (k, d) in [
+            ("scan_interval", self.scan_interval),
+            ("poll_interval", self.poll_interval),
+            ("checkpoint_interval", self.checkpoint_interval),
+        ] {
+            if d.get() < std::time::Duration::from_millis(10) {
+                out.at(k, "must be at least 10ms");
             }
         }
-    }
-    if c.fingerprint_bytes < 16 || c.fingerprint_bytes > 65_536 {
-        err(
-            &["fingerprint_bytes"],
-            "must be between 16 and 65536".into(),
-        );
-    }
-    if c.max_open_files == 0 {
-        err(&["max_open_files"], "must be at least 1".into());
-    }
-    if c.max_line_length.get() < 16 {
-        err(&["max_line_length"], "must be at least 16 bytes".into());
-    }
-    if c.max_line_length > ByteSize::mib(64) {
-        err(&["max_line_length"], "must be at most 64MiB".into());
-    }
-    if c.read_buffer_size.get() < 4096 || c.read_buffer_size > ByteSize::mib(16) {
-        err(
-            &["read_buffer_size"],
-            "must be between 4KiB and 16MiB".into(),
-        );
-    }
-    for (k, d) in [
-        ("scan_interval", c.scan_interval),
-        ("poll_interval", c.poll_interval),
-        ("checkpoint_interval", c.checkpoint_interval),
-    ] {
-        if d.get() < std::time::Duration::from_millis(10) {
-            err(&[k], "must be at least 10ms".into());
-        }
-    }
-    if encoding_rs::Encoding::for_label(c.encoding.as_bytes()).is_none()
-        && !c.encoding.eq_ignore_ascii_case("utf-16")
-    {
-        err(
-            &["encoding"],
-            format!(
-                "unknown encoding `{}` (e.g. `utf-8`, `utf-16`, `utf-16le`, `latin1`)",
-                c.encoding
-            ),
-        );
-    }
-    if let Some(m) = &c.multiline {
-        if let Err(e) = regex::bytes::Regex::new(&m.start) {
-            err(
-                &["multiline", "start"],
-                format!("invalid regular expression: {e}"),
+        if encoding_rs::Encoding::for_label(self.encoding.as_bytes()).is_none()
+            && !self.encoding.eq_ignore_ascii_case("utf-16")
+        {
+            out.at(
+                "encoding",
+                format!(
+                    "unknown encoding `{}` (e.g. `utf-8`, `utf-16`, `utf-16le`, `latin1`)",
+                    self.encoding
+                ),
             );
         }
-        if m.timeout.get().is_zero() {
-            err(
-                &["multiline", "timeout"],
-                "must be greater than zero".into(),
-            );
+        if let Some(m) = &self.multiline {
+            if let Err(e) = regex::bytes::Regex::new(&m.start) {
+                out.at(
+                    "multiline.start",
+                    format!("invalid regular expression: {e}"),
+                );
+            }
+            if m.timeout.get().is_zero() {
+                out.at("multiline.timeout", "must be greater than zero");
+            }
+        }
+        out
+    }
+
+    /// `include` is not empty, and every pattern compiles; included ones are absolute.
+    fn check_patterns(&self, out: &mut Problems) {
+        if self.include.is_empty() {
+            out.at("include", "at least one pattern is needed");
+        }
+        for (list, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for (i, p) in patterns.iter().enumerate() {
+                let at = || KeyPath::dotted(list).index(i);
+                if list == "include" && !p.starts_with('/') {
+                    out.at_path(
+                        at(),
+                        format!("`{p}` is not an absolute path (patterns start with `/`)"),
+                    );
+                }
+                if let Err(e) = globset::Glob::new(p) {
+                    out.at_path(at(), format!("invalid pattern `{p}`: {}", e.kind()));
+                }
+            }
         }
     }
-    errs
+
+    /// The fingerprint, open-file, line and read-buffer bounds.
+    fn check_sizes(&self, out: &mut Problems) {
+        if self.fingerprint_bytes < 16 || self.fingerprint_bytes > 65_536 {
+            out.at("fingerprint_bytes", "must be between 16 and 65536");
+        }
+        if self.max_open_files == 0 {
+            out.at("max_open_files", "must be at least 1");
+        }
+        if self.max_line_length.get() < 16 {
+            out.at("max_line_length", "must be at least 16 bytes");
+        }
+        if self.max_line_length > ByteSize::mib(64) {
+            out.at("max_line_length", "must be at most 64MiB");
+        }
+        if self.read_buffer_size.get() < 4096 || self.read_buffer_size > ByteSize::mib(16) {
+            out.at("read_buffer_size", "must be between 4KiB and 16MiB");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The path with list positions as plain numbers: `include.0`.
+    fn dotted(path: &KeyPath) -> String {
+        let segs: Vec<String> = path.segments().iter().map(|s| s.to_string()).collect();
+        segs.join(".")
+    }
 
     #[test]
     fn bad_patterns_regexes_and_encodings_are_reported() {
@@ -250,8 +257,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        let errs = validate(&c);
-        let paths: Vec<String> = errs.iter().map(|(p, _)| p.join(".")).collect();
+        let errs = c.problems();
+        let paths: Vec<String> = errs.iter().map(|p| dotted(&p.path)).collect();
         assert_eq!(
             paths,
             ["include.0", "include.1", "encoding", "multiline.start"],
@@ -267,6 +274,6 @@ mod tests {
             encoding: "UTF-16".into(),
             ..Default::default()
         };
-        assert!(validate(&c).is_empty(), "{:?}", validate(&c));
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Plain data and checks only; the behaviour is in `sonde-exporters`' `parquet` module.
 
+use crate::problem::Problems;
 use crate::units::{ByteSize, Duration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -167,129 +168,138 @@ impl StoreScheme {
 }
 
 impl ParquetConfig {
-    /// Problems found without I/O, each with its key (relative to the exporter) and a message.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.url.is_empty() {
-            out.push((
-                "url",
-                "missing: where files go, e.g. \"s3://bucket/prefix\" or \"file:///var/lib/lake\""
-                    .to_string(),
-            ));
-        } else {
-            match StoreScheme::of(&self.url) {
-                None => out.push((
-                    "url",
-                    format!(
-                        "`{}`: expected s3://, gs://, az:// (azure://, abfs://) or file:// URL",
-                        self.url
-                    ),
-                )),
-                Some(StoreScheme::File) if !self.url["file://".len()..].starts_with('/') => out
-                    .push((
-                        "url",
-                        "a file:// URL needs an absolute path (file:///var/lib/lake)".to_string(),
-                    )),
-                Some(StoreScheme::File) => {}
-                Some(_) => {
-                    let rest = self.url.split_once("://").map(|x| x.1).unwrap_or("");
-                    if rest.split('/').next().unwrap_or("").is_empty() {
-                        out.push(("url", "names no bucket or container".to_string()));
-                    }
-                }
-            }
-        }
+    /// Problems found without I/O, each with its key below the exporter and a message.
+    pub fn problems(&self) -> Problems {
+        let mut out = Problems::default();
+        self.check_url(&mut out);
         if let Err(e) = check_template(&self.path) {
-            out.push(("path", e));
+            out.at("path", e);
         }
         if let Some(h) = &self.host {
             if h.is_empty() || h.contains('/') {
-                out.push(("host", "must be non-empty and contain no `/`".to_string()));
+                out.at("host", "must be non-empty and contain no `/`");
             }
         }
-        if self.max_file_size < ByteSize::mib(1) {
-            out.push(("max_file_size", "must be at least 1MiB".to_string()));
-        }
-        if self.max_file_age.get() < std::time::Duration::from_secs(1) {
-            out.push(("max_file_age", "must be at least 1s".to_string()));
-        }
-        if self.row_group_size < ByteSize::kib(64) || self.row_group_size > self.max_file_size {
-            out.push((
-                "row_group_size",
-                "must be at least 64KiB and at most `max_file_size`".to_string(),
-            ));
-        }
-        if self.row_group_rows == 0 {
-            out.push(("row_group_rows", "must be at least 1".to_string()));
-        }
-        if let Some(level) = self.compression_level {
-            let range = match self.compression {
-                ParquetCompression::Zstd => Some(1..=22),
-                ParquetCompression::Gzip => Some(0..=10),
-                _ => None,
-            };
-            match range {
-                Some(r) if !r.contains(&level) => out.push((
-                    "compression_level",
-                    format!(
-                        "must be in {}..={} for {:?}",
-                        r.start(),
-                        r.end(),
-                        self.compression
-                    ),
-                )),
-                None => out.push((
-                    "compression_level",
-                    "only zstd and gzip take a level".to_string(),
-                )),
-                _ => {}
-            }
-        }
+        self.check_file_and_row_groups(&mut out);
+        self.check_compression_level(&mut out);
         if self.max_staged_size.get() < self.max_file_size.get().saturating_mul(2) {
-            out.push((
+            out.at(
                 "max_staged_size",
                 format!(
                     "must be at least twice `max_file_size` ({})",
                     self.max_file_size
                 ),
-            ));
+            );
         }
-        let u = &self.upload;
-        if u.part_size < ByteSize::mib(5) || u.part_size > ByteSize::mib(5 * 1024) {
-            out.push((
-                "upload.part_size",
-                "must be between 5MiB and 5GiB (the S3 limits)".to_string(),
-            ));
-        }
-        if u.concurrency == 0 {
-            out.push(("upload.concurrency", "must be at least 1".to_string()));
-        }
-        if u.timeout.get().is_zero() || u.connect_timeout.get().is_zero() {
-            out.push((
-                "upload.timeout",
-                "timeouts must be greater than zero".to_string(),
-            ));
-        }
-        if u.initial_backoff.get().is_zero() || u.initial_backoff > u.max_backoff {
-            out.push((
-                "upload.initial_backoff",
-                "must be greater than zero and at most `max_backoff`".to_string(),
-            ));
-        }
+        self.upload.check(&mut out);
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                out.push((
-                    "endpoint",
-                    "must start with http:// or https://".to_string(),
-                ));
+                out.at("endpoint", "must start with http:// or https://");
             } else if e.starts_with("http://") && !self.allow_http {
-                out.push((
-                    "endpoint",
-                    "an http:// endpoint needs `allow_http = true`".to_string(),
-                ));
+                out.at("endpoint", "an http:// endpoint needs `allow_http = true`");
             }
         }
         out
+    }
+
+    /// A URL of a store Sonde can write to, naming a bucket (or an absolute local path).
+    fn check_url(&self, out: &mut Problems) {
+        if self.url.is_empty() {
+            out.at(
+                "url",
+                "missing: where files go, e.g. \"s3://bucket/prefix\" or \"file:///var/lib/lake\"",
+            );
+            return;
+        }
+        match StoreScheme::of(&self.url) {
+            None => out.at(
+                "url",
+                format!(
+                    "`{}`: expected s3://, gs://, az:// (azure://, abfs://) or file:// URL",
+                    self.url
+                ),
+            ),
+            Some(StoreScheme::File) if !self.url["file://".len()..].starts_with('/') => out.at(
+                "url",
+                "a file:// URL needs an absolute path (file:///var/lib/lake)",
+            ),
+            Some(StoreScheme::File) => {}
+            Some(_) => {
+                let rest = self.url.split_once("://").map(|x| x.1).unwrap_or("");
+                if rest.split('/').next().unwrap_or("").is_empty() {
+                    out.at("url", "names no bucket or container");
+                }
+            }
+        }
+    }
+
+    /// When a file is rolled and when a row group is flushed.
+    fn check_file_and_row_groups(&self, out: &mut Problems) {
+        if self.max_file_size < ByteSize::mib(1) {
+            out.at("max_file_size", "must be at least 1MiB");
+        }
+        if self.max_file_age.get() < std::time::Duration::from_secs(1) {
+            out.at("max_file_age", "must be at least 1s");
+        }
+        if self.row_group_size < ByteSize::kib(64) || self.row_group_size > self.max_file_size {
+            out.at(
+                "row_group_size",
+                "must be at least 64KiB and at most `max_file_size`",
+            );
+        }
+        if self.row_group_rows == 0 {
+            out.at("row_group_rows", "must be at least 1");
+        }
+    }
+
+    /// A level only for the codecs that take one, within that codec's range.
+    fn check_compression_level(&self, out: &mut Problems) {
+        let Some(level) = self.compression_level else {
+            return;
+        };
+        let range = match self.compression {
+            ParquetCompression::Zstd => Some(1..=22),
+            ParquetCompression::Gzip => Some(0..=10),
+            _ => None,
+        };
+        match range {
+            Some(r) if !r.contains(&level) => out.at(
+                "compression_level",
+                format!(
+                    "must be in {}..={} for {:?}",
+                    r.start(),
+                    r.end(),
+                    self.compression
+                ),
+            ),
+            None => out.at("compression_level", "only zstd and gzip take a level"),
+            _ => {}
+        }
+    }
+}
+
+impl UploadConfig {
+    /// Part size within the S3 limits, at least one part in flight, non-zero timeouts and a
+    /// backoff that grows.
+    fn check(&self, out: &mut Problems) {
+        if self.part_size < ByteSize::mib(5) || self.part_size > ByteSize::mib(5 * 1024) {
+            out.at(
+                "upload.part_size",
+                "must be between 5MiB and 5GiB (the S3 limits)",
+            );
+        }
+        if self.concurrency == 0 {
+            out.at("upload.concurrency", "must be at least 1");
+        }
+        if self.timeout.get().is_zero() || self.connect_timeout.get().is_zero() {
+            out.at("upload.timeout", "timeouts must be greater than zero");
+        }
+        if self.initial_backoff.get().is_zero() || self.initial_backoff > self.max_backoff {
+            out.at(
+                "upload.initial_backoff",
+                "must be greater than zero and at most `max_backoff`",
+            );
+        }
     }
 }
 
@@ -334,13 +344,16 @@ pub fn check_template(t: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn with(f: impl FnOnce(&mut ParquetConfig)) -> Vec<&'static str> {
+    fn with(f: impl FnOnce(&mut ParquetConfig)) -> Vec<String> {
         let mut c = ParquetConfig {
             url: "s3://bucket/prefix".into(),
             ..Default::default()
         };
         f(&mut c);
-        c.problems().into_iter().map(|p| p.0).collect()
+        c.problems()
+            .into_iter()
+            .map(|p| p.path.to_string())
+            .collect()
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! breaker, load balancing). Also what an endpoint string means ([`OtlpTarget::parse`]), so the
 //! config check and the exporter read it the same way.
 //!
-//! Plain data and checks only; the behaviour is in `sonde-exporters`' `otlp` module.
+//! Plain data and checks only; the behaviour is in `sonde-exporters`' `otlp` module. The source
+//! of the same protocol is configured in [`crate::sources::otlp`].
 
+use crate::problem::{KeyPath, Problems};
 use crate::units::{Duration, Secret};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -219,14 +221,6 @@ impl OtlpTarget {
     }
 }
 
-/// One step of the key path of a problem found by [`OtlpExporterConfig::problems`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSeg {
-    Key(&'static str),
-    KeyOwned(String),
-    Index(usize),
-}
-
 impl OtlpExporterConfig {
     /// The configured endpoint strings (`endpoint` or `endpoints`).
     pub fn endpoint_list(&self) -> Vec<String> {
@@ -236,42 +230,68 @@ impl OtlpExporterConfig {
         }
     }
 
-    /// What is wrong with these settings, each with its key path relative to the exporter.
-    pub fn problems(&self) -> Vec<(Vec<PathSeg>, String)> {
-        use PathSeg::*;
-        let mut out = Vec::new();
+    /// What is wrong with these settings, each with its key path below the exporter.
+    pub fn problems(&self) -> Problems {
+        let mut out = Problems::default();
+        self.check_endpoints(&mut out);
+        self.check_headers(&mut out);
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            out.at("tls", "`cert_file` and `key_file` go together");
+        }
+        let breaker = &self.circuit_breaker;
+        if breaker.open_duration.get().is_zero() && breaker.failure_threshold > 0 {
+            out.at("circuit_breaker.open_duration", "must be greater than zero");
+        }
+        if breaker.max_open_duration.get() < breaker.open_duration.get() {
+            out.at(
+                "circuit_breaker.max_open_duration",
+                format!(
+                    "must be at least `open_duration` ({})",
+                    breaker.open_duration
+                ),
+            );
+        }
+        if self.resolve_interval.get() < std::time::Duration::from_secs(1) {
+            out.at("resolve_interval", "must be at least 1s");
+        }
+        out
+    }
+
+    /// `endpoint` or `endpoints`, one of the two, and every endpoint readable.
+    fn check_endpoints(&self, out: &mut Problems) {
         match (&self.endpoint, self.endpoints.is_empty()) {
-            (Some(_), false) => out.push((
-                vec![Key("endpoints")],
-                "set `endpoint` or `endpoints`, not both".to_string(),
-            )),
-            (None, true) => out.push((
-                vec![],
-                "missing key `endpoint` (e.g. \"http://localhost:4317\") or `endpoints`"
-                    .to_string(),
-            )),
+            (Some(_), false) => out.at("endpoints", "set `endpoint` or `endpoints`, not both"),
+            (None, true) => out.at(
+                "",
+                "missing key `endpoint` (e.g. \"http://localhost:4317\") or `endpoints`",
+            ),
             _ => {}
         }
         if let Some(e) = &self.endpoint {
             if let Err(m) = OtlpTarget::parse(e, self.protocol, self.insecure) {
-                out.push((vec![Key("endpoint")], m));
+                out.at("endpoint", m);
             }
         }
         for (i, e) in self.endpoints.iter().enumerate() {
             if let Err(m) = OtlpTarget::parse(e, self.protocol, self.insecure) {
-                out.push((vec![Key("endpoints"), Index(i)], m));
+                out.at_path(KeyPath::dotted("endpoints").index(i), m);
             }
         }
+    }
+
+    /// Header names that HTTP and gRPC can carry, and values without control characters.
+    fn check_headers(&self, out: &mut Problems) {
+        let at = |name: &str| KeyPath::dotted("headers").key(name.to_string());
         for name in self.headers.keys() {
             let token = !name.is_empty()
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !token || name.starts_with("grpc-") || name.eq_ignore_ascii_case("content-type") {
-                out.push((
-                    vec![Key("headers"), KeyOwned(name.clone())],
+                out.at_path(
+                    at(name),
                     format!("`{name}` cannot be sent as a request header"),
-                ));
+                );
             }
         }
         for (name, value) in &self.headers {
@@ -280,42 +300,9 @@ impl OtlpExporterConfig {
                 .bytes()
                 .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
             {
-                out.push((
-                    vec![Key("headers"), KeyOwned(name.clone())],
-                    "the value contains control characters".to_string(),
-                ));
+                out.at_path(at(name), "the value contains control characters");
             }
         }
-        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            out.push((
-                vec![Key("tls")],
-                "`cert_file` and `key_file` go together".to_string(),
-            ));
-        }
-        if self.circuit_breaker.open_duration.get().is_zero()
-            && self.circuit_breaker.failure_threshold > 0
-        {
-            out.push((
-                vec![Key("circuit_breaker"), Key("open_duration")],
-                "must be greater than zero".to_string(),
-            ));
-        }
-        if self.circuit_breaker.max_open_duration.get() < self.circuit_breaker.open_duration.get() {
-            out.push((
-                vec![Key("circuit_breaker"), Key("max_open_duration")],
-                format!(
-                    "must be at least `open_duration` ({})",
-                    self.circuit_breaker.open_duration
-                ),
-            ));
-        }
-        if self.resolve_interval.get() < std::time::Duration::from_secs(1) {
-            out.push((
-                vec![Key("resolve_interval")],
-                "must be at least 1s".to_string(),
-            ));
-        }
-        out
     }
 }
 
