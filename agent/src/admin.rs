@@ -7,8 +7,11 @@
 //! - `GET /health/ready`: 200 when sources are bound and no exporter is failing past
 //!   `agent.health.unhealthy_after`; else 503 with a JSON body naming each component and why.
 //! - `GET /config`: the effective configuration, secrets redacted.
+//! - `GET /processors`: what each processor found or holds, as JSON (the resource processor's
+//!   detected attributes, cloud ones included once their metadata service answered).
 
 use crate::health::Health;
+use crate::processors::ProcessorNode;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +29,8 @@ pub struct AdminState {
     pub health: Arc<Health>,
     /// The effective config as redacted TOML; replaced on reload.
     pub config: Arc<Mutex<String>>,
+    /// The running processors; replaced on reload.
+    pub processors: Arc<Mutex<Vec<Arc<ProcessorNode>>>>,
 }
 
 /// Binds the admin address and serves until `shutdown`. Returns the bound address (port 0 asks
@@ -42,6 +47,7 @@ pub async fn serve(
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/config", get(config))
+        .route("/processors", get(processors))
         .with_state(state);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -102,6 +108,29 @@ async fn config(State(s): State<AdminState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
         text,
+    )
+        .into_response()
+}
+
+async fn processors(State(s): State<AdminState>) -> Response {
+    let list = s
+        .processors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let body: serde_json::Map<String, serde_json::Value> = list
+        .iter()
+        .map(|p| {
+            (
+                p.name().to_string(),
+                p.describe()
+                    .unwrap_or(serde_json::Value::Object(Default::default())),
+            )
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Object(body).to_string(),
     )
         .into_response()
 }

@@ -10,6 +10,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::health::{Health, BEAT};
+use crate::processors::ProcessorNode;
 use crate::systemd::{Event, Notifier};
 use crate::topology::{self, Running};
 use sonde_config::{Config, Listen};
@@ -37,6 +38,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
     let notifier = Notifier::from_env();
     let stop_admin = CancellationToken::new();
     let config_text = Arc::new(Mutex::new(config.to_toml()));
+    let processors: Arc<Mutex<Vec<Arc<ProcessorNode>>>> = Arc::default();
     let reloads_ok = metrics.counter(
         "sonde_config_reloads_total",
         "Configuration reloads by result.",
@@ -56,6 +58,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
                 metrics: metrics.clone(),
                 health: health.clone(),
                 config: config_text.clone(),
+                processors: processors.clone(),
             };
             match admin::serve(addr, state, stop_admin.clone()).await {
                 Ok((bound, task)) => {
@@ -80,6 +83,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
         }
     };
     health.set_sources_bound(true);
+    *processors.lock().unwrap_or_else(|p| p.into_inner()) = running.processors.clone();
     notifier.notify(Event::Ready(&status_line(&current)));
 
     // The heartbeat: beats (and feeds the systemd watchdog) only while every export worker runs
@@ -121,6 +125,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
                 match reload(&opts, &current, running, &metrics, &health, &notifier).await {
                     (r, Some(new)) => {
                         running = r;
+                        *processors.lock().unwrap_or_else(|p| p.into_inner()) = running.processors.clone();
                         *config_text.lock().unwrap_or_else(|p| p.into_inner()) = new.to_toml();
                         current = new;
                         reloads_ok.inc();
@@ -197,7 +202,7 @@ async fn reload(
         return (running, None);
     };
     info!(file = %path.display(), "SIGHUP: reloading the configuration");
-    let new = match sonde_config::load_file(path) {
+    let new = match crate::load_config_file(path) {
         Ok(c) => c,
         Err(e) => {
             error!(file = %path.display(), problems = %e.to_string().trim_end(), "reload refused; the running configuration stays");

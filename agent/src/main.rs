@@ -95,7 +95,7 @@ fn load(explicit: Option<&Path>) -> Result<Config, ExitCode> {
         eprintln!("error: {}", lifecycle::error_text(e.as_ref()));
         ExitCode::from(1)
     })?;
-    sonde_config::load_str(&text, &origin).map_err(|e: ConfigErrors| {
+    sonde::load_config(&text, &origin).map_err(|e: ConfigErrors| {
         eprint!("{e}");
         ExitCode::from(1)
     })
@@ -121,13 +121,18 @@ fn main() -> ExitCode {
             };
             match load(Some(path)) {
                 Ok(c) => {
+                    let count = |n: usize, what: &str| {
+                        format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+                    };
+                    let processors = match c.processors.len() {
+                        0 => String::new(),
+                        n => format!(", {}", count(n, "processor")),
+                    };
                     println!(
-                        "{}: valid ({} source{}, {} exporter{})",
+                        "{}: valid ({}{processors}, {})",
                         path.display(),
-                        c.sources.len(),
-                        if c.sources.len() == 1 { "" } else { "s" },
-                        c.exporters.len(),
-                        if c.exporters.len() == 1 { "" } else { "s" }
+                        count(c.sources.len(), "source"),
+                        count(c.exporters.len(), "exporter"),
                     );
                     ExitCode::SUCCESS
                 }

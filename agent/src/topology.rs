@@ -1,5 +1,5 @@
 //! The topology, wired in one place: exporters and their buffers and workers first, then the
-//! router, then the sources. Reading [`start`] and [`Running::stop`] tells the whole data flow
+//! processors, then the router that runs them, then the sources. Reading [`start`] and [`Running::stop`] tells the whole data flow
 //! and the order of shutdown.
 //!
 //! Stop order: sources stop (no new data) → the router is dropped, closing every buffer → each
@@ -10,6 +10,7 @@
 use crate::health::{ExporterHealth, Health};
 use crate::pipeline::buffer::{self, SpoolError};
 use crate::pipeline::{router, worker};
+use crate::processors::{self, ProcessorNode};
 use crate::sources::{self, SourceContext};
 use sonde_config::Config;
 use sonde_core::metrics::Registry;
@@ -27,6 +28,8 @@ pub struct Running {
     stop_sources: CancellationToken,
     abort_exports: CancellationToken,
     router: Option<router::Router>,
+    /// The processors, for the admin server's `/processors`.
+    pub processors: Vec<Arc<ProcessorNode>>,
     shutdown_timeout: Duration,
     metrics: Registry,
 }
@@ -104,9 +107,27 @@ pub async fn start(
         });
     }
     health.set_exporters(watched);
-    let router = router::Router::new(routes);
 
+    // Processors next: the router runs them on the sending task, so they exist before it.
     let stop_sources = CancellationToken::new();
+    let mut processor_routes = Vec::new();
+    let mut processor_nodes = Vec::new();
+    for (name, pcfg) in &config.processors {
+        let cx = processors::context(
+            name,
+            &config.agent,
+            metrics.clone(),
+            stop_sources.child_token(),
+        );
+        let node = Arc::new(processors::build(pcfg, &cx)?);
+        processor_nodes.push(node.clone());
+        processor_routes.push(router::ProcessorRoute {
+            node,
+            inputs: pcfg.inputs.iter().cloned().collect(),
+        });
+    }
+    let router = router::Router::with_processors(routes, processor_routes);
+
     let mut tasks = JoinSet::new();
     for (name, scfg) in &config.sources {
         let cx = SourceContext {
@@ -133,6 +154,7 @@ pub async fn start(
         stop_sources,
         abort_exports,
         router: Some(router),
+        processors: processor_nodes,
         shutdown_timeout: config.agent.shutdown_timeout.get(),
         metrics,
     })

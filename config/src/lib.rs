@@ -8,7 +8,8 @@
 //! - [`schema`]: the whole file ([`Config`]) and the enums that pick a component's settings by
 //!   its `type`.
 //! - [`agent`]: `[agent]` and its tables (log, admin, health, telemetry).
-//! - [`sources`]: one file per source type; [`exporters`]: the settings every exporter shares
+//! - [`sources`]: one file per source type; [`processors`]: one file per processor type;
+//!   [`exporters`]: the settings every exporter shares
 //!   ([`exporters::common`]) and one file per exporter type. Each settings struct carries the
 //!   checks its types cannot express (`problems()`).
 //! - [`load`]: text to [`Config`], every component deserialized on its own; `validate`: the
@@ -27,6 +28,7 @@ pub mod listen;
 pub mod load;
 mod print;
 pub mod problem;
+pub mod processors;
 mod report;
 pub mod schema;
 pub mod sources;
@@ -40,8 +42,12 @@ pub use exporters::otlp::*;
 pub use exporters::parquet::*;
 pub use exporters::stdout::*;
 pub use listen::*;
-pub use load::{load_file, load_str, load_str_with_env};
+pub use load::{load_file, load_str, load_str_checked, load_str_with_env, LateProblem};
 pub use problem::*;
+pub use processors::filter::*;
+pub use processors::redact::*;
+pub use processors::resource::*;
+pub use processors::sample::*;
 pub use schema::*;
 pub use sources::file::*;
 pub use sources::host_metrics::*;

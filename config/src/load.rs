@@ -12,10 +12,11 @@ use crate::exporters::common::ExporterCommon;
 use crate::interpolate::interpolate;
 use crate::problem::{KeyPath, PathSeg};
 use crate::report::Report;
-use crate::schema::{Config, ExporterConfig, ExporterKind, SourceConfig};
-use crate::validate::validate;
+use crate::schema::{
+    Config, ExporterConfig, ExporterKind, ProcessorConfig, ProcessorKind, SourceConfig,
+};
+use crate::validate::{validate, Declared};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Reads and loads a configuration file, interpolating `${VAR}` from the process environment.
@@ -33,11 +34,40 @@ pub fn load_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
     load_str_with_env(text, origin, |name| std::env::var(name).ok())
 }
 
+/// A problem another crate finds in a loaded configuration — a filter condition that does not
+/// parse, say — placed at a key path and, for a string value, at a 1-based (line, column)
+/// inside the string, so it is reported with the file's line:column like every other problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateProblem {
+    pub path: KeyPath,
+    pub within: Option<(usize, usize)>,
+    pub message: String,
+}
+
+/// Loads configuration text like [`load_str`], then runs `check` on the result and reports
+/// what it finds in the same way.
+pub fn load_str_checked(
+    text: &str,
+    origin: &str,
+    check: &dyn Fn(&Config) -> Vec<LateProblem>,
+) -> Result<Config, ConfigErrors> {
+    load_inner(text, origin, |name| std::env::var(name).ok(), check)
+}
+
 /// Loads configuration text with a custom variable lookup (for tests).
 pub fn load_str_with_env(
     text: &str,
     origin: &str,
     lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    load_inner(text, origin, lookup, &|_| vec![])
+}
+
+fn load_inner(
+    text: &str,
+    origin: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+    check: &dyn Fn(&Config) -> Vec<LateProblem>,
 ) -> Result<Config, ConfigErrors> {
     let fail = |errors: Vec<ConfigError>| ConfigErrors {
         origin: origin.to_string(),
@@ -56,6 +86,14 @@ pub fn load_str_with_env(
         report: Report::new(&text),
     };
     let config = loader.config(table);
+    if let Some(c) = config.as_ref().filter(|_| loader.report.is_empty()) {
+        for p in check(c) {
+            match p.within {
+                Some(within) => loader.report.error_within(&p.path, within, p.message),
+                None => loader.report.error(&p.path, p.message),
+            }
+        }
+    }
     let mut errors = loader.report.into_errors();
     if errors.is_empty() {
         if let Some(config) = config {
@@ -67,7 +105,7 @@ pub fn load_str_with_env(
 }
 
 /// The top-level sections a file may have.
-const SECTIONS: &str = "`agent`, `sources`, `exporters`";
+const SECTIONS: &str = "`agent`, `sources`, `processors`, `exporters`";
 
 struct Loader<'a> {
     report: Report<'a>,
@@ -82,6 +120,7 @@ impl Loader<'_> {
             None => Some(AgentConfig::default()),
         };
         let sources = root.remove("sources");
+        let processors = root.remove("processors");
         let exporters = root.remove("exporters");
         for k in root.keys() {
             self.report.error(
@@ -92,17 +131,28 @@ impl Loader<'_> {
 
         let mut config = Config::default();
         let mut ok = agent.is_some();
-        let mut declared = BTreeSet::new();
+        let mut declared = Declared::default();
         if let Some(agent) = agent {
             config.agent = agent;
         }
         for (name, value) in self.components(sources, "sources") {
-            declared.insert(name.clone());
+            declared.sources.insert(name.clone());
             match self.source(&name, value) {
                 Some(s) => {
                     config.sources.insert(name, s);
                 }
                 None => ok = false,
+            }
+        }
+        if processors.is_some() {
+            for (name, value) in self.components(processors, "processors") {
+                declared.processors.insert(name.clone());
+                match self.processor(&name, value) {
+                    Some(p) => {
+                        config.processors.insert(name, p);
+                    }
+                    None => ok = false,
+                }
             }
         }
         for (name, value) in self.components(exporters, "exporters") {
@@ -197,6 +247,34 @@ impl Loader<'_> {
             "otlp" => self.typed(value, &at).map(SourceConfig::Otlp),
             _ => None,
         }
+    }
+
+    /// A processor's settings: its `inputs`, and the rest as its `type` says.
+    fn processor(&mut self, name: &str, mut table: toml::Table) -> Option<ProcessorConfig> {
+        let at = KeyPath::dotted("processors").key(name.to_string());
+        let ty = self.type_of(&mut table, &at, ProcessorKind::TYPES);
+        let inputs = match table.remove("inputs") {
+            Some(v) => self.typed::<Vec<String>>(v, &at.clone().key("inputs")),
+            None => {
+                self.report.error(
+                    &at,
+                    "missing key `inputs` (the sources or processors it takes from)",
+                );
+                None
+            }
+        };
+        let own = toml::Value::Table(table);
+        let kind = match ty?.as_str() {
+            "resource" => self.typed(own, &at).map(ProcessorKind::Resource),
+            "filter" => self.typed(own, &at).map(ProcessorKind::Filter),
+            "redact" => self.typed(own, &at).map(ProcessorKind::Redact),
+            "sample" => self.typed(own, &at).map(ProcessorKind::Sample),
+            _ => None,
+        };
+        Some(ProcessorConfig {
+            inputs: inputs?,
+            kind: kind?,
+        })
     }
 
     /// An exporter's settings: the keys every exporter shares, and the rest as its `type` says.

@@ -2,7 +2,7 @@
 //! in, secrets redacted, each component with its `type`, so the output loads again to the same
 //! [`Config`].
 
-use crate::schema::{Config, ExporterKind, SourceConfig};
+use crate::schema::{Config, ExporterKind, ProcessorKind, SourceConfig};
 use serde::Serialize;
 
 fn to_table<T: Serialize>(v: &T) -> toml::Table {
@@ -29,6 +29,24 @@ impl Config {
             sources.insert(name.clone(), toml::Value::Table(t));
         }
         root.insert("sources".into(), toml::Value::Table(sources));
+        let mut processors = toml::Table::new();
+        for (name, p) in &self.processors {
+            let mut t = match &p.kind {
+                ProcessorKind::Resource(c) => to_table(c),
+                ProcessorKind::Filter(c) => to_table(c),
+                ProcessorKind::Redact(c) => to_table(c),
+                ProcessorKind::Sample(c) => to_table(c),
+            };
+            t.insert("type".into(), p.kind.type_name().into());
+            t.insert(
+                "inputs".into(),
+                toml::Value::Array(p.inputs.iter().map(|i| i.clone().into()).collect()),
+            );
+            processors.insert(name.clone(), toml::Value::Table(t));
+        }
+        if !processors.is_empty() {
+            root.insert("processors".into(), toml::Value::Table(processors));
+        }
         let mut exporters = toml::Table::new();
         for (name, e) in &self.exporters {
             let mut t = to_table(&e.common);

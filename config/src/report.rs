@@ -38,11 +38,36 @@ impl<'a> Report<'a> {
         });
     }
 
+    /// Records a problem found inside the string value at `path`, at `within` (1-based line and
+    /// column inside the string's content, as a parser of that string reports them).
+    pub(crate) fn error_within(
+        &mut self,
+        path: &KeyPath,
+        within: (usize, usize),
+        message: impl Into<String>,
+    ) {
+        let pos = self
+            .span(path)
+            .and_then(|s| inside_string(self.text, s.start, within))
+            .map(|offset| line_col(self.text, offset))
+            .or_else(|| self.position(path));
+        self.errors.push(ConfigError {
+            path: path.to_string(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            message: message.into(),
+        });
+    }
+
     /// Records each problem a component's checks found, below the component at `at`.
     pub(crate) fn problems(&mut self, at: &KeyPath, problems: Problems) {
         for p in problems {
             self.error(&at.join(&p.path), p.message);
         }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.errors.is_empty()
     }
 
     /// Every problem recorded, in the order found.
@@ -53,6 +78,12 @@ impl<'a> Report<'a> {
     /// The line:column of the key (or, for an array element, the value) at `path`; falls back to
     /// the nearest ancestor that exists in the file.
     fn position(&self, path: &KeyPath) -> Option<(usize, usize)> {
+        self.span(path).map(|s| line_col(self.text, s.start))
+    }
+
+    /// The span of the key (or, for an array element, the value) at `path`, or of the nearest
+    /// ancestor that exists in the file.
+    fn span(&self, path: &KeyPath) -> Option<std::ops::Range<usize>> {
         let doc = self
             .doc
             .get_or_init(|| toml_edit::Document::parse(self.text.to_string()).ok())
@@ -69,8 +100,36 @@ impl<'a> Report<'a> {
                 None => break,
             }
         }
-        best.map(|s| line_col(self.text, s.start))
+        best
     }
+}
+
+/// The byte offset in `text` of (line, column) of the content of the TOML string starting at
+/// `start` (its opening quote). Exact for literal strings and for basic strings without escapes
+/// before the place; a multi-line string's content lines are the file's lines.
+fn inside_string(text: &str, start: usize, (line, column): (usize, usize)) -> Option<usize> {
+    let rest = text.get(start..)?;
+    let delim = ["\"\"\"", "'''", "\"", "'"]
+        .into_iter()
+        .find(|d| rest.starts_with(d))?;
+    let mut at = start + delim.len();
+    if delim.len() == 3 && text.get(at..)?.starts_with('\n') {
+        at += 1;
+    }
+    let content = text.get(at..)?;
+    let (mut l, mut c) = (1, 1);
+    for (i, ch) in content.char_indices() {
+        if (l, c) == (line, column) {
+            return Some(at + i);
+        }
+        if ch == '\n' {
+            l += 1;
+            c = 1;
+        } else {
+            c += 1;
+        }
+    }
+    ((l, c) == (line, column)).then_some(text.len())
 }
 
 /// A place in the span-keeping parse: a table entry, or an element of an array.

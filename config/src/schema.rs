@@ -1,12 +1,11 @@
-//! The whole file's shape: [`Config`] (`[agent]`, `[sources.<name>]`, `[exporters.<name>]`) and
-//! the enums that select a component's settings by its `type` key. Each component's settings
+//! The whole file's shape: [`Config`] (`[agent]`, `[sources.<name>]`, `[processors.<name>]`,
+//! `[exporters.<name>]`) and the enums that select a component's settings by its `type` key. Each component's settings
 //! are in their own file (`agent.rs`, `sources/<type>.rs`, `exporters/<type>.rs`); this module
 //! only says which types exist, what each produces or takes, and hands each its own checks.
 //!
 //! Adding a component type: its settings file in its kind's folder, a variant here (with its
 //! `type` name, signals and checks), an arm in [`crate::load`]'s per-type deserialization and one
-//! in `print.rs`. A new kind of component (processors) gets its folder and its enum here the
-//! same way.
+//! in `print.rs`.
 
 use crate::agent::AgentConfig;
 use crate::exporters::common::ExporterCommon;
@@ -14,6 +13,10 @@ use crate::exporters::otlp::OtlpExporterConfig;
 use crate::exporters::parquet::ParquetConfig;
 use crate::exporters::stdout::StdoutConfig;
 use crate::problem::Problems;
+use crate::processors::filter::FilterProcessorConfig;
+use crate::processors::redact::RedactProcessorConfig;
+use crate::processors::resource::ResourceProcessorConfig;
+use crate::processors::sample::SampleProcessorConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::internal_metrics::InternalMetricsConfig;
@@ -26,7 +29,80 @@ use std::collections::BTreeMap;
 pub struct Config {
     pub agent: AgentConfig,
     pub sources: BTreeMap<String, SourceConfig>,
+    pub processors: BTreeMap<String, ProcessorConfig>,
     pub exporters: BTreeMap<String, ExporterConfig>,
+}
+
+impl Config {
+    /// The signals component `name` (a source or a processor) can produce: a source's own, a
+    /// processor's inputs' (a processor passes on what it does not drop). Empty for an unknown
+    /// name; a cycle (refused by validation) ends the walk.
+    pub fn produces(&self, name: &str) -> std::collections::BTreeSet<Signal> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![name];
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            if let Some(s) = self.sources.get(n) {
+                out.extend(s.signals().iter().copied());
+            } else if let Some(p) = self.processors.get(n) {
+                todo.extend(p.inputs.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+}
+
+/// `[processors.<name>]`: what it takes from, and its type's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessorConfig {
+    /// Sources and processors it takes data from.
+    pub inputs: Vec<String>,
+    pub kind: ProcessorKind,
+}
+
+/// The type-specific settings of a processor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessorKind {
+    Resource(ResourceProcessorConfig),
+    Filter(FilterProcessorConfig),
+    Redact(RedactProcessorConfig),
+    Sample(SampleProcessorConfig),
+}
+
+impl ProcessorKind {
+    pub const TYPES: &'static [&'static str] = &["resource", "filter", "redact", "sample"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ProcessorKind::Resource(_) => "resource",
+            ProcessorKind::Filter(_) => "filter",
+            ProcessorKind::Redact(_) => "redact",
+            ProcessorKind::Sample(_) => "sample",
+        }
+    }
+
+    /// The signals the processor acts on; the others pass through it unchanged.
+    pub fn signals(&self) -> Vec<Signal> {
+        match self {
+            ProcessorKind::Resource(_) | ProcessorKind::Redact(_) => Signal::ALL.to_vec(),
+            ProcessorKind::Filter(c) => c.signals(),
+            ProcessorKind::Sample(_) => vec![Signal::Traces, Signal::Logs],
+        }
+    }
+
+    /// What is wrong with the type-specific settings, each with its key path below the
+    /// processor.
+    pub fn problems(&self) -> Problems {
+        match self {
+            ProcessorKind::Resource(c) => c.problems(),
+            ProcessorKind::Filter(c) => c.problems(),
+            ProcessorKind::Redact(c) => c.problems(),
+            ProcessorKind::Sample(c) => c.problems(),
+        }
+    }
 }
 
 /// `[sources.<name>]`.

@@ -1,30 +1,72 @@
 //! The checks of a whole configuration once every component is deserialized: each component's
 //! own checks (the `problems()` of its settings), and the ones that need several components —
-//! `inputs` naming declared sources, and signals an exporter can take actually reaching it.
+//! the graph (`inputs` naming declared sources or processors, no cycle, every processor's output
+//! taken by something) and the signals (what an exporter or processor can take actually reaching
+//! it).
 //!
 //! Problems are reported, never fixed: the loader refuses a file with any. The order of the
 //! checks is the order problems at one place are listed in.
 
 use crate::problem::KeyPath;
 use crate::report::Report;
-use crate::schema::{Config, ExporterConfig};
+use crate::schema::{Config, ExporterConfig, ProcessorConfig};
 use sonde_core::Signal;
 use std::collections::BTreeSet;
 
-/// Checks `config`, whose `[sources]` declared the names in `declared` (a source that failed to
-/// deserialize is declared but absent from `config.sources`).
-pub(crate) fn validate(report: &mut Report<'_>, config: &Config, declared: &BTreeSet<String>) {
-    // Only judge the signal flow when every source was understood.
-    let sources_understood = !config.sources.is_empty() && config.sources.len() == declared.len();
+/// The component names the file declared (a component that failed to deserialize is declared
+/// but absent from the config).
+#[derive(Debug, Default)]
+pub(crate) struct Declared {
+    pub sources: BTreeSet<String>,
+    pub processors: BTreeSet<String>,
+}
+
+impl Declared {
+    fn has(&self, name: &str) -> bool {
+        self.sources.contains(name) || self.processors.contains(name)
+    }
+
+    /// `` `a`, `b` `` or `none`, for messages.
+    fn list(&self) -> String {
+        let all: Vec<String> = self
+            .sources
+            .iter()
+            .chain(&self.processors)
+            .map(|k| format!("`{k}`"))
+            .collect();
+        if all.is_empty() {
+            "none".into()
+        } else {
+            all.join(", ")
+        }
+    }
+}
+
+/// Checks `config` against what the file declared.
+pub(crate) fn validate(report: &mut Report<'_>, config: &Config, declared: &Declared) {
+    // Only judge the graph's signals when every component was understood.
+    let understood = !config.sources.is_empty()
+        && config.sources.len() == declared.sources.len()
+        && config.processors.len() == declared.processors.len();
     for (name, exporter) in &config.exporters {
         let at = KeyPath::dotted("exporters").key(name.clone());
-        check_inputs(report, &at, exporter, declared);
+        check_exporter_inputs(report, &at, exporter, declared);
         check_signals_accepted(report, &at, exporter);
-        if sources_understood {
+        if understood {
             check_signal_flow(report, &at, exporter, config);
         }
         report.problems(&at, exporter.kind.problems());
         report.problems(&at, exporter.common.problems());
+    }
+    let cyclic = cycles(config);
+    for (name, processor) in &config.processors {
+        let at = KeyPath::dotted("processors").key(name.clone());
+        check_processor_inputs(report, &at, name, processor, declared, &cyclic);
+        if understood && !cyclic.contains(name) {
+            check_processor_signals(report, &at, processor, config);
+        }
+        check_output_taken(report, &at, name, config);
+        report.problems(&at, processor.kind.problems());
     }
     for (name, source) in &config.sources {
         let at = KeyPath::dotted("sources").key(name.clone());
@@ -32,27 +74,25 @@ pub(crate) fn validate(report: &mut Report<'_>, config: &Config, declared: &BTre
     }
 }
 
-/// Every entry of an exporter's `inputs` names a declared source, and the list is not empty.
-fn check_inputs(
+/// Every entry of an exporter's `inputs` names a declared source or processor, and the list is
+/// not empty.
+fn check_exporter_inputs(
     report: &mut Report<'_>,
     at: &KeyPath,
     exporter: &ExporterConfig,
-    declared: &BTreeSet<String>,
+    declared: &Declared,
 ) {
     let Some(inputs) = &exporter.common.inputs else {
         return;
     };
     for (i, input) in inputs.iter().enumerate() {
-        if !declared.contains(input) {
-            let known: Vec<String> = declared.iter().map(|k| format!("`{k}`")).collect();
-            let known = if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            };
+        if !declared.has(input) {
             report.error(
                 &at.clone().key("inputs").index(i),
-                format!("`{input}` names no source (sources: {known})"),
+                format!(
+                    "`{input}` names no source or processor (declared: {})",
+                    declared.list()
+                ),
             );
         }
     }
@@ -62,6 +102,123 @@ fn check_inputs(
             "`inputs` is empty: the exporter would receive nothing",
         );
     }
+}
+
+/// A processor's `inputs`: not empty, each a declared source or another processor, none in a
+/// cycle.
+fn check_processor_inputs(
+    report: &mut Report<'_>,
+    at: &KeyPath,
+    name: &str,
+    processor: &ProcessorConfig,
+    declared: &Declared,
+    cyclic: &BTreeSet<String>,
+) {
+    if processor.inputs.is_empty() {
+        report.error(
+            &at.clone().key("inputs"),
+            "`inputs` is empty: the processor would receive nothing",
+        );
+    }
+    for (i, input) in processor.inputs.iter().enumerate() {
+        let here = at.clone().key("inputs").index(i);
+        if input == name {
+            report.error(&here, format!("`{input}` is this processor itself"));
+        } else if !declared.has(input) {
+            report.error(
+                &here,
+                format!(
+                    "`{input}` names no source or processor (declared: {})",
+                    declared.list()
+                ),
+            );
+        } else if cyclic.contains(name) && cyclic.contains(input) {
+            report.error(
+                &here,
+                format!("`{input}` closes a cycle: processors must not feed themselves"),
+            );
+        }
+    }
+}
+
+/// The processors that are part of a cycle (self-loops included).
+fn cycles(config: &Config) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for start in config.processors.keys() {
+        // Is `start` reachable from itself through processor inputs?
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = config.processors[start]
+            .inputs
+            .iter()
+            .map(String::as_str)
+            .collect();
+        while let Some(n) = todo.pop() {
+            if n == start {
+                out.insert(start.clone());
+                break;
+            }
+            if !seen.insert(n) {
+                continue;
+            }
+            if let Some(p) = config.processors.get(n) {
+                todo.extend(p.inputs.iter().map(String::as_str));
+            }
+        }
+    }
+    out
+}
+
+/// At least one signal a processor acts on reaches it.
+fn check_processor_signals(
+    report: &mut Report<'_>,
+    at: &KeyPath,
+    processor: &ProcessorConfig,
+    config: &Config,
+) {
+    let produced: BTreeSet<Signal> = processor
+        .inputs
+        .iter()
+        .flat_map(|i| config.produces(i))
+        .collect();
+    let acts_on = processor.kind.signals();
+    if acts_on.is_empty() || acts_on.iter().any(|s| produced.contains(s)) {
+        return;
+    }
+    report.error(
+        at,
+        format!(
+            "no signal it acts on reaches it: its inputs produce [{}], a `{}` processor acts on [{}]",
+            names(produced.iter()),
+            processor.kind.type_name(),
+            names(acts_on.iter())
+        ),
+    );
+}
+
+/// What a processor passes on goes somewhere.
+fn check_output_taken(report: &mut Report<'_>, at: &KeyPath, name: &str, config: &Config) {
+    let by_exporter = config.exporters.values().any(|e| {
+        e.common
+            .inputs
+            .as_ref()
+            .is_some_and(|i| i.iter().any(|x| x == name))
+    });
+    let by_processor = config
+        .processors
+        .iter()
+        .any(|(other, p)| other != name && p.inputs.iter().any(|x| x == name));
+    if !by_exporter && !by_processor {
+        report.error(
+            at,
+            format!(
+                "its output goes nowhere: name `{name}` in the `inputs` of an exporter or processor"
+            ),
+        );
+    }
+}
+
+fn names<'a>(signals: impl Iterator<Item = &'a Signal>) -> String {
+    signals.map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Every signal named in an exporter's `signals` is one its type can take.
@@ -89,32 +246,32 @@ fn check_signal_flow(
 ) {
     let common = &exporter.common;
     let accepts = exporter.kind.accepts();
-    let produced: BTreeSet<Signal> = config
-        .sources
-        .iter()
-        .filter(|(n, _)| common.inputs.as_ref().is_none_or(|i| i.contains(n)))
-        .flat_map(|(_, s)| s.signals().iter().copied())
-        .collect();
+    let produced: BTreeSet<Signal> = match &common.inputs {
+        Some(inputs) => inputs.iter().flat_map(|i| config.produces(i)).collect(),
+        None => config
+            .sources
+            .values()
+            .flat_map(|s| s.signals().iter().copied())
+            .collect(),
+    };
     let taken = |s: &Signal| common.signals.as_ref().is_none_or(|sig| sig.contains(s));
     let receives = produced.iter().filter(|s| accepts.contains(s)).any(taken);
     if receives {
         return;
     }
-    let produced: Vec<&str> = produced.iter().map(|s| s.as_str()).collect();
-    let takes: Vec<&str> = common
+    let takes: Vec<&Signal> = common
         .signals
         .as_deref()
         .unwrap_or(accepts)
         .iter()
         .filter(|s| accepts.contains(s))
-        .map(|s| s.as_str())
         .collect();
     report.error(
         at,
         format!(
             "receives no signal it can take: its inputs produce [{}], it takes [{}]",
-            produced.join(", "),
-            takes.join(", ")
+            names(produced.iter()),
+            names(takes.into_iter())
         ),
     );
 }

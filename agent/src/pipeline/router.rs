@@ -1,29 +1,107 @@
-//! Fans each batch out to the buffers of the exporters that select it (by `inputs` and
-//! `signals`). A push succeeds only when every selected buffer accepted the batch, which is
-//! what a source acknowledges upstream.
+//! The graph of a running configuration: which buffers and processors take what each source
+//! and processor produces, and the one way a batch goes through it.
+//!
+//! A batch from component `c` (a source, or a processor passing on what it let through) goes to
+//! every exporter's buffer that names `c` in its `inputs` (an exporter without `inputs` takes
+//! from every source) and selects its signal, and to every processor that names `c`. Processors
+//! run on the sending task, one after the other as the graph orders them (the configuration is
+//! checked to be acyclic); their output continues from their name. The buffer pushes come last:
+//! a push succeeds only when every selected buffer accepted the batch, which is what a source
+//! acknowledges upstream.
 
 use super::buffer::{BufferSender, PushError, Pushed, Wait};
+use crate::processors::ProcessorNode;
 use sonde_core::{Batch, Signal};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// One exporter's selection and its buffer.
 pub struct Route {
     pub exporter: Arc<str>,
-    /// Sources it takes from; `None` = all.
+    /// Components it takes from; `None` = every source.
     pub inputs: Option<HashSet<String>>,
     /// Signals it takes (the configured ones that its type can take).
     pub signals: Vec<Signal>,
     pub buffer: BufferSender,
 }
 
-impl Route {
-    fn selects(&self, batch: &Batch) -> bool {
-        self.signals.contains(&batch.signal)
-            && self
-                .inputs
-                .as_ref()
-                .is_none_or(|i| i.contains(&*batch.source))
+/// A processor and the components it takes from.
+pub struct ProcessorRoute {
+    pub node: Arc<ProcessorNode>,
+    pub inputs: HashSet<String>,
+}
+
+/// Where a component's batches go next.
+#[derive(Clone)]
+enum Hop {
+    /// The route at this index.
+    Buffer(usize),
+    Processor(Arc<ProcessorNode>),
+}
+
+struct Graph {
+    routes: Vec<Route>,
+    processors: Vec<ProcessorRoute>,
+    /// The hops of every processor, and of every source seen so far (computed on first use).
+    hops: std::sync::RwLock<HashMap<Arc<str>, Arc<[Hop]>>>,
+}
+
+impl Graph {
+    fn is_processor(&self, name: &str) -> bool {
+        self.processors.iter().any(|p| p.node.name() == name)
+    }
+
+    fn compute(&self, from: &str) -> Arc<[Hop]> {
+        let source = !self.is_processor(from);
+        let buffers = self.routes.iter().enumerate().filter_map(|(i, r)| {
+            let takes = match &r.inputs {
+                Some(inputs) => inputs.contains(from),
+                None => source,
+            };
+            takes.then_some(Hop::Buffer(i))
+        });
+        let processors = self
+            .processors
+            .iter()
+            .filter(|p| p.inputs.contains(from))
+            .map(|p| Hop::Processor(p.node.clone()));
+        buffers.chain(processors).collect()
+    }
+
+    fn hops(&self, from: &str) -> Arc<[Hop]> {
+        if let Some(h) = self
+            .hops
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(from)
+        {
+            return h.clone();
+        }
+        let h = self.compute(from);
+        self.hops
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Arc::from(from), h.clone());
+        h
+    }
+
+    /// Runs `batch` from `from` through the processors, collecting the buffer pushes.
+    fn expand(&self, from: &str, batch: Batch, pushes: &mut Vec<(usize, Batch)>) {
+        let hops = self.hops(from);
+        for hop in hops.iter() {
+            match hop {
+                Hop::Buffer(i) => {
+                    if self.routes[*i].signals.contains(&batch.signal) {
+                        pushes.push((*i, batch.clone()));
+                    }
+                }
+                Hop::Processor(p) => {
+                    if let Some(out) = p.process(batch.clone()) {
+                        self.expand(p.name(), out, pushes);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -31,7 +109,7 @@ impl Route {
 /// and the export workers drain and stop.
 #[derive(Clone)]
 pub struct Router {
-    routes: Arc<[Route]>,
+    graph: Arc<Graph>,
 }
 
 /// The outcome of a send: how many buffers queued it and how many dropped it by policy.
@@ -42,28 +120,57 @@ pub struct Delivery {
 }
 
 impl Router {
+    /// A graph of buffers only (no processor).
     pub fn new(routes: Vec<Route>) -> Self {
-        Self {
-            routes: routes.into(),
+        Router::with_processors(routes, vec![])
+    }
+
+    pub fn with_processors(routes: Vec<Route>, processors: Vec<ProcessorRoute>) -> Self {
+        Router {
+            graph: Arc::new(Graph {
+                routes,
+                processors,
+                hops: Default::default(),
+            }),
         }
     }
 
-    /// Whether any exporter takes `signal` from `source`.
+    /// Whether a batch of `signal` from `source` reaches any buffer (through processors, which
+    /// pass on what they do not drop).
     pub fn has_route(&self, source: &str, signal: Signal) -> bool {
-        self.routes.iter().any(|r| {
-            r.signals.contains(&signal) && r.inputs.as_ref().is_none_or(|i| i.contains(source))
-        })
+        let mut seen = HashSet::new();
+        let mut todo = vec![source.to_string()];
+        while let Some(c) = todo.pop() {
+            if !seen.insert(c.clone()) {
+                continue;
+            }
+            for hop in self.graph.hops(&c).iter() {
+                match hop {
+                    Hop::Buffer(i) if self.graph.routes[*i].signals.contains(&signal) => {
+                        return true
+                    }
+                    Hop::Buffer(_) => {}
+                    Hop::Processor(p) => todo.push(p.name().to_string()),
+                }
+            }
+        }
+        false
     }
 
-    /// Pushes `batch` to every selecting buffer, waiting for space as `wait` allows.
+    /// Runs `batch` through the processors its source feeds and pushes what comes out to every
+    /// selecting buffer, waiting for space as `wait` allows.
     ///
     /// On `Err(Full)` some buffers may already hold the batch; a retry by the producer can then
-    /// duplicate it there (at-least-once), never lose it.
+    /// duplicate it there (at-least-once), never lose it. A batch the processors empty is
+    /// delivered nowhere (`Ok` with nothing queued) and its ack is released.
     pub async fn send(&self, batch: Batch, wait: Wait) -> Result<Delivery, PushError> {
+        let mut pushes = Vec::new();
+        let from = batch.source.clone();
+        self.graph.expand(&from, batch, &mut pushes);
         let mut delivery = Delivery::default();
-        for route in self.routes.iter().filter(|r| r.selects(&batch)) {
+        for (i, b) in pushes {
             // A clone is cheap: the payload bytes are shared, not copied.
-            match route.buffer.push(batch.clone(), wait).await? {
+            match self.graph.routes[i].buffer.push(b, wait).await? {
                 Pushed::Queued => delivery.queued += 1,
                 Pushed::Dropped => delivery.dropped += 1,
             }

@@ -1,0 +1,331 @@
+//! `type = "redact"`: masks or hashes sensitive substrings in attribute string values — of
+//! resources, scopes, spans, span events and links, log records and metric data points — and,
+//! with `bodies`, in log bodies (string bodies and the strings nested in map or array bodies).
+//! Attributes named in `keys` have their whole value replaced, whatever it contains.
+//!
+//! On the wire: each string field of an `AnyValue` that changes is replaced (the editor rewrites
+//! the lengths of the messages around it); every other byte is copied. A string that is not
+//! UTF-8 is left as it is and counted (`sonde_processor_errors_total{reason="malformed"}` is for
+//! whole batches; a bad string is rare enough to count with them). Redactions are counted per
+//! pattern in `sonde_processor_redactions_total{processor, pattern}` (`pattern="key"` for
+//! `keys`).
+
+use super::filter::children;
+use super::patterns::{Action, Builtin, Counts, Pattern, Redactor};
+use super::view::{fields, first_len, metric_data};
+use super::{Change, Processor, ProcessorContext, ProcessorNode};
+use bytes::Bytes;
+use sonde_config::{RedactAction, RedactProcessorConfig};
+use sonde_core::metrics::Counter;
+use sonde_core::wire::edit::Editor;
+use sonde_core::wire::write::put_len_header;
+use sonde_core::wire::{WireError, LEN};
+use sonde_core::{BuildError, Signal};
+use std::collections::HashSet;
+
+/// How deep nested values (maps in arrays in maps…) are followed; deeper strings are left.
+const MAX_DEPTH: usize = 16;
+
+pub struct Redact {
+    redactor: Redactor,
+    keys: HashSet<Vec<u8>>,
+    bodies: bool,
+    per_pattern: Vec<Counter>,
+    by_key: Counter,
+    malformed: Counter,
+}
+
+/// Per batch: redactions counted, items touched.
+#[derive(Default)]
+struct Tally {
+    by_key: u64,
+    items: u64,
+}
+
+impl Redact {
+    /// The redacted form of `s`, when it changes.
+    fn redact_str(&self, s: &str, counts: &mut Counts, out: &mut String) -> bool {
+        self.redactor.redact_into(s, out, counts)
+    }
+
+    /// Redacts the strings of the `AnyValue` at `p`; `whole`: replace any string entirely.
+    fn any_value(
+        &self,
+        buf: &[u8],
+        p: (usize, usize),
+        whole: bool,
+        depth: usize,
+        cx: &mut Walk<'_>,
+    ) -> Result<bool, WireError> {
+        let mut changed = false;
+        for n in fields(buf, p) {
+            let n = n?;
+            match (n.field.number, n.field.wire_type) {
+                (1, LEN) => {
+                    let Ok(s) = std::str::from_utf8(&buf[n.field.payload.0..n.field.payload.1])
+                    else {
+                        self.malformed.inc();
+                        continue;
+                    };
+                    let new = if whole {
+                        cx.tally.by_key += 1;
+                        Some(self.redactor.replace_whole(s))
+                    } else {
+                        let mut out = String::new();
+                        self.redact_str(s, cx.counts, &mut out).then_some(out)
+                    };
+                    if let Some(new) = new {
+                        cx.editor.replace(n.range(), |b| {
+                            let mut h = bytes::BytesMut::new();
+                            put_len_header(&mut h, 1, new.len());
+                            b.extend_from_slice(&h);
+                            b.extend_from_slice(new.as_bytes());
+                        });
+                        changed = true;
+                    }
+                }
+                // ArrayValue { values = 1 (AnyValue) }
+                (5, LEN) if depth < MAX_DEPTH => {
+                    for v in children(buf, n.field.payload, 1) {
+                        changed |= self.any_value(buf, v?.payload(), whole, depth + 1, cx)?;
+                    }
+                }
+                // KeyValueList { values = 1 (KeyValue) }
+                (6, LEN) if depth < MAX_DEPTH => {
+                    changed |= self.attributes(buf, n.field.payload, 1, depth + 1, cx)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Redacts the `KeyValue` fields `number` of the message `p`.
+    fn attributes(
+        &self,
+        buf: &[u8],
+        p: (usize, usize),
+        number: u32,
+        depth: usize,
+        cx: &mut Walk<'_>,
+    ) -> Result<bool, WireError> {
+        let mut changed = false;
+        for kv in children(buf, p, number) {
+            let kv = kv?;
+            let (mut key, mut value) = (None, None);
+            for f in fields(buf, kv.payload()) {
+                let f = f?;
+                match (f.field.number, f.field.wire_type) {
+                    (1, LEN) => key = Some(f.field.payload),
+                    (2, LEN) => value = Some(f.field.payload),
+                    _ => {}
+                }
+            }
+            let Some(v) = value else { continue };
+            let whole = key.is_some_and(|k| self.keys.contains(&buf[k.0..k.1]));
+            changed |= self.any_value(buf, v, whole, depth, cx)?;
+        }
+        Ok(changed)
+    }
+
+    /// The resource's and the scope's attributes of a resource-level message `r`, then each
+    /// scope-level message's items through `items`.
+    fn walk(
+        &self,
+        buf: &[u8],
+        cx: &mut Walk<'_>,
+        mut items: impl FnMut(&Self, (usize, usize), &mut Walk<'_>) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        for r in children(buf, (0, buf.len()), 1) {
+            let r = r?;
+            if let Some(res) = first_len(buf, r.payload(), 1) {
+                self.attributes(buf, res, 1, 0, cx)?;
+            }
+            for s in children(buf, r.payload(), 2) {
+                let s = s?;
+                if let Some(scope) = first_len(buf, s.payload(), 1) {
+                    self.attributes(buf, scope, 3, 0, cx)?;
+                }
+                items(self, s.payload(), cx)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The state of one batch's walk.
+struct Walk<'a> {
+    editor: &'a mut Editor,
+    counts: &'a mut Counts,
+    tally: Tally,
+}
+
+impl Processor for Redact {
+    fn handles(&self, _signal: Signal) -> bool {
+        true
+    }
+
+    fn apply(
+        &self,
+        signal: Signal,
+        payload: &Bytes,
+        editor: &mut Editor,
+    ) -> Result<Change, WireError> {
+        let buf = &payload[..];
+        // One small allocation a batch: the per-pattern counts of this redactor.
+        let mut counts = self.redactor.new_counts();
+        {
+            let mut cx = Walk {
+                editor,
+                counts: &mut counts,
+                tally: Tally::default(),
+            };
+            match signal {
+                Signal::Traces => self.walk(buf, &mut cx, |this, scope, cx| {
+                    for span in children(buf, scope, 2) {
+                        let span = span?;
+                        let mut changed = this.attributes(buf, span.payload(), 9, 0, cx)?;
+                        for ev in children(buf, span.payload(), 11) {
+                            changed |= this.attributes(buf, ev?.payload(), 3, 0, cx)?;
+                        }
+                        for link in children(buf, span.payload(), 13) {
+                            changed |= this.attributes(buf, link?.payload(), 4, 0, cx)?;
+                        }
+                        cx.tally.items += u64::from(changed);
+                    }
+                    Ok(())
+                })?,
+                Signal::Logs => self.walk(buf, &mut cx, |this, scope, cx| {
+                    for rec in children(buf, scope, 2) {
+                        let rec = rec?;
+                        let mut changed = this.attributes(buf, rec.payload(), 6, 0, cx)?;
+                        if this.bodies {
+                            if let Some(body) = first_len(buf, rec.payload(), 5) {
+                                changed |= this.any_value(buf, body, false, 0, cx)?;
+                            }
+                        }
+                        cx.tally.items += u64::from(changed);
+                    }
+                    Ok(())
+                })?,
+                Signal::Metrics => self.walk(buf, &mut cx, |this, scope, cx| {
+                    for m in children(buf, scope, 2) {
+                        let m = m?;
+                        let Some((kind, data)) = metric_data(buf, m.payload()) else {
+                            continue;
+                        };
+                        for pt in children(buf, data, 1) {
+                            let changed = this.attributes(
+                                buf,
+                                pt?.payload(),
+                                kind.attributes_field(),
+                                0,
+                                cx,
+                            )?;
+                            cx.tally.items += u64::from(changed);
+                        }
+                    }
+                    Ok(())
+                })?,
+            }
+            for (i, c) in self.per_pattern.iter().enumerate() {
+                c.add(cx.counts.get(i));
+            }
+            self.by_key.add(cx.tally.by_key);
+            Ok(Change {
+                dropped: 0,
+                modified: cx.tally.items,
+            })
+        }
+    }
+}
+
+/// `patterns` entries: a built-in name, or a regular expression (RE2 syntax).
+fn pattern_of(i: usize, p: &str) -> Pattern {
+    match Builtin::from_name(p) {
+        Some(b) => Pattern::Builtin(b),
+        None => Pattern::Custom {
+            name: format!("regex_{i}"),
+            regex: p.to_string(),
+        },
+    }
+}
+
+/// Why a redact processor could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactBuildError {
+    #[error(transparent)]
+    Patterns(#[from] super::patterns::RedactError),
+    #[error("hash_key_file {path}: {source}")]
+    Key {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn build(
+    cfg: &RedactProcessorConfig,
+    cx: &ProcessorContext,
+) -> Result<ProcessorNode, BuildError> {
+    let patterns: Vec<Pattern> = cfg
+        .patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pattern_of(i, p))
+        .collect();
+    let action = match cfg.action {
+        RedactAction::Mask => Action::Mask(cfg.mask.clone()),
+        RedactAction::Hash => {
+            let key = match (&cfg.hash_key, &cfg.hash_key_file) {
+                (Some(k), _) => k.expose().as_bytes().to_vec(),
+                (None, Some(path)) => std::fs::read(path)
+                    .map(|mut k| {
+                        while k.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                            k.pop();
+                        }
+                        k
+                    })
+                    .map_err(|source| {
+                        cx.error(RedactBuildError::Key {
+                            path: path.display().to_string(),
+                            source,
+                        })
+                    })?,
+                (None, None) => Vec::new(),
+            };
+            Action::Hash(key)
+        }
+    };
+    // Only `keys` and no pattern: the redactor still needs one; it never matches alone.
+    let patterns = if patterns.is_empty() {
+        vec![Pattern::Custom {
+            name: "none".into(),
+            regex: "[^\\s\\S]".into(),
+        }]
+    } else {
+        patterns
+    };
+    let redactor =
+        Redactor::new(&patterns, action).map_err(|e| cx.error(RedactBuildError::Patterns(e)))?;
+    let counter = |pattern: &str| {
+        cx.metrics.counter(
+            "sonde_processor_redactions_total",
+            "Values a redact processor masked or hashed, by pattern.",
+            &[("processor", &cx.name), ("pattern", pattern)],
+        )
+    };
+    let per_pattern = redactor.names().map(counter).collect();
+    let node = Redact {
+        keys: cfg.keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+        bodies: cfg.bodies,
+        per_pattern,
+        by_key: counter("key"),
+        malformed: cx.metrics.counter(
+            "sonde_processor_errors_total",
+            "Batches or items a processor could not interpret and passed on unchanged, by reason.",
+            &[("processor", &cx.name), ("reason", "malformed")],
+        ),
+        redactor,
+    };
+    Ok(ProcessorNode::new(cx, None, Box::new(node)))
+}
