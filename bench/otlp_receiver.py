@@ -28,6 +28,11 @@ exporters/examples/otlp_bench.rs), the forwarding pipelines, every span counted 
 - sonde-otlp-none-disk-never / -always: the same with `fsync = "never"` / `"always"` (to tell the
                    fsync's share of the disk path's cost from the rest)
 - rotel-otlp     : rotel -> its OTLP exporter (gRPC; it always gzips) -> sink
+- sonde-proc-X   : sonde-otlp-none with processors between the receiver and the exporter,
+                   X one of: resource (set + insert + the env/host/os detectors), filter (two
+                   span conditions no bench span matches), redact (email, credit_card, ipv4),
+                   sample (100%: every span kept, its tracestate rewritten), chain3 (resource ->
+                   filter -> redact) and chain4 (chain3 -> sample)
 
 Without a peer (this rotel has no Parquet exporter):
 
@@ -162,6 +167,19 @@ grpc = "127.0.0.1:{grpc}"
 http = "127.0.0.1:{http}"
 """
     small = 'buffer = { max_size = "8MiB" }\nbatch = { max_bytes = "1MiB" }'
+    if agent.startswith("sonde-proc-"):
+        chain = PROCESSOR_CHAINS[agent.removeprefix("sonde-proc-")]
+        procs, last = "", "otlp"
+        for kind in chain:
+            procs += f'[processors.{kind}]\ntype = "{kind}"\ninputs = ["{last}"]\n{PROCESSORS[kind]}\n'
+            last = kind
+        return head + procs + f"""[exporters.out]
+type = "otlp"
+protocol = "grpc"
+endpoint = "http://127.0.0.1:{sink_port}"
+compression = "none"
+inputs = ["{last}"]
+"""
     if agent.startswith("sonde-otlp"):
         compression = "none" if "-none" in agent else "gzip"
         buffer = ""
@@ -189,6 +207,24 @@ type = "stdout"
 format = "text"
 {extra}
 """
+
+
+# The processors of the sonde-proc-* agents.
+PROCESSORS = {
+    "resource": 'detectors = ["env", "host", "os"]\nset = { "deployment.environment.name" = "prod" }\n'
+                'insert = { "service.namespace" = "shop" }',
+    "filter": 'spans = [\'attributes["http.route"] == "/ping"\', \'name == "GET /healthz"\']',
+    "redact": 'patterns = ["email", "credit_card", "ipv4"]',
+    "sample": "percentage = 100.0",
+}
+PROCESSOR_CHAINS = {
+    "resource": ["resource"],
+    "filter": ["filter"],
+    "redact": ["redact"],
+    "sample": ["sample"],
+    "chain3": ["resource", "filter", "redact"],
+    "chain4": ["resource", "filter", "redact", "sample"],
+}
 
 
 def parquet_rows(directory):
@@ -244,7 +280,7 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
         res = json.loads(r.stdout.strip().splitlines()[-1])
         wait_idle(proc.pid)
         cpu = cpu_seconds(proc.pid) - cpu0
-        if "otlp" in agent:
+        if "otlp" in agent or "proc" in agent:
             # Every acknowledged span must reach the sink (it reports once a second).
             deadline = time.monotonic() + 5
             while sink_count(args.sink_log) - sunk0 < res["spans"] and time.monotonic() < deadline:
@@ -332,7 +368,7 @@ def main():
         for agent in agents:
             # Forwarding pipelines compare with rotel forwarding, the Parquet pipeline with
             # nothing (this rotel has no Parquet exporter), the others with rotel's blackhole.
-            peer = "rotel-otlp" if "otlp" in agent else None if "parquet" in agent else "rotel"
+            peer = "rotel-otlp" if ("otlp" in agent or "proc" in agent) else None if "parquet" in agent else "rotel"
             cpu = med(agent, transport, batch, "cpu_s_per_million")
             rss = med(agent, transport, batch, "peak_rss_mib")
             if peer is not None and peer in agents:
