@@ -8,6 +8,7 @@ SONDE_SKIP_VM_TEST=1 skips it."""
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,8 @@ from conftest import ROOT, sonde_bin
 @pytest.mark.skipif(os.geteuid() != 0, reason="the VM test needs root (debootstrap, chroot, mkfs -d)")
 @pytest.mark.skipif(os.environ.get("SONDE_SKIP_VM_TEST") == "1", reason="SONDE_SKIP_VM_TEST=1")
 def test_the_debian_package_runs_under_a_real_systemd():
-    assert sonde_bin() == str(ROOT / "target" / "debug" / "sonde") or os.environ.get("SONDE_VM_PROFILE"), (
+    packaged = Path(sonde_bin()).resolve() == (ROOT / "target" / "debug" / "sonde").resolve()
+    assert packaged or os.environ.get("SONDE_VM_PROFILE"), (
         "the VM test packages target/debug/sonde; set SONDE_VM_PROFILE to package another profile"
     )
     profile = os.environ.get("SONDE_VM_PROFILE", "dev")

@@ -82,5 +82,8 @@ mkdir -p "$out.tmp"
 mv vmlinuz initrd.img img.ext4 "$out.tmp/"
 rm -rf "$out"
 mv "$out.tmp" "$out"
+# Images of earlier versions of this script are not used again.
+find "$cache" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' \
+    ! -name "$hash" -exec rm -rf {} +
 echo "vm image: built in $(( $(date +%s) - start )) s" >&2
 echo "$out"
