@@ -24,7 +24,7 @@ if [ $# -ne 2 ]; then
     echo "usage: $0 BINARY DEST" >&2
     exit 2
 fi
-bin=$1
+bin=$(readlink -f "$1")
 dest=$2
 uid=10001
 gid=10001

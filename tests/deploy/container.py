@@ -131,7 +131,9 @@ class Container:
     PID namespace."""
 
     def __init__(self, root: Path, mountpoint: Path, volume: Path, config: dict, env: dict, config_file=None,
-                 argv=None):
+                 argv=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+        """A `PIPE` (the default) must be read: an agent whose stdout exporter fills a pipe
+        no one reads blocks in write(2) and does not exit on SIGTERM."""
         uid, gid = user_of(config)
         argv = argv or [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
         self.config = config
@@ -142,10 +144,25 @@ class Container:
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "bash", "-c", RUNNER, "runner",
              str(root), str(mountpoint), str(volume), str(uid), str(gid), str(config_file or ""), "--", *argv],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **self.env},
         )
         self.pid = self._child_pid()
+        self.exec_at = self._wait_exec()
+
+    def _wait_exec(self, timeout: float = 10) -> float:
+        """When the runner, done with the mounts, has exec'd the entry point (polled every 1 ms)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if Path(f"/proc/{self.pid}/comm").read_text().strip() == "sonde":
+                    return time.monotonic()
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the container exited at once: {self.proc.stderr.read().decode()}")
+            time.sleep(0.001)
+        raise AssertionError("the entry point never started")
 
     def _child_pid(self, timeout: float = 10) -> int:
         deadline = time.monotonic() + timeout
