@@ -68,7 +68,7 @@ cp tests/deploy/peer_units/*.service "$work/payload/peer_units/"
 
 t0=$(date +%s)
 # snapshot=on: the guest's writes go to a throw-away overlay; the cached image stays pristine.
-timeout 900 qemu-system-x86_64 -accel tcg -m 1024 -smp 1 \
+timeout 1200 qemu-system-x86_64 -accel tcg -m 1024 -smp 1 \
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 panic=-1" \
     -drive "file=$img/img.ext4,format=raw,if=virtio,snapshot=on" \

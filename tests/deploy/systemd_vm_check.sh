@@ -124,7 +124,7 @@ check "active again" sh -c '[ "$(systemctl is-active sonde)" = active ]'
 pid=$(prop MainPID)
 
 # --- footprint: the service, just started, against the same binary started bare beside it (as
-# root, outside systemd, the same configuration on other ports), both idle for 15 s ---
+# root, outside systemd, the same configuration on other ports), both idle for 8 s ---
 sed -e 's#^data_dir = .*#data_dir = "/root/bare"#' -e 's#127.0.0.1:4317#127.0.0.1:14317#' \
     -e 's#127.0.0.1:4318#127.0.0.1:14318#' -e 's#127.0.0.1:13133#127.0.0.1:23133#' \
     /root/pristine.toml > /root/bare.toml
@@ -134,7 +134,7 @@ t0=$(now_ms)
 bare=$!
 if wait_for 60 curl -sf -o /dev/null http://127.0.0.1:23133/health/ready; then
     echo "FIGURE: bare start -> ready $(($(now_ms) - t0)) ms (TCG-emulated VM)"
-    sleep 15
+    sleep 8
     svc=$(awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print r " KiB (peak " h ")"}' "/proc/$pid/status")
     bare_rss=$(awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print r " KiB (peak " h ")"}' "/proc/$bare/status")
     echo "FIGURE: idle RSS under systemd $svc, bare $bare_rss"

@@ -2,8 +2,10 @@
 (which boots Debian 12, installs the .deb with dpkg -i and runs tests/deploy/systemd_vm_check.sh
 inside). Here it packages the suite's own build (the dev profile, $SONDE_BIN's target/debug).
 
-About 1.5 minutes with a cached VM image (~/.cache/sonde-vm), plus about 1.5 minutes to build
-the image the first time; its own command is `bash tests/deploy/systemd_vm.sh`. Needs root;
+Slow: the VM is emulated (TCG). Measured on the 2-core machine while other builds ran on it:
+4-10 minutes with a cached VM image (~/.cache/sonde-vm), plus 4.5-5.5 minutes to build the
+image the first time; the recipe this follows took about a minute per boot-check-poweroff cycle
+on a quiet machine. Its own command is `bash tests/deploy/systemd_vm.sh`. Needs root;
 SONDE_SKIP_VM_TEST=1 skips it."""
 
 import os
