@@ -18,6 +18,11 @@ fi
 if ! command -v curl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
+# buildah builds the container image in tests/deploy/test_container.py (no registry needed).
+# The systemd VM test (tests/deploy/systemd_vm.sh) installs QEMU and debootstrap itself.
+if ! command -v buildah >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends buildah >/dev/null
+fi
 # cargo-deb builds the Debian package in the packaging tests.
 if [ ! -x .tools/bin/cargo-deb ]; then
   cargo install --quiet --locked cargo-deb --version 3.8.0 --root .tools
