@@ -196,3 +196,31 @@ batch = {{ max_age = "100ms" }}
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_stop_with_a_stdout_nobody_reads_exits(tmp_path):
+    """A stdout exporter blocked on a full pipe must not keep the process alive after SIGTERM
+    (the blocking write used to hold the runtime's shutdown forever)."""
+    import subprocess
+
+    cfg = tmp_path / "pipe.toml"
+    cfg.write_text(
+        f'[agent]\ndata_dir = "{tmp_path}"\nadmin = "off"\nshutdown_timeout = "2s"\n'
+        '[sources.h]\ntype = "host_metrics"\ninterval = "100ms"\n'
+        '[exporters.out]\ntype = "stdout"\nformat = "json"\n'
+    )
+    proc = subprocess.Popen(
+        [sonde_bin(), "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,  # never read: the pipe fills
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Wait until the pipe is full: the agent keeps running, its writes blocked.
+        time.sleep(6)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -178,7 +178,11 @@ fn run(config: Config, opts: lifecycle::Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(lifecycle::run(config, opts))
+    let code = runtime.block_on(lifecycle::run(config, opts));
+    // A blocking task stuck in a write (a stdout pipe nobody reads) must not keep the process
+    // alive after the agent has stopped: give the blocking pool a moment, then leave.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 /// A minimal HTTP/1.0 GET with a deadline: Ok with the status line when the status is 200.
