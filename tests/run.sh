@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One clean build, no incremental caches: CI starts from nothing and disk is not unlimited.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"

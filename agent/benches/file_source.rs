@@ -84,6 +84,7 @@ async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry
         inputs: None,
         signals: vec![sonde_core::Signal::Logs],
         buffer: tx,
+        bulkhead: None,
     }]);
     let cfg = FileSourceConfig {
         include: vec![format!("{}/*.log", dir.display())],

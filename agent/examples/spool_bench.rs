@@ -139,6 +139,7 @@ async fn pipeline(
         inputs: None,
         signals: Signal::ALL.to_vec(),
         buffer: tx,
+        bulkhead: None,
     }]);
     let started = Instant::now();
     let mut tasks = Vec::new();

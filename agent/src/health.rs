@@ -20,6 +20,11 @@ pub const LIVE_WITHIN: Duration = Duration::from_secs(5);
 #[derive(Default, Debug)]
 pub struct ExporterHealth {
     state: Mutex<Failing>,
+    /// The last export call failed (read lock-free by the router for every push).
+    failing: AtomicBool,
+    /// Told when an export succeeds after a failure: retries waiting out a backoff try again
+    /// at once (the destination is back).
+    recovered: tokio::sync::Notify,
 }
 
 #[derive(Default, Debug)]
@@ -30,15 +35,30 @@ struct Failing {
 
 impl ExporterHealth {
     pub fn success(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.since = None;
-        s.last_error.clear();
+        if self.failing.swap(false, Ordering::AcqRel) {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.since = None;
+            s.last_error.clear();
+            drop(s);
+            self.recovered.notify_waiters();
+        }
     }
 
     pub fn failure(&self, error: &str) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.since.get_or_insert_with(Instant::now);
         s.last_error = error.to_string();
+        self.failing.store(true, Ordering::Release);
+    }
+
+    /// Whether the exporter's last call failed (and none succeeded since).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// Resolves when an export succeeds after a failure.
+    pub async fn recovered(&self) {
+        self.recovered.notified().await
     }
 
     /// How long it has failed without a success in between, and the last error.
@@ -218,5 +238,21 @@ mod tests {
         assert!(p[0].reason.contains("connection refused"));
         e.success();
         assert!(h.problems().is_empty());
+    }
+
+    /// A retry waiting out its backoff is woken by the first success after a failure.
+    #[tokio::test]
+    async fn a_success_after_failure_wakes_the_waiting_retries() {
+        let e = Arc::new(ExporterHealth::default());
+        e.failure("timed out");
+        assert!(e.failing());
+        let waiter = tokio::spawn({
+            let e = e.clone();
+            async move { e.recovered().await }
+        });
+        tokio::task::yield_now().await;
+        e.success();
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert!(!e.failing());
     }
 }

@@ -8,6 +8,7 @@
 //! it holds, and whatever its worker could not finish, stays on disk for the next start.
 
 use crate::health::{ExporterHealth, Health};
+use crate::pipeline::buffer::metrics::Dropped;
 use crate::pipeline::buffer::{self, SpoolError};
 use crate::pipeline::{router, worker};
 use crate::processors::{self, ProcessorNode};
@@ -87,6 +88,10 @@ pub async fn start(
                 .filter(|s| accepts.contains(s))
                 .collect(),
             buffer: tx,
+            bulkhead: Some(router::Bulkhead {
+                health: exporter_health.clone(),
+                shed: Dropped::register(&metrics, name, "exporter_failing"),
+            }),
         });
         let wcfg = worker::WorkerConfig {
             name: Arc::from(name.as_str()),

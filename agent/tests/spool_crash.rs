@@ -86,6 +86,7 @@ async fn pipeline(data: &Path, sink: &Path, up: bool) -> (Router, tokio::task::J
         inputs: None,
         signals: Signal::ALL.to_vec(),
         buffer: tx,
+        bulkhead: None,
     }]);
     (router, w)
 }

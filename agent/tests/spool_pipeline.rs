@@ -49,6 +49,7 @@ async fn start(data: &Path, cfg: &BufferConfig, sink: Arc<Sink>, r: &Registry) -
         inputs: None,
         signals: Signal::ALL.to_vec(),
         buffer: tx,
+        bulkhead: None,
     }]);
     Pipeline {
         router,

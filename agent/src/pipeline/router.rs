@@ -5,11 +5,22 @@
 //! every exporter's buffer that names `c` in its `inputs` (an exporter without `inputs` takes
 //! from every source) and selects its signal, and to every processor that names `c`. Processors
 //! run on the sending task, one after the other as the graph orders them (the configuration is
-//! checked to be acyclic); their output continues from their name. The buffer pushes come last:
-//! a push succeeds only when every selected buffer accepted the batch, which is what a source
-//! acknowledges upstream.
+//! checked to be acyclic); their output continues from their name. The buffer pushes come last,
+//! all at once: a send succeeds only when every selected buffer accepted the batch (or gave it up
+//! by its policy), which is what a source acknowledges upstream.
+//!
+//! Fan-out and bulkheads: the buffers are offered the batch concurrently, each waits on its own,
+//! so a slow buffer does not hold the others' pushes back. When a batch goes to several
+//! exporters and some are healthy, a full buffer whose exporter is failing (its last export
+//! call failed: the destination is down, not merely slow) does not push back on the source: the
+//! batch is dropped for that exporter alone and counted
+//! (`sonde_buffer_dropped_items_total{reason="exporter_failing"}`), so the healthy exporters
+//! keep flowing. Otherwise a full buffer applies `when_full` as configured: `block` makes the
+//! source wait, which is backpressure (a lone exporter that is down loses nothing that way).
 
+use super::buffer::metrics::Dropped;
 use super::buffer::{BufferSender, PushError, Pushed, Wait};
+use crate::health::ExporterHealth;
 use crate::processors::ProcessorNode;
 use sonde_core::{Batch, Signal};
 use std::collections::{HashMap, HashSet};
@@ -23,6 +34,15 @@ pub struct Route {
     /// Signals it takes (the configured ones that its type can take).
     pub signals: Vec<Signal>,
     pub buffer: BufferSender,
+    /// The exporter's health and the counter of what is shed while it fails; `None` (tests,
+    /// tools) always applies `when_full`.
+    pub bulkhead: Option<Bulkhead>,
+}
+
+/// What lets a failing exporter's full buffer stop pushing back on the sources.
+pub struct Bulkhead {
+    pub health: Arc<ExporterHealth>,
+    pub shed: Dropped,
 }
 
 /// A processor and the components it takes from.
@@ -83,6 +103,41 @@ impl Graph {
             .unwrap_or_else(|p| p.into_inner())
             .insert(Arc::from(from), h.clone());
         h
+    }
+
+    /// Whether route `i`'s exporter is failing (and may shed what its full buffer cannot take).
+    fn failing(&self, i: usize) -> bool {
+        self.routes[i]
+            .bulkhead
+            .as_ref()
+            .is_some_and(|b| b.health.failing())
+    }
+
+    /// Offers `batch` to route `i`'s buffer; with `shed`, a failing exporter's full buffer
+    /// drops it instead of waiting.
+    async fn offer(
+        &self,
+        i: usize,
+        batch: Batch,
+        wait: Wait,
+        shed: bool,
+    ) -> Result<Pushed, PushError> {
+        let route = &self.routes[i];
+        let Some(b) = route
+            .bulkhead
+            .as_ref()
+            .filter(|b| shed && b.health.failing())
+        else {
+            return route.buffer.push(batch, wait).await;
+        };
+        let items = batch.items;
+        match route.buffer.push(batch, Wait::No).await {
+            Err(PushError::Full) => {
+                b.shed.add(1, items);
+                Ok(Pushed::Dropped)
+            }
+            other => other,
+        }
     }
 
     /// Runs `batch` from `from` through the processors, collecting the buffer pushes.
@@ -167,15 +222,31 @@ impl Router {
         let mut pushes = Vec::new();
         let from = batch.source.clone();
         self.graph.expand(&from, batch, &mut pushes);
+        let graph = &self.graph;
+        // Shedding protects the healthy exporters of a fan-out; when every destination is
+        // down (or there is only one), the source waits instead, which loses nothing.
+        let shed = pushes.iter().any(|(i, _)| !graph.failing(*i))
+            && pushes.iter().any(|(i, _)| graph.failing(*i));
+        let offers = pushes
+            .into_iter()
+            .map(|(i, b)| graph.offer(i, b, wait, shed));
         let mut delivery = Delivery::default();
-        for (i, b) in pushes {
-            // A clone is cheap: the payload bytes are shared, not copied.
-            match self.graph.routes[i].buffer.push(b, wait).await? {
-                Pushed::Queued => delivery.queued += 1,
-                Pushed::Dropped => delivery.dropped += 1,
+        let mut refused = None;
+        for outcome in futures_util::future::join_all(offers).await {
+            match outcome {
+                Ok(Pushed::Queued) => delivery.queued += 1,
+                Ok(Pushed::Dropped) => delivery.dropped += 1,
+                // Closed wins over Full: a stopping agent says so.
+                Err(e) => {
+                    refused =
+                        Some(refused.map_or(e, |r| if r == PushError::Closed { r } else { e }))
+                }
             }
         }
-        Ok(delivery)
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(delivery),
+        }
     }
 }
 
@@ -201,12 +272,14 @@ mod tests {
                 inputs: None,
                 signals: Signal::ALL.to_vec(),
                 buffer: a_tx,
+                bulkhead: None,
             },
             Route {
                 exporter: "b".into(),
                 inputs: Some(["host".to_string()].into()),
                 signals: vec![Signal::Metrics],
                 buffer: b_tx,
+                bulkhead: None,
             },
         ]);
         let d = router
@@ -235,5 +308,85 @@ mod tests {
             b += 1;
         }
         assert_eq!((a, b), (3, 1));
+    }
+
+    fn tiny() -> BufferConfig {
+        BufferConfig {
+            max_size: sonde_config::ByteSize(4),
+            ..BufferConfig::default()
+        }
+    }
+
+    /// Two exporters fed by one source, both buffers full: while `down` fails, its share is shed
+    /// (counted) and the source is not held back for `up`; when every destination is down, the
+    /// source waits instead of losing anything.
+    #[tokio::test]
+    async fn a_failing_exporter_does_not_hold_back_the_healthy_one() {
+        let r = Registry::default();
+        let (up_tx, mut up_rx) = channel("up", &tiny(), &r);
+        let (down_tx, _down_rx) = channel("down", &tiny(), &r);
+        let up_health = Arc::new(ExporterHealth::default());
+        let down_health = Arc::new(ExporterHealth::default());
+        let route = |name: &str, buffer, health: &Arc<ExporterHealth>| Route {
+            exporter: name.into(),
+            inputs: None,
+            signals: Signal::ALL.to_vec(),
+            buffer,
+            bulkhead: Some(Bulkhead {
+                health: health.clone(),
+                shed: Dropped::register(&r, name, "exporter_failing"),
+            }),
+        };
+        let router = Router::new(vec![
+            route("up", up_tx, &up_health),
+            route("down", down_tx, &down_health),
+        ]);
+        // Both buffers now hold one batch: full.
+        let d = router
+            .send(batch(Signal::Logs, "s"), Wait::No)
+            .await
+            .unwrap();
+        assert_eq!(d.queued, 2);
+        // Healthy and full: backpressure as configured.
+        assert!(router
+            .send(batch(Signal::Logs, "s"), Wait::No)
+            .await
+            .is_err());
+
+        down_health.failure("connection refused");
+        // `up` drains; `down` stays full and is shed, so the send completes.
+        let sent = tokio::spawn(async move {
+            let d = router
+                .send(batch(Signal::Logs, "s"), Wait::Forever)
+                .await
+                .unwrap();
+            (router, d)
+        });
+        assert!(up_rx.recv().await.is_some());
+        let (router, d) = tokio::time::timeout(std::time::Duration::from_secs(5), sent)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.queued, d.dropped), (1, 1));
+        let text = r.render();
+        assert!(
+            text.contains(
+                r#"sonde_buffer_dropped_items_total{exporter="down",reason="exporter_failing"} 1"#
+            ),
+            "{text}"
+        );
+
+        // Every destination down: nothing is shed, the source is refused (it keeps its data).
+        up_health.failure("connection refused");
+        assert!(router
+            .send(batch(Signal::Logs, "s"), Wait::No)
+            .await
+            .is_err());
+        assert!(r.render().contains(
+            r#"sonde_buffer_dropped_items_total{exporter="down",reason="exporter_failing"} 1"#
+        ));
+        down_health.success();
+        up_health.success();
+        assert!(!down_health.failing());
     }
 }

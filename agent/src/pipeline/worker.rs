@@ -366,8 +366,13 @@ impl Shared {
                     if let Some(suppressed) = self.retry_log.check() {
                         warn!(exporter = %self.cfg.name, error = %reason, retry_in = ?wait, suppressed, "export failed, retrying");
                     }
+                    // Without a hint from the destination, a success of another call ends the
+                    // wait: when it comes back, the oldest batches go first, so a disk buffer's
+                    // cursor (which moves over finished records in order) follows the exports.
+                    let hinted = retry_after.is_some();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
+                        _ = self.cfg.health.recovered(), if !hinted => {}
                         _ = self.abort.cancelled() => {}
                     }
                 }

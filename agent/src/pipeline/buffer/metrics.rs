@@ -57,13 +57,14 @@ pub struct Dropped {
 impl Dropped {
     /// Registers the dropped counters of exporter `exporter`'s buffer for `reason`: `buffer_full`
     /// (refused under drop_newest), `evicted` (discarded by drop_oldest), `disk_full` and `io`
-    /// (the spool could not write), `too_large` (a batch bigger than a spool record may be).
+    /// (the spool could not write), `too_large` (a batch bigger than a spool record may be),
+    /// `exporter_failing` (shed by the router's bulkhead while the exporter is down).
     pub fn register(metrics: &Registry, exporter: &str, reason: &str) -> Self {
         let labels = [("exporter", exporter), ("reason", reason)];
         Dropped {
             items: metrics.counter(
                 "sonde_buffer_dropped_items_total",
-                "Items a buffer dropped, by reason (buffer_full: drop_newest refused them; evicted: drop_oldest discarded them; disk_full and io: the spool could not write; too_large).",
+                "Items a buffer dropped, by reason (buffer_full: drop_newest refused them; evicted: drop_oldest discarded them; disk_full and io: the spool could not write; too_large; exporter_failing: shed while the exporter is down and others take the data).",
                 &labels,
             ),
             batches: metrics.counter(

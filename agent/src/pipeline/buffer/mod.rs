@@ -19,7 +19,7 @@
 //! face.
 
 mod memory;
-mod metrics;
+pub mod metrics;
 mod push;
 mod queued;
 pub mod spool;

@@ -515,6 +515,7 @@ mod tests {
             inputs: None,
             signals: vec![Signal::Logs],
             buffer: tx,
+            bulkhead: None,
         }]);
         let shutdown = CancellationToken::new();
         let cx =

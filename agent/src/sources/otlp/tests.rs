@@ -56,6 +56,7 @@ async fn start(cfg: OtlpSourceConfig, buf: BufferConfig) -> Harness {
         inputs: None,
         signals: Signal::ALL.to_vec(),
         buffer: tx,
+        bulkhead: None,
     }]);
     let shutdown = CancellationToken::new();
     let cx = crate::sources::context(
@@ -711,6 +712,7 @@ async fn a_taken_port_fails_the_start_naming_the_address() {
         inputs: None,
         signals: Signal::ALL.to_vec(),
         buffer: tx,
+        bulkhead: None,
     }]);
     let cx = crate::sources::context(
         "otlp",
