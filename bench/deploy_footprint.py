@@ -22,7 +22,6 @@ import gzip
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,13 +34,7 @@ sys.path.insert(0, str(ROOT / "tests" / "deploy"))
 
 import container as ct  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from procstat import cpu_seconds, free_port
 
 
 def ports() -> dict:
@@ -50,11 +43,6 @@ def ports() -> dict:
         "SONDE_OTLP_HTTP": f"127.0.0.1:{free_port()}",
         "SONDE_ADMIN": f"127.0.0.1:{free_port()}",
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 class Bare:

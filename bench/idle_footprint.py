@@ -12,36 +12,12 @@ and /proc/<pid>/stat (utime + stime), and prints a Markdown table. Peers: promet
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[11], [12] are utime, stime (14th and 15th of the full line); children too (16, 17).
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
-
-
-def peak_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+from procstat import cpu_seconds, free_port, peak_rss_kib
 
 
 def run(name, argv, duration, env=None, scrape_url=None):

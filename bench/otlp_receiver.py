@@ -62,30 +62,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from procstat import cpu_seconds, free_port, peak_rss_kib
+
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def wait_port(port, proc, timeout=15):
@@ -286,7 +265,7 @@ def one_run(agent, transport, batch, args, loadgen, tmp):
             while sink_count(args.sink_log) - sunk0 < res["spans"] and time.monotonic() < deadline:
                 time.sleep(0.2)
             res["delivered"] = sink_count(args.sink_log) - sunk0
-        rss = peak_rss_mib(proc.pid)
+        rss = (peak_rss_kib(proc.pid) or float("nan")) / 1024
         if lake is not None:
             # Stop the agent (it finishes its open file and writes it out), count its CPU to
             # its exit, then count the rows that reached the files.

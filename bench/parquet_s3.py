@@ -15,7 +15,6 @@ moto is single-threaded Python and shares the machine: it is part of what is mea
 import argparse
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,15 +22,9 @@ from pathlib import Path
 
 import boto3
 
+from procstat import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def main():

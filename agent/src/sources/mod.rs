@@ -21,6 +21,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+/// A string attribute, as the sources that build OTLP messages write them.
+pub fn kv_str(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
+    }
+}
+
 /// What a source is built with: the component context, with the router as its output.
 pub type SourceContext = Context<Router>;
 

@@ -305,24 +305,14 @@ impl Editor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tests::kv;
     use crate::wire::write::put_len_header;
     use crate::{wire, Signal};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use proptest::prelude::*;
     use prost::Message;
-
-    fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
 
     fn encoded_field(number: u32, msg: &impl Message) -> Vec<u8> {
         let body = msg.encode_to_vec();

@@ -475,7 +475,8 @@ mod tests {
     use proptest::prelude::*;
     use prost::Message;
 
-    fn kv(k: &str, v: &str) -> KeyValue {
+    /// A string attribute (shared by the wire tests).
+    pub(super) fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
             key: k.into(),
             value: Some(AnyValue {

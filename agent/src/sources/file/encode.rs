@@ -8,7 +8,7 @@
 //! are never copied again.
 
 use bytes::{Buf, Bytes, BytesMut};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::encoding::{encode_varint, encoded_len_varint};
@@ -171,15 +171,7 @@ pub fn encode_attribute(key: &str, value: &str) -> Vec<u8> {
     out
 }
 
-pub fn kv_str(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
+pub use crate::sources::kv_str;
 
 #[cfg(test)]
 mod tests {

@@ -106,15 +106,7 @@ impl Points {
     }
 }
 
-pub fn kv_str(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
+pub use crate::sources::kv_str;
 
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
