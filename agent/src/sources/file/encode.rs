@@ -177,6 +177,7 @@ pub use crate::sources::kv_str;
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
     use sonde_core::{wire, Signal};
 
     fn encoder() -> Encoder {
