@@ -5,6 +5,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -170,3 +171,22 @@ def json_lines(lines):
         l = l.strip()
         if l.startswith("{"):
             yield json.loads(l)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a peer or a listener the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def poll(cond, timeout, what, interval=0.1):
+    """Calls `cond` until it returns something true (which is returned) or `timeout` seconds
+    passed (an AssertionError naming `what`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

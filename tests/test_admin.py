@@ -12,7 +12,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import sonde_bin
+from conftest import poll, sonde_bin
 from test_otlp_exporter import peers  # noqa: F401  (fixture)
 
 
@@ -37,16 +37,6 @@ def scrape(url):
 
 def total(samples, name, **labels):
     return sum(v for (n, l), v in samples.items() if n == name and all((k, v2) in l for k, v2 in labels.items()))
-
-
-def poll(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 HOST_JSON = """
@@ -278,7 +268,8 @@ def test_metrics_after_a_load_run_equal_what_was_sent_and_received(run_agent, pe
     import http.client
 
     from test_otlp_crash import delivered_ids, logs_request
-    from test_otlp_exporter import free_port, start_sink
+    from conftest import free_port
+    from test_otlp_exporter import start_sink
 
     _, sink_http, out = start_sink(peers, tmp_path)
     port = free_port()

@@ -23,8 +23,8 @@ import time
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from conftest import Agent
-from test_otlp_exporter import free_port, peers, poll, start_sink  # noqa: F401
+from conftest import Agent, free_port, poll
+from test_otlp_exporter import peers, start_sink  # noqa: F401
 
 CONFIG = """
 [agent]

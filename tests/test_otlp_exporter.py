@@ -17,15 +17,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, free_port, poll, run_cli
 
 VENV = Path(sys.executable).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20):
@@ -102,16 +96,6 @@ def sink_records(out: Path):
     if not out.exists():
         return []
     return [json.loads(l) for l in out.read_text().splitlines() if l.strip()]
-
-
-def poll(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 CONFIG = """

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.config import Config
 
-from conftest import ROOT
+from conftest import ROOT, free_port, poll
 
 FIXTURE = Path(os.environ.get("SONDE_PARQUET_FIXTURE") or ROOT / "target" / "debug" / "examples" / "parquet_fixture")
 MOTO = Path(os.environ.get("MOTO_SERVER") or ROOT / ".venv" / "bin" / "moto_server")
@@ -31,22 +31,6 @@ T0 = 1_704_164_645_123_456_789
 TRACE_HEX = "5b8efff798038103d269b633813fc60c"
 SPAN_HEX = "eee19b7ec3c1b174"
 PARENT_HEX = "eee19b7ec3c1b173"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what, timeout, cond, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Moto:
@@ -80,7 +64,7 @@ class Moto:
                 assert self.proc.poll() is None, "moto_server exited"
                 return False
 
-        wait_until("moto_server", 30, up, 0.2)
+        poll(up, 30, "moto_server", 0.2)
 
     def bucket(self, name=BUCKET):
         self.s3.create_bucket(Bucket=name)
@@ -462,7 +446,7 @@ def test_s3_down_during_upload_is_retried_with_nothing_lost_or_duplicated(tmp_pa
             assert line or proc.poll() is None, "fixture exited before retrying"
             return "upload failed, retrying" in line
 
-        wait_until("an upload retry", 60, retrying, 0)
+        poll(retrying, 60, "an upload retry", 0)
         staged = list((tmp_path / "data").rglob("outbox/*.parquet"))
         assert staged, "finished files must wait in the outbox while the store is down"
         m = moto(port)
@@ -571,7 +555,7 @@ def test_s3_cut_in_the_middle_of_a_multipart_upload_leaves_no_object_and_recover
         proc = run_fixture(tmp_path, cfg, bulk=25_000, pad=200, wait=False)
         try:
             # Cut the connection once the first 5 MiB part is through: mid-upload.
-            wait_until("the first part on the wire", 120, lambda: proxy.sent > 6 * 1024 * 1024 or proc.poll() is not None, 0.01)
+            poll(lambda: proxy.sent > 6 * 1024 * 1024 or proc.poll() is not None, 120, "the first part on the wire", 0.01)
             assert proc.poll() is None, "the upload finished before it could be cut"
             proxy.set_cut(True)
 
@@ -580,7 +564,7 @@ def test_s3_cut_in_the_middle_of_a_multipart_upload_leaves_no_object_and_recover
                 assert line or proc.poll() is None, "fixture exited"
                 return "upload failed, retrying" in line
 
-            wait_until("the cut attempt to fail", 60, failed, 0)
+            poll(failed, 60, "the cut attempt to fail", 0)
             # The half-sent file is no object.
             assert not [k for k in m.objects() if k.startswith("otel/traces/")]
             proxy.set_cut(False)
@@ -631,8 +615,8 @@ def test_agent_host_metrics_to_parquet_on_file_and_s3(run_agent, tmp_path, moto)
         'host = "fixture-host"', ""
     )
     agent = run_agent(AGENT.format(data=tmp_path / "data", lake=lake, age="2s", s3=s3))
-    wait_until("a file in the directory", 30, lambda: list(lake.rglob("*.parquet")))
-    wait_until("an object in S3", 30, lambda: m.objects())
+    poll(lambda: list(lake.rglob("*.parquet")), 30, "a file in the directory")
+    poll(lambda: m.objects(), 30, "an object in S3")
     assert agent.stop(signal.SIGTERM) == 0, agent.stderr_tail()
     con = duckdb.connect()
     files = sorted(lake.rglob("*.parquet"))
@@ -659,7 +643,7 @@ def test_agent_killed_before_upload_rebuilds_the_file_under_the_same_name(run_ag
         logs = list(open_dir.glob("*.wal"))
         return logs if logs and logs[0].stat().st_size > 200 else None
 
-    wait_until("batches in the staging log", 30, staged)
+    poll(staged, 30, "batches in the staging log")
     agent.kill()  # SIGKILL: no shutdown, nothing finished or uploaded
     assert not list((tmp_path / "lake0").rglob("*.parquet"))
     # Two restarts from identical copies of the crashed state must produce the same object.

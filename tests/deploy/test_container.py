@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import ROOT, sonde_bin  # noqa: E402
+from conftest import ROOT, free_port, sonde_bin  # noqa: E402
 import container as ct  # noqa: E402
 
 pytestmark = [
@@ -33,14 +33,6 @@ pytestmark = [
 ]
 
 SHUTDOWN_TIMEOUT = 10.0  # the agent's default `shutdown_timeout`; the image's config leaves it so
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
