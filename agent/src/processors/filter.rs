@@ -14,7 +14,7 @@ use super::prune::{Level, Pruner};
 use super::view::{
     fields, first_len, metric_data, DataPointView, EventView, LogView, MetricView, Origin, SpanView,
 };
-use super::{Change, Processor, ProcessorContext, ProcessorNode};
+use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::FilterProcessorConfig;
 use sonde_core::metrics::Counter;
@@ -289,12 +289,7 @@ impl Processor for Filter {
         }
     }
 
-    fn apply(
-        &self,
-        signal: Signal,
-        payload: &Bytes,
-        editor: &mut Editor,
-    ) -> Result<Change, WireError> {
+    fn apply(&self, signal: Signal, payload: &Bytes, editor: &mut Editor) -> Applied {
         let (dropped, modified) = match signal {
             Signal::Traces => self.traces(payload, editor)?,
             Signal::Logs => self.logs(payload, editor)?,

@@ -48,6 +48,10 @@ use tracing::warn;
 /// What a processor is built with; its output is wired by the topology afterwards.
 pub type ProcessorContext = Context<()>;
 
+/// What [`Processor::apply`] returns: what it did besides its edits, or why it could not read
+/// the request (which then passes unchanged, counted).
+pub type Applied = Result<Change, WireError>;
+
 /// What one processor did to one request, besides its edits.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -63,12 +67,7 @@ pub trait Processor: Send + Sync {
     fn handles(&self, signal: Signal) -> bool;
 
     /// Reads `payload` (an encoded request of `signal`) and records in `editor` what to change.
-    fn apply(
-        &self,
-        signal: Signal,
-        payload: &Bytes,
-        editor: &mut Editor,
-    ) -> Result<Change, WireError>;
+    fn apply(&self, signal: Signal, payload: &Bytes, editor: &mut Editor) -> Applied;
 
     /// What the processor found or holds that an operator may want to see (the resource
     /// processor's detected attributes), for the admin server's `/processors`.

@@ -13,7 +13,7 @@
 use super::filter::children;
 use super::patterns::{Action, Builtin, Counts, Pattern, Redactor};
 use super::view::{fields, first_len, metric_data};
-use super::{Change, Processor, ProcessorContext, ProcessorNode};
+use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::{RedactAction, RedactProcessorConfig};
 use sonde_core::metrics::Counter;
@@ -165,12 +165,7 @@ impl Processor for Redact {
         true
     }
 
-    fn apply(
-        &self,
-        signal: Signal,
-        payload: &Bytes,
-        editor: &mut Editor,
-    ) -> Result<Change, WireError> {
+    fn apply(&self, signal: Signal, payload: &Bytes, editor: &mut Editor) -> Applied {
         let buf = &payload[..];
         // One small allocation a batch: the per-pattern counts of this redactor.
         let mut counts = self.redactor.new_counts();

@@ -16,7 +16,7 @@
 use super::detect::{Detected, DetectorSet};
 use super::filter::children;
 use super::view::{fields, Node};
-use super::{Change, Processor, ProcessorContext, ProcessorNode};
+use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
@@ -187,12 +187,7 @@ impl Processor for Resource {
         Some(serde_json::json!({ "detected": detected }))
     }
 
-    fn apply(
-        &self,
-        signal: Signal,
-        payload: &Bytes,
-        editor: &mut Editor,
-    ) -> Result<Change, WireError> {
+    fn apply(&self, signal: Signal, payload: &Bytes, editor: &mut Editor) -> Applied {
         let buf = &payload[..];
         let detected = self.detected.current();
         let mut modified = 0;

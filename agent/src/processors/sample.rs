@@ -15,7 +15,7 @@
 use super::filter::children;
 use super::probability::{FastRng, Mode, SpanInput, TraceStateEdit};
 use super::view::fields;
-use super::{Change, Processor, ProcessorContext, ProcessorNode};
+use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::{SampleMode, SampleProcessorConfig};
 use sonde_core::metrics::Counter;
@@ -156,12 +156,7 @@ impl Processor for Sample {
         signal != Signal::Metrics
     }
 
-    fn apply(
-        &self,
-        signal: Signal,
-        payload: &Bytes,
-        editor: &mut Editor,
-    ) -> Result<Change, WireError> {
+    fn apply(&self, signal: Signal, payload: &Bytes, editor: &mut Editor) -> Applied {
         match signal {
             Signal::Traces => self.traces(payload, editor),
             Signal::Logs => self.logs(payload, editor),
