@@ -10,16 +10,12 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use sonde_exporters::parquet::testdata;
 use sonde_core::{wire, Signal};
 
+/// A string attribute, from the shared test data.
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
+    testdata::kv(k, testdata::s(v))
 }
 
 /// Spans like a web service emits: ~10 attributes, a resource with service.name.

@@ -15,10 +15,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use sonde_exporters::parquet::testdata;
 use sonde_core::metrics::Registry;
 use sonde_core::process::process_cpu_seconds;
 use sonde_core::{wire, Batch, Signal};
@@ -31,14 +32,9 @@ fn cpu_seconds() -> f64 {
     process_cpu_seconds(None).expect("/proc/self/stat")
 }
 
+/// A string attribute, from the shared test data.
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
+    testdata::kv(k, testdata::s(v))
 }
 
 fn batch(n: usize) -> Batch {
