@@ -1,4 +1,5 @@
-//! Wire walker throughput: items/s and bytes/s per core validating realistic export requests.
+//! Wire walker throughput: items/s and bytes/s per core validating realistic export requests,
+//! alone and with the UTF-8 check of their strings that the OTLP receiver adds.
 //!
 //! `cargo bench -p sonde-exporters --bench wire`
 
@@ -10,8 +11,8 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use sonde_exporters::parquet::testdata;
 use sonde_core::{wire, Signal};
+use sonde_exporters::parquet::testdata;
 
 /// A string attribute, from the shared test data.
 fn kv(k: &str, v: &str) -> KeyValue {
@@ -110,6 +111,15 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(payload.len() as u64));
         g.bench_with_input(BenchmarkId::new("bytes", n), &payload, |b, p| {
             b.iter(|| wire::validate(signal, std::hint::black_box(p)).unwrap_or(0))
+        });
+        // What the receiver does to every protobuf request: the walk, then the UTF-8 check.
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::new("items_and_utf8", n), &payload, |b, p| {
+            b.iter(|| {
+                let p = std::hint::black_box(p);
+                wire::validate(signal, p).unwrap_or(0)
+                    + u64::from(wire::utf8::check(signal, p).is_ok())
+            })
         });
         g.finish();
     }

@@ -17,6 +17,7 @@
 
 pub mod by_trace;
 pub mod edit;
+pub mod utf8;
 pub mod write;
 
 use crate::Signal;

@@ -7,8 +7,9 @@
 //! A protobuf request is never decoded into structs: its bytes (gRPC: as tonic's framing and
 //! decompression hand them over through `sonde_core`'s raw codec; HTTP: the body after bounded
 //! decompression) are checked and counted by the wire walker and become a [`Batch`] as they came.
-//! A JSON request is decoded once and encoded to protobuf ([`json`]). Nothing malformed ever
-//! reaches a buffer: it is refused with gRPC `INVALID_ARGUMENT` / HTTP 400 and a message saying
+//! A JSON request is decoded once and encoded to protobuf ([`json`]). Nothing malformed (nor a
+//! string field that is not UTF-8, which every decoder downstream would refuse) ever reaches a
+//! buffer: it is refused with gRPC `INVALID_ARGUMENT` / HTTP 400 and a message saying
 //! what is wrong, and counted.
 //!
 //! A request is answered success only when every exporter buffer that selects its batch has
@@ -375,12 +376,16 @@ impl Receiver {
         signal: Signal,
         payload: Bytes,
     ) -> Result<(), Refusal> {
-        let items = wire::validate(signal, &payload).map_err(|e| {
-            Refusal::new(
-                Reason::Malformed,
-                format!("invalid OTLP {signal} export request: {e}"),
-            )
-        })?;
+        // Well-formed, and every string is UTF-8 (what any decoder downstream requires: one
+        // bad string would otherwise cost a whole merged batch at a Parquet or stdout exporter).
+        let items = wire::validate(signal, &payload)
+            .and_then(|items| wire::utf8::check(signal, &payload).map(|()| items))
+            .map_err(|e| {
+                Refusal::new(
+                    Reason::Malformed,
+                    format!("invalid OTLP {signal} export request: {e}"),
+                )
+            })?;
         let counters = self.counters(t);
         let len = payload.len() as u64;
         if items > 0 {

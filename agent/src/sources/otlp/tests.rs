@@ -403,6 +403,19 @@ async fn http_refusals_say_what_is_wrong() {
         st.message
     );
 
+    // A span name that is not UTF-8: refused at the door, naming the field, never buffered.
+    let mut bad = msg.to_vec();
+    let at = bad.windows(6).position(|w| w == b"span-0").unwrap();
+    bad[at] = 0xff;
+    let (s, _, b) = post(h.http, "/v1/traces", pb, bad.into()).await;
+    assert_eq!(s, 400);
+    let st = RpcStatus::decode(b).unwrap();
+    assert!(
+        st.message.contains("string field 5 is not valid UTF-8"),
+        "{}",
+        st.message
+    );
+
     let (s, _, _) = post(h.http, "/v1/traces", "text/plain", msg.clone()).await;
     assert_eq!(s, 415);
     let (s, _, b) = http1(
@@ -437,7 +450,7 @@ async fn http_refusals_say_what_is_wrong() {
         (200, 0),
         "an empty request is an empty export request"
     );
-    assert_eq!(refused(&h, "http", "malformed"), 2);
+    assert_eq!(refused(&h, "http", "malformed"), 3);
     assert_eq!(refused(&h, "http", "too_large"), 2);
 }
 
