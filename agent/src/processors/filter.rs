@@ -10,16 +10,14 @@
 //! `sonde_processor_errors_total{reason="condition"}`: the item passes.
 
 use super::ottl::{Condition, Context, Item, ParseError};
-use super::prune::{Level, Pruner};
-use super::view::{
-    fields, first_len, metric_data, DataPointView, EventView, LogView, MetricView, Origin, SpanView,
-};
+use super::prune::{prune_items, Level, Verdict};
+use super::view::{children, metric_data, DataPointView, EventView, LogView, MetricView, SpanView};
 use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::FilterProcessorConfig;
 use sonde_core::metrics::Counter;
 use sonde_core::wire::edit::Editor;
-use sonde_core::wire::{WireError, LEN};
+use sonde_core::wire::WireError;
 use sonde_core::BuildError;
 use sonde_core::Signal;
 
@@ -80,173 +78,108 @@ impl Filter {
 
     fn traces(&self, buf: &[u8], editor: &mut Editor) -> Result<(u64, u64), WireError> {
         let (mut dropped, mut modified) = (0, 0);
-        let mut p = Pruner::default();
-        for r in resources(buf) {
-            let r = r?;
-            let resource = first_len(buf, r.payload(), 1);
-            let mut rl = Level::default();
-            for s in children(buf, r.payload(), 2) {
-                let s = s?;
-                let origin = Origin {
-                    resource,
-                    scope: first_len(buf, s.payload(), 1),
-                };
-                let mut sl = Level::default();
-                for span in children(buf, s.payload(), 2) {
-                    let span = span?;
-                    let view = SpanView {
-                        buf,
-                        span: span.payload(),
-                        origin,
-                    };
-                    if self.matches(&self.spans, &view) {
-                        sl.drop(span.range());
-                        dropped += 1;
-                        continue;
-                    }
-                    if self.events.is_empty() {
-                        sl.keep();
-                        continue;
-                    }
-                    let mut el = Level::default();
-                    for (index, ev) in children(buf, span.payload(), 11).enumerate() {
-                        let ev = ev?;
-                        let view = EventView {
-                            buf,
-                            event: ev.payload(),
-                            index,
-                            span: span.payload(),
-                            origin,
-                        };
-                        if self.matches(&self.events, &view) {
-                            el.drop(ev.range());
-                        } else {
-                            el.keep();
-                        }
-                    }
-                    // A span whose events all went stays, without events.
-                    let inner = el.into_deletes();
-                    if inner.is_empty() {
-                        sl.keep();
-                    } else {
-                        modified += 1;
-                        sl.keep_with(inner);
-                    }
-                }
-                sl.close_into(s.range(), &mut rl);
+        prune_items(buf, |origin, span| {
+            let view = SpanView {
+                buf,
+                span: span.payload(),
+                origin,
+            };
+            if self.matches(&self.spans, &view) {
+                dropped += 1;
+                return Ok(Verdict::Drop);
             }
-            rl.close_into(r.range(), &mut p.top);
-        }
-        p.finish(editor);
+            if self.events.is_empty() {
+                return Ok(Verdict::Keep);
+            }
+            let mut el = Level::default();
+            for (index, ev) in children(buf, span.payload(), 11).enumerate() {
+                let ev = ev?;
+                let view = EventView {
+                    buf,
+                    event: ev.payload(),
+                    index,
+                    span: span.payload(),
+                    origin,
+                };
+                if self.matches(&self.events, &view) {
+                    el.drop(ev.range());
+                } else {
+                    el.keep();
+                }
+            }
+            // A span whose events all went stays, without events.
+            let inner = el.into_deletes();
+            if !inner.is_empty() {
+                modified += 1;
+            }
+            Ok(Verdict::KeepWith(inner))
+        })?
+        .finish(editor);
         Ok((dropped, modified))
     }
 
     fn logs(&self, buf: &[u8], editor: &mut Editor) -> Result<(u64, u64), WireError> {
         let mut dropped = 0;
-        let mut p = Pruner::default();
-        for r in resources(buf) {
-            let r = r?;
-            let resource = first_len(buf, r.payload(), 1);
-            let mut rl = Level::default();
-            for s in children(buf, r.payload(), 2) {
-                let s = s?;
-                let origin = Origin {
-                    resource,
-                    scope: first_len(buf, s.payload(), 1),
-                };
-                let mut sl = Level::default();
-                for rec in children(buf, s.payload(), 2) {
-                    let rec = rec?;
-                    let view = LogView {
-                        buf,
-                        record: rec.payload(),
-                        origin,
-                    };
-                    if self.matches(&self.logs, &view) {
-                        sl.drop(rec.range());
-                        dropped += 1;
-                    } else {
-                        sl.keep();
-                    }
-                }
-                sl.close_into(s.range(), &mut rl);
+        prune_items(buf, |origin, rec| {
+            let view = LogView {
+                buf,
+                record: rec.payload(),
+                origin,
+            };
+            if self.matches(&self.logs, &view) {
+                dropped += 1;
+                return Ok(Verdict::Drop);
             }
-            rl.close_into(r.range(), &mut p.top);
-        }
-        p.finish(editor);
+            Ok(Verdict::Keep)
+        })?
+        .finish(editor);
         Ok((dropped, 0))
     }
 
     fn metrics(&self, buf: &[u8], editor: &mut Editor) -> Result<(u64, u64), WireError> {
         let (mut dropped, mut modified) = (0, 0);
-        let mut p = Pruner::default();
-        for r in resources(buf) {
-            let r = r?;
-            let resource = first_len(buf, r.payload(), 1);
-            let mut rl = Level::default();
-            for s in children(buf, r.payload(), 2) {
-                let s = s?;
-                let origin = Origin {
-                    resource,
-                    scope: first_len(buf, s.payload(), 1),
-                };
-                let mut sl = Level::default();
-                for m in children(buf, s.payload(), 2) {
-                    let m = m?;
-                    let data = metric_data(buf, m.payload());
-                    let points = match data {
-                        Some((_, d)) => children(buf, d, 1).count() as u64,
-                        None => 0,
-                    };
-                    let view = MetricView {
-                        buf,
-                        metric: m.payload(),
-                        origin,
-                    };
-                    if self.matches(&self.metrics, &view) {
-                        sl.drop(m.range());
-                        dropped += points;
-                        continue;
-                    }
-                    let (Some((kind, d)), false) = (data, self.points.is_empty()) else {
-                        sl.keep();
-                        continue;
-                    };
-                    let mut pl = Level::default();
-                    for pt in children(buf, d, 1) {
-                        let pt = pt?;
-                        let view = DataPointView {
-                            buf,
-                            point: pt.payload(),
-                            data: kind,
-                            metric: m.payload(),
-                            origin,
-                        };
-                        if self.matches(&self.points, &view) {
-                            pl.drop(pt.range());
-                            dropped += 1;
-                        } else {
-                            pl.keep();
-                        }
-                    }
-                    // A metric left without data points goes, as in the Collector.
-                    if pl.emptied() {
-                        sl.drop(m.range());
-                    } else {
-                        let inner = pl.into_deletes();
-                        if inner.is_empty() {
-                            sl.keep();
-                        } else {
-                            modified += 1;
-                            sl.keep_with(inner);
-                        }
-                    }
-                }
-                sl.close_into(s.range(), &mut rl);
+        prune_items(buf, |origin, m| {
+            let data = metric_data(buf, m.payload());
+            let view = MetricView {
+                buf,
+                metric: m.payload(),
+                origin,
+            };
+            if self.matches(&self.metrics, &view) {
+                dropped += data.map_or(0, |(_, d)| children(buf, d, 1).count() as u64);
+                return Ok(Verdict::Drop);
             }
-            rl.close_into(r.range(), &mut p.top);
-        }
-        p.finish(editor);
+            let (Some((kind, d)), false) = (data, self.points.is_empty()) else {
+                return Ok(Verdict::Keep);
+            };
+            let mut pl = Level::default();
+            for pt in children(buf, d, 1) {
+                let pt = pt?;
+                let view = DataPointView {
+                    buf,
+                    point: pt.payload(),
+                    data: kind,
+                    metric: m.payload(),
+                    origin,
+                };
+                if self.matches(&self.points, &view) {
+                    pl.drop(pt.range());
+                    dropped += 1;
+                } else {
+                    pl.keep();
+                }
+            }
+            // A metric left without data points goes, as in the Collector.
+            if pl.emptied() {
+                return Ok(Verdict::Drop);
+            }
+            let inner = pl.into_deletes();
+            if !inner.is_empty() {
+                modified += 1;
+            }
+            Ok(Verdict::KeepWith(inner))
+        })?
+        .finish(editor);
         Ok((dropped, modified))
     }
 }
@@ -260,24 +193,6 @@ pub fn context_of(list: &str) -> Context {
         "datapoints" => Context::DataPoint,
         _ => Context::Span,
     }
-}
-
-/// The resource-level messages of a request (field 1).
-fn resources(buf: &[u8]) -> impl Iterator<Item = Result<super::view::Node, WireError>> + '_ {
-    children(buf, (0, buf.len()), 1)
-}
-
-/// The length-delimited fields `number` of a message.
-pub(super) fn children(
-    buf: &[u8],
-    p: (usize, usize),
-    number: u32,
-) -> impl Iterator<Item = Result<super::view::Node, WireError>> + '_ {
-    fields(buf, p).filter(move |n| {
-        n.as_ref().map_or(true, |n| {
-            n.field.number == number && n.field.wire_type == LEN
-        })
-    })
 }
 
 impl Processor for Filter {

@@ -8,7 +8,9 @@
 //! never overlap: the deletes of a parent's children are emitted only when the parent itself
 //! stays.
 
+use super::view::{children, first_len, Node, Origin};
 use sonde_core::wire::edit::Editor;
+use sonde_core::wire::WireError;
 use std::ops::Range;
 
 /// The deletions pending inside one message (a scope, a metric, a resource).
@@ -79,6 +81,49 @@ impl Pruner {
             editor.delete(r);
         }
     }
+}
+
+/// What becomes of one item (a span, a log record, a metric).
+pub enum Verdict {
+    Keep,
+    Drop,
+    /// It stays, with these deletes inside it (none: unchanged).
+    KeepWith(Vec<Range<usize>>),
+}
+
+/// Walks the items of the request `buf` (resource-level → scope-level → item, each the field 2
+/// of its parent), asks `decide` about each with its origin, and returns the deletes that
+/// follow — the dropped items, and the scopes and resources they leave empty — for
+/// [`Pruner::finish`].
+pub fn prune_items(
+    buf: &[u8],
+    mut decide: impl FnMut(Origin, Node) -> Result<Verdict, WireError>,
+) -> Result<Pruner, WireError> {
+    let mut p = Pruner::default();
+    for r in children(buf, (0, buf.len()), 1) {
+        let r = r?;
+        let resource = first_len(buf, r.payload(), 1);
+        let mut rl = Level::default();
+        for s in children(buf, r.payload(), 2) {
+            let s = s?;
+            let origin = Origin {
+                resource,
+                scope: first_len(buf, s.payload(), 1),
+            };
+            let mut sl = Level::default();
+            for item in children(buf, s.payload(), 2) {
+                let item = item?;
+                match decide(origin, item)? {
+                    Verdict::Drop => sl.drop(item.range()),
+                    Verdict::KeepWith(inner) if !inner.is_empty() => sl.keep_with(inner),
+                    Verdict::Keep | Verdict::KeepWith(_) => sl.keep(),
+                }
+            }
+            sl.close_into(s.range(), &mut rl);
+        }
+        rl.close_into(r.range(), &mut p.top);
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@
 //! pattern in `sonde_processor_redactions_total{processor, pattern}` (`pattern="key"` for
 //! `keys`).
 
-use super::filter::children;
 use super::patterns::{Action, Builtin, Counts, Pattern, Redactor};
-use super::view::{fields, first_len, metric_data};
+use super::view::{children, fields, first_len, metric_data};
 use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::{RedactAction, RedactProcessorConfig};

@@ -14,8 +14,7 @@
 //! a metadata service neither waits nor loses data.
 
 use super::detect::{Detected, DetectorSet};
-use super::filter::children;
-use super::view::{fields, Node};
+use super::view::{children, fields, Node};
 use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};

@@ -12,7 +12,6 @@
 //! `ot` entry, an inconsistent threshold, a trace id without the W3C random flag…) are counted
 //! by reason in `sonde_processor_sampling_anomalies_total`.
 
-use super::filter::children;
 use super::probability::{FastRng, Mode, SpanInput, TraceStateEdit};
 use super::view::fields;
 use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
@@ -26,7 +25,7 @@ use sonde_core::{BuildError, Signal};
 use std::cell::RefCell;
 use std::sync::Mutex;
 
-use super::prune::{Level, Pruner};
+use super::prune::{prune_items, Verdict};
 
 pub struct Sample {
     sampler: super::probability::Sampler,
@@ -52,101 +51,72 @@ impl Sample {
 
     fn traces(&self, buf: &[u8], editor: &mut Editor) -> Result<Change, WireError> {
         let mut change = Change::default();
-        let mut p = Pruner::default();
-        TRACE_STATE.with(|cell| {
+        let pruner = TRACE_STATE.with(|cell| {
             let mut out = cell.borrow_mut();
-            for r in children(buf, (0, buf.len()), 1) {
-                let r = r?;
-                let mut rl = Level::default();
-                for s in children(buf, r.payload(), 2) {
-                    let s = s?;
-                    let mut sl = Level::default();
-                    for span in children(buf, s.payload(), 2) {
-                        let span = span?;
-                        let (mut trace_id, mut state, mut flags) = (&[][..], None, 0u32);
-                        for f in fields(buf, span.payload()) {
-                            let f = f?;
-                            match (f.field.number, f.field.wire_type) {
-                                (1, LEN) => trace_id = &buf[f.field.payload.0..f.field.payload.1],
-                                (3, LEN) => state = Some(f),
-                                (16, I32) => flags = f.field.value as u32,
-                                _ => {}
-                            }
-                        }
-                        let ts = state
-                            .and_then(|f| {
-                                std::str::from_utf8(&buf[f.field.payload.0..f.field.payload.1]).ok()
-                            })
-                            .unwrap_or("");
-                        out.clear();
-                        let d = self.sampler.sample_span(
-                            SpanInput {
-                                trace_id,
-                                trace_state: ts,
-                                flags,
-                            },
-                            &mut out,
-                        );
-                        self.count_anomalies(d.anomalies);
-                        if !d.keep {
-                            sl.drop(span.range());
-                            change.dropped += 1;
-                            continue;
-                        }
-                        if d.trace_state == TraceStateEdit::Rewritten {
-                            let write = |b: &mut Vec<u8>| {
-                                let mut h = bytes::BytesMut::new();
-                                put_len_header(&mut h, 3, out.len());
-                                b.extend_from_slice(&h);
-                                b.extend_from_slice(out.as_bytes());
-                            };
-                            match state {
-                                Some(f) => editor.replace(f.range(), write),
-                                None => editor.insert(span.payload().0, write),
-                            }
-                            change.modified += 1;
-                        }
-                        sl.keep();
+            prune_items(buf, |_, span| {
+                let (mut trace_id, mut state, mut flags) = (&[][..], None, 0u32);
+                for f in fields(buf, span.payload()) {
+                    let f = f?;
+                    match (f.field.number, f.field.wire_type) {
+                        (1, LEN) => trace_id = &buf[f.field.payload.0..f.field.payload.1],
+                        (3, LEN) => state = Some(f),
+                        (16, I32) => flags = f.field.value as u32,
+                        _ => {}
                     }
-                    sl.close_into(s.range(), &mut rl);
                 }
-                rl.close_into(r.range(), &mut p.top);
-            }
-            Ok::<(), WireError>(())
+                let ts = state
+                    .and_then(|f| {
+                        std::str::from_utf8(&buf[f.field.payload.0..f.field.payload.1]).ok()
+                    })
+                    .unwrap_or("");
+                out.clear();
+                let input = SpanInput {
+                    trace_id,
+                    trace_state: ts,
+                    flags,
+                };
+                let d = self.sampler.sample_span(input, &mut out);
+                self.count_anomalies(d.anomalies);
+                if !d.keep {
+                    change.dropped += 1;
+                    return Ok(Verdict::Drop);
+                }
+                if d.trace_state == TraceStateEdit::Rewritten {
+                    let write = |b: &mut Vec<u8>| {
+                        let mut h = bytes::BytesMut::new();
+                        put_len_header(&mut h, 3, out.len());
+                        b.extend_from_slice(&h);
+                        b.extend_from_slice(out.as_bytes());
+                    };
+                    match state {
+                        Some(f) => editor.replace(f.range(), write),
+                        None => editor.insert(span.payload().0, write),
+                    }
+                    change.modified += 1;
+                }
+                Ok(Verdict::Keep)
+            })
         })?;
-        p.finish(editor);
+        pruner.finish(editor);
         Ok(change)
     }
 
     fn logs(&self, buf: &[u8], editor: &mut Editor) -> Result<Change, WireError> {
         let mut change = Change::default();
-        let mut p = Pruner::default();
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        for r in children(buf, (0, buf.len()), 1) {
-            let r = r?;
-            let mut rl = Level::default();
-            for s in children(buf, r.payload(), 2) {
-                let s = s?;
-                let mut sl = Level::default();
-                for rec in children(buf, s.payload(), 2) {
-                    let rec = rec?;
-                    let trace_id = fields(buf, rec.payload())
-                        .map_while(Result::ok)
-                        .filter(|f| f.field.number == 9 && f.field.wire_type == LEN)
-                        .last()
-                        .map_or(&[][..], |f| &buf[f.field.payload.0..f.field.payload.1]);
-                    if self.sampler.sample_log(trace_id, &mut rng).keep {
-                        sl.keep();
-                    } else {
-                        sl.drop(rec.range());
-                        change.dropped += 1;
-                    }
-                }
-                sl.close_into(s.range(), &mut rl);
+        prune_items(buf, |_, rec| {
+            let trace_id = fields(buf, rec.payload())
+                .map_while(Result::ok)
+                .filter(|f| f.field.number == 9 && f.field.wire_type == LEN)
+                .last()
+                .map_or(&[][..], |f| &buf[f.field.payload.0..f.field.payload.1]);
+            if self.sampler.sample_log(trace_id, &mut rng).keep {
+                return Ok(Verdict::Keep);
             }
-            rl.close_into(r.range(), &mut p.top);
-        }
-        p.finish(editor);
+            change.dropped += 1;
+            Ok(Verdict::Drop)
+        })?
+        .finish(editor);
         Ok(change)
     }
 }

@@ -64,6 +64,19 @@ impl Iterator for Fields<'_> {
     }
 }
 
+/// The length-delimited fields `number` of a message.
+pub fn children(
+    buf: &[u8],
+    p: (usize, usize),
+    number: u32,
+) -> impl Iterator<Item = Result<Node, WireError>> + '_ {
+    fields(buf, p).filter(move |n| {
+        n.as_ref().map_or(true, |n| {
+            n.field.number == number && n.field.wire_type == LEN
+        })
+    })
+}
+
 /// The payload of the first length-delimited field `number` in `range`, if any.
 pub fn first_len(buf: &[u8], range: (usize, usize), number: u32) -> Option<(usize, usize)> {
     fields(buf, range)
