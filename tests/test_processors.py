@@ -355,7 +355,7 @@ REDACT = """
 type = "redact"
 inputs = ["apps"]
 patterns = ["email", "credit_card", 'Bearer [A-Za-z0-9._~+/-]+=*']
-keys = ["user.password"]
+keys = ["user.password", "user.pin"]
 bodies = true
 {action}
 """
@@ -389,6 +389,7 @@ SECRETS = [
     ("order", "order 4111111111111112 shipped"),  # 16 digits, fails Luhn: not a card
     ("auth", "Bearer eyJhbGciOi.abc-def_ghi=="),
     ("user.password", "hunter2"),
+    ("user.pin", 1234),  # not a string, under `keys`: redacted all the same
     ("plain", "nothing to see"),
 ]
 BODY = "login by bob@example.org with Bearer tok_123 and card 5500 0000 0000 0004"
@@ -441,6 +442,7 @@ def test_redact_masks_and_hashes_and_the_hash_is_the_same_on_two_agents(run_agen
             "order": "order 4111111111111112 shipped",
             "auth": "****",
             "user.password": "****",
+            "user.pin": "****",
             "plain": "nothing to see",
         }
     (_, log), = sink_logs(out, "masked")
@@ -455,6 +457,7 @@ def test_redact_masks_and_hashes_and_the_hash_is_the_same_on_two_agents(run_agen
         "order": "order 4111111111111112 shipped",
         "auth": expected_hash("Bearer eyJhbGciOi.abc-def_ghi=="),
         "user.password": expected_hash("hunter2"),
+        "user.pin": expected_hash("1234"),  # the hash of its text form
         "plain": "nothing to see",
     }
     assert expected_hash("alice.smith@example.com", "email") == expected_hash("Alice.Smith@Example.COM", "email")
@@ -470,9 +473,9 @@ def test_redact_masks_and_hashes_and_the_hash_is_the_same_on_two_agents(run_agen
         (_, log), = sink_logs(out, p)
         assert log.body.string_value == want_body, p
 
-    # Counted per pattern (3 spans: 1 e-mail, 2 cards, 1 token, 1 key each; the body: one each).
+    # Counted per pattern (3 spans: 1 e-mail, 2 cards, 1 token, 2 keys each; the body: one each).
     m = metrics(a)
-    for pattern, n in [("email", 4), ("credit_card", 7), ("regex_2", 4), ("key", 3)]:
+    for pattern, n in [("email", 4), ("credit_card", 7), ("regex_2", 4), ("key", 6)]:
         assert metric(m, "sonde_processor_redactions_total", processor="masked", pattern=pattern) == n, pattern
         assert metric(m, "sonde_processor_redactions_total", processor="hashed", pattern=pattern) == n, pattern
     assert metric(m, "sonde_processor_modified_items_total", processor="masked") == 4
