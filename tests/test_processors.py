@@ -7,12 +7,15 @@ grpcio/opentelemetry-proto sink (tests/otlp_sink.py), whose record is decoded an
   and OTEL_SERVICE_NAME); the application's own attributes win over inserted and detected ones;
   a resource-level message without a `Resource` gets one;
 - filter: spans with `attributes["http.route"] == "/health"` and log records below INFO dropped,
-  exact counts at the sink and in the agent's /metrics;
+  exact counts at the sink and in the agent's /metrics; SDK metrics through a chain (a metric
+  dropped whole, a data point dropped, a metric left without points removed, then a resource
+  processor), with an exporter without `inputs` beside it getting the source's data untouched;
 - redact: e-mail, card numbers (Luhn-valid masked, a Luhn-invalid order number kept), a bearer
   token regex, `keys` and `bodies`, with `mask` and `hash`; the hash is the documented HMAC and
   is the same on two agents;
 - sample: 10 % of 100k traces kept within statistical bounds, each decision the one the
-  threshold written into `tracestate` implies, the same decisions on two agents;
+  threshold written into `tracestate` implies, the same decisions on two agents; log records
+  with a trace id follow their trace, those without are drawn at the same rate;
 - a file source behind a filter that drops everything: the checkpoint still advances, and a
   restart reads nothing again.
 
@@ -30,7 +33,9 @@ import urllib.request
 
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
@@ -38,6 +43,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -135,6 +142,28 @@ def sink_logs(out, pipeline=None):
             for sl in rl.scope_logs:
                 for l in sl.log_records:
                     found.append((r, l))
+    return found
+
+
+def sink_points(out, pipeline=None):
+    """{metric name: [(resource attributes, point attributes, value)]} of every sum and gauge
+    data point the sink got."""
+    found = {}
+    for rec in sink_lines(out):
+        if rec["signal"] != "metrics":
+            continue
+        if pipeline is not None and rec["headers"].get("x-pipeline") != pipeline:
+            continue
+        req = ExportMetricsServiceRequest()
+        req.ParseFromString(base64.b64decode(rec["body"]))
+        for rm in req.resource_metrics:
+            r = attrs(rm.resource.attributes)
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    data = getattr(m, m.WhichOneof("data"))
+                    for p in data.data_points:
+                        value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                        found.setdefault(m.name, []).append((r, attrs(p.attributes), value))
     return found
 
 
@@ -347,6 +376,71 @@ log_records = ["severity_number < SEVERITY_NUMBER_INFO"]
     assert agent.stop() == 0, agent.stderr_tail()
 
 
+def test_metrics_filtered_then_tagged_through_a_chain_and_raw_beside_it(run_agent, peers, tmp_path):  # noqa: F811
+    _, sink_http, out = start_sink(peers, tmp_path)
+    processors = """
+[processors.drop_metrics]
+type = "filter"
+inputs = ["apps"]
+metrics = ['IsMatch(name, "^go\\\\.")']
+datapoints = ['attributes["route"] == "/health"']
+
+[processors.tag]
+type = "resource"
+inputs = ["drop_metrics"]
+set = { pipeline = "processed" }
+"""
+    raw = f"""
+[exporters.raw]
+type = "otlp"
+protocol = "http/protobuf"
+endpoint = "http://127.0.0.1:{sink_http}"
+batch = {{ max_age = "50ms" }}
+headers = {{ "x-pipeline" = "raw" }}
+"""
+    cfg = agent_config(tmp_path / "data", sink_http, processors, ["tag"], headers={"x-pipeline": "processed"}, extra_exporters=raw)
+    agent, addr = start_agent(run_agent, cfg)
+
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"http://{addr['http']}/v1/metrics", timeout=10), export_interval_millis=600_000
+    )
+    provider = MeterProvider(resource=Resource({"service.name": "api"}), metric_readers=[reader])
+    meter = provider.get_meter("sonde.e2e")
+    requests = meter.create_counter("http.requests")
+    requests.add(5, {"route": "/health"})
+    requests.add(3, {"route": "/orders"})
+    meter.create_counter("go.gc.count").add(1)
+    meter.create_counter("only.health").add(2, {"route": "/health"})
+    meter.create_up_down_counter("queue.depth").add(4)
+    provider.shutdown()  # one collection, exported once
+
+    def settled():
+        m = metrics(agent)
+        return (
+            metric(m, "sonde_exporter_sent_items_total", exporter="raw") == 5
+            and metric(m, "sonde_exporter_sent_items_total", exporter="sink") == 2
+        ) and m
+
+    m = poll(settled, 15, "both exporters to send what they take")
+
+    # The exporter without `inputs` takes from the source directly: untouched.
+    got = sink_points(out, "raw")
+    assert sorted(got) == ["go.gc.count", "http.requests", "only.health", "queue.depth"]
+    assert all("pipeline" not in r for pts in got.values() for r, _, _ in pts)
+    # Through the chain: a metric dropped whole, a data point dropped, a metric left without
+    # points removed, and what is left tagged by the next processor.
+    got = sink_points(out, "processed")
+    assert got == {
+        "http.requests": [({"service.name": "api", "pipeline": "processed"}, {"route": "/orders"}, 3)],
+        "queue.depth": [({"service.name": "api", "pipeline": "processed"}, {}, 4)],
+    }, got
+    assert metric(m, "sonde_processor_items_total", processor="drop_metrics", signal="metrics") == 5
+    assert metric(m, "sonde_processor_dropped_items_total", processor="drop_metrics", reason="filtered") == 3
+    assert metric(m, "sonde_processor_modified_items_total", processor="drop_metrics") == 1
+    assert metric(m, "sonde_processor_items_total", processor="tag", signal="metrics") == 2
+    assert agent.stop() == 0, agent.stderr_tail()
+
+
 # ---------------------------------------------------------------------------------------------
 # redact
 
@@ -495,6 +589,8 @@ percentage = 10
 
 TRACES = 100_000
 PER_REQUEST = 5_000
+LOGS_WITH_TRACE = 5_000
+LOGS_WITHOUT_TRACE = 2_000
 
 
 def trace_ids(n, seed):
@@ -566,14 +662,27 @@ def test_sample_keeps_ten_percent_consistently_on_two_agents(run_agent, peers, t
     flush(provider)
     provider.shutdown()
 
+    # Log records: with a trace id, the decision of the trace's spans; without, a random draw.
+    logs = ExportLogsServiceRequest()
+    sl = logs.resource_logs.add().scope_logs.add()
+    for i, tid in enumerate(ids[:LOGS_WITH_TRACE]):
+        sl.log_records.add(trace_id=tid, span_id=(i + 1).to_bytes(8, "big"), body=common_pb2.AnyValue(string_value="traced"))
+    for _ in range(LOGS_WITHOUT_TRACE):
+        sl.log_records.add(body=common_pb2.AnyValue(string_value="untraced"))
+    post(addr_a["http"], "/v1/logs", logs.SerializeToString())
+
     def settled(agent, n):
         m = metrics(agent)
-        return metric(m, "sonde_processor_items_total", processor="sampled", signal="traces") == n and (
+        return metric(m, "sonde_processor_items_total", processor="sampled") == n and (
             metric(m, "sonde_exporter_sent_items_total", exporter="sink")
             == n - metric(m, "sonde_processor_dropped_items_total", processor="sampled", reason="sampled")
         )
 
-    poll(lambda: settled(a, TRACES + 2000) and settled(b, TRACES), 25, "both agents to sample and export everything")
+    poll(
+        lambda: settled(a, TRACES + 2000 + LOGS_WITH_TRACE + LOGS_WITHOUT_TRACE) and settled(b, TRACES),
+        25,
+        "both agents to sample and export everything",
+    )
 
     kept_a = {s.trace_id: s for _, s in sink_spans(out, "a")}
     kept_b = {s.trace_id: s for _, s in sink_spans(out, "b")}
@@ -594,12 +703,23 @@ def test_sample_keeps_ten_percent_consistently_on_two_agents(run_agent, peers, t
     assert sdk_a == {t for t in sdk_ids if randomness(t) >= th}
 
     # The kept share is binomial: within 5 standard deviations of the mean.
-    n, k = TRACES, len(load_a)
-    sd = math.sqrt(n * probability * (1 - probability))
-    assert abs(k - n * probability) < 5 * sd, (k, n * probability, sd)
+    def within_bounds(k, n):
+        sd = math.sqrt(n * probability * (1 - probability))
+        return abs(k - n * probability) < 5 * sd
+
+    assert within_bounds(len(load_a), TRACES), len(load_a)
+
+    kept_logs = [l for _, l in sink_logs(out, "a")]
+    traced = {l.trace_id for l in kept_logs if l.body.string_value == "traced"}
+    assert traced == {t for t in ids[:LOGS_WITH_TRACE] if randomness(t) >= th}
+    assert traced <= load_a  # a trace's records go where its spans go
+    untraced = sum(1 for l in kept_logs if l.body.string_value == "untraced")
+    assert within_bounds(untraced, LOGS_WITHOUT_TRACE), untraced
 
     m = metrics(a)
-    assert metric(m, "sonde_processor_dropped_items_total", processor="sampled", reason="sampled") == TRACES + 2000 - len(kept_a)
+    assert metric(m, "sonde_processor_dropped_items_total", processor="sampled", reason="sampled") == (
+        TRACES + 2000 + LOGS_WITH_TRACE + LOGS_WITHOUT_TRACE - len(kept_a) - len(kept_logs)
+    )
     assert metric(m, "sonde_processor_modified_items_total", processor="sampled") == len(kept_a)
     assert metric(m, "sonde_processor_sampling_anomalies_total", processor="sampled", reason="missing_randomness") == 0
     assert a.stop() == 0, a.stderr_tail()
