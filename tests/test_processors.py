@@ -17,7 +17,8 @@ grpcio/opentelemetry-proto sink (tests/otlp_sink.py), whose record is decoded an
   threshold written into `tracestate` implies, the same decisions on two agents; log records
   with a trace id follow their trace, those without are drawn at the same rate;
 - a file source behind a filter that drops everything: the checkpoint still advances, and a
-  restart reads nothing again.
+  restart reads nothing again;
+- a reload (SIGHUP) applies new conditions, and the processor's counters carry on in one series.
 
 Loopback only; every wait has a deadline."""
 
@@ -28,6 +29,7 @@ import http.client
 import json
 import math
 import random
+import signal
 import time
 import urllib.request
 
@@ -830,3 +832,59 @@ def test_file_source_behind_a_filter_dropping_everything_still_advances_its_chec
     assert agent.stop() == 0, agent.stderr_tail()
     got.extend(stdout_bodies(agent.rest_of_stdout(1)))
     assert got == ["after restart"]
+
+
+# ---------------------------------------------------------------------------------------------
+# reload
+
+
+def test_a_reload_applies_new_conditions_and_the_processor_counters_carry_on(run_agent, peers, tmp_path):  # noqa: F811
+    _, sink_http, out = start_sink(peers, tmp_path)
+    port = free_port()
+
+    def cfg(route):
+        processors = f"""
+[processors.drop_noise]
+type = "filter"
+inputs = ["apps"]
+spans = ['attributes["http.route"] == "{route}"']
+"""
+        return agent_config(tmp_path / "data", sink_http, processors, ["drop_noise"]).replace(
+            'http = "127.0.0.1:0"', f'http = "127.0.0.1:{port}"'
+        )
+
+    agent, addr = start_agent(run_agent, cfg("/health"))
+
+    def send(tag):
+        provider, tracer = sdk_tracer(addr["http"], {"service.name": "web"})
+        for route in ("/health", "/orders"):
+            for i in range(3):
+                with tracer.start_as_current_span(f"{tag} {route}") as s:
+                    s.set_attribute("http.route", route)
+        flush(provider)
+        provider.shutdown()
+
+    def names():
+        return sorted(s.name for _, s in sink_spans(out))
+
+    send("before")
+    poll(lambda: len(names()) >= 3, 15, "the spans sent before the reload")
+    (tmp_path / "sonde-0.toml").write_text(cfg("/orders"))
+    agent.proc.send_signal(signal.SIGHUP)
+    assert agent.wait_stderr("configuration reloaded", timeout=20), agent.stderr_tail()
+    send("after")
+    poll(lambda: len(names()) >= 6, 15, "the spans sent after the reload")
+    m = poll(
+        lambda: (m := metrics(agent))
+        and metric(m, "sonde_processor_items_total", processor="drop_noise", signal="traces") == 12
+        and m,
+        10,
+        "the counters to reach 12 items",
+    )
+    assert names() == ["after /health"] * 3 + ["before /orders"] * 3
+    assert metric(m, "sonde_processor_dropped_items_total", processor="drop_noise", reason="filtered") == 6
+    # One series per name and labels, not one per generation of the processor.
+    text = urllib.request.urlopen(agent.admin_url() + "/metrics", timeout=5).read().decode()
+    series = [l.split(" ")[0] for l in text.splitlines() if l.startswith("sonde_processor_items_total{")]
+    assert len(series) == len(set(series)), series
+    assert agent.stop() == 0, agent.stderr_tail()
