@@ -1,7 +1,7 @@
 //! The checks of a whole configuration once every component is deserialized: each component's
 //! own checks (the `problems()` of its settings), and the ones that need several components —
-//! the graph (`inputs` naming declared sources or processors, no cycle, every processor's output
-//! taken by something) and the signals (what an exporter or processor can take actually reaching
+//! the graph (names unique across sources and processors, `inputs` naming declared sources or
+//! processors, no cycle, every processor's output taken by something) and the signals (what an exporter or processor can take actually reaching
 //! it).
 //!
 //! Problems are reported, never fixed: the loader refuses a file with any. The order of the
@@ -61,6 +61,14 @@ pub(crate) fn validate(report: &mut Report<'_>, config: &Config, declared: &Decl
     let cyclic = cycles(config);
     for (name, processor) in &config.processors {
         let at = KeyPath::dotted("processors").key(name.clone());
+        if declared.sources.contains(name) {
+            // The graph is keyed by name: a batch from the source would be taken for the
+            // processor's output, and an `inputs` entry could mean either.
+            report.error(
+                &at,
+                format!("`{name}` is also the name of a source: give the processor another name"),
+            );
+        }
         check_processor_inputs(report, &at, name, processor, declared, &cyclic);
         if understood && !cyclic.contains(name) {
             check_processor_signals(report, &at, processor, config);

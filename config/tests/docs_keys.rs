@@ -11,8 +11,8 @@
 //! | `multiline.timeout` | duration | `"1s"` | … |
 //! ```
 //!
-//! Sections: `agent`, `sources.<type>`, `exporters.*` (the keys every exporter has) and
-//! `exporters.<type>`. A key is written as it is in the TOML file, dotted below its table
+//! Sections: `agent`, `sources.<type>`, `processors.<type>` (with `type` and `inputs`),
+//! `exporters.*` (the keys every exporter has) and `exporters.<type>`. A key is written as it is in the TOML file, dotted below its table
 //! (`buffer.max_size`, `tls.cert_file`); one key per row; a `|` inside a cell is written `\|`.
 //!
 //! What the schema has is found by asking the configuration loader itself: a file with an
@@ -27,7 +27,9 @@
 //! way loads and equals the one without it — and (e) every ```` ```toml ```` example in `docs/`
 //! and `README.md` is a configuration that loads.
 
-use sonde_config::{load_str_with_env, Config, ConfigError, ExporterKind, SourceConfig};
+use sonde_config::{
+    load_str_with_env, Config, ConfigError, ExporterKind, ProcessorKind, SourceConfig,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,7 @@ const HEADER: &str = "| key | type | default | meaning |";
 enum Section {
     Agent,
     Source(&'static str),
+    Processor(&'static str),
     ExporterCommon,
     Exporter(&'static str),
 }
@@ -49,6 +52,7 @@ impl Section {
     fn all() -> Vec<Section> {
         let mut all = vec![Section::Agent, Section::ExporterCommon];
         all.extend(SourceConfig::TYPES.iter().map(|t| Section::Source(t)));
+        all.extend(ProcessorKind::TYPES.iter().map(|t| Section::Processor(t)));
         all.extend(ExporterKind::TYPES.iter().map(|t| Section::Exporter(t)));
         all
     }
@@ -57,6 +61,7 @@ impl Section {
         match self {
             Section::Agent => "agent".into(),
             Section::Source(t) => format!("sources.{t}"),
+            Section::Processor(t) => format!("processors.{t}"),
             Section::ExporterCommon => "exporters.*".into(),
             Section::Exporter(t) => format!("exporters.{t}"),
         }
@@ -67,6 +72,7 @@ impl Section {
         match self {
             Section::Agent => "agent",
             Section::Source(_) => "sources.p",
+            Section::Processor(_) => "processors.p",
             Section::ExporterCommon | Section::Exporter(_) => "exporters.p",
         }
     }
@@ -75,9 +81,23 @@ impl Section {
     fn required(self) -> &'static str {
         match self {
             Section::Source("file") => "include = [\"/var/log/*.log\"]\n",
+            Section::Processor("resource") => "delete = [\"x\"]\n",
+            Section::Processor("filter") => "spans = [\"true\"]\n",
+            Section::Processor("redact") => "keys = [\"x\"]\n",
             Section::Exporter("otlp") => "endpoint = \"http://127.0.0.1:4317\"\n",
             Section::Exporter("parquet") => "url = \"file:///var/lib/sonde-docs-test\"\n",
             _ => "",
+        }
+    }
+
+    /// [`Section::required`], unless `key` is among them: a processor needs one of several
+    /// optional keys, so another one stands in while `key` is written with its default.
+    fn required_besides(self, key: &str) -> &'static str {
+        match (self, key) {
+            (Section::Processor("resource"), "delete") => "set = { x = \"y\" }\n",
+            (Section::Processor("filter"), "spans") => "log_records = [\"true\"]\n",
+            (Section::Processor("redact"), "keys") => "patterns = [\"email\"]\n",
+            _ => self.required(),
         }
     }
 
@@ -93,10 +113,9 @@ impl Section {
         }
     }
 
-    /// A whole configuration with `lines` written in this section's table (and, when
-    /// `complete`, the table's required keys), plus what the file needs around it.
-    fn config(self, lines: &str, complete: bool) -> String {
-        let required = if complete { self.required() } else { "" };
+    /// A whole configuration with `required` and `lines` written in this section's table, plus
+    /// what the file needs around it.
+    fn config(self, lines: &str, required: &str) -> String {
         match self {
             Section::Agent => format!(
                 "[agent]\n{lines}\n\n[sources.h]\ntype = \"host_metrics\"\n\n\
@@ -105,6 +124,11 @@ impl Section {
             Section::Source(t) => format!(
                 "[sources.p]\ntype = \"{t}\"\n{required}{lines}\n\n\
                  [exporters.out]\ntype = \"stdout\"\n"
+            ),
+            Section::Processor(t) => format!(
+                "[sources.h]\ntype = \"otlp\"\n\n\
+                 [processors.p]\ntype = \"{t}\"\ninputs = [\"h\"]\n{required}{lines}\n\n\
+                 [exporters.out]\ntype = \"stdout\"\ninputs = [\"p\"]\n"
             ),
             Section::ExporterCommon => format!(
                 "[sources.h]\ntype = \"host_metrics\"\n\n\
@@ -156,7 +180,7 @@ fn join(prefix: &str, key: &str) -> String {
 /// A key whose value is a table of known keys is replaced by those keys; a value of any other
 /// kind (a scalar, a list, an address, a table of free keys) makes the key itself a leaf.
 fn keys_below(section: Section, prefix: &str) -> Vec<String> {
-    let text = section.config(&format!("{} = 0", join(prefix, PROBE)), false);
+    let text = section.config(&format!("{} = 0", join(prefix, PROBE)), "");
     let probe_path = join(&join(section.table_path(), prefix), PROBE);
     let fields = problems(&text)
         .into_iter()
@@ -183,7 +207,7 @@ fn exporter_common_top_keys() -> Vec<String> {
     let keys = listed_fields(&err.to_string())
         .unwrap_or_else(|| panic!("unexpected message for an unknown key: {err}"));
     for k in &keys {
-        let text = Section::ExporterCommon.config(&format!("{k}.{PROBE} = 0"), false);
+        let text = Section::ExporterCommon.config(&format!("{k}.{PROBE} = 0"), "");
         let unknown = format!("unknown field `{k}`");
         if let Some(e) = problems(&text)
             .iter()
@@ -208,8 +232,15 @@ fn schema_keys(section: Section) -> BTreeSet<String> {
         _ => keys_below(section, "").into_iter().collect(),
     };
     keys.remove("");
-    if matches!(section, Section::Source(_) | Section::Exporter(_)) {
+    if matches!(
+        section,
+        Section::Source(_) | Section::Processor(_) | Section::Exporter(_)
+    ) {
         keys.insert("type".into());
+    }
+    if matches!(section, Section::Processor(_)) {
+        // The loader takes `inputs` before handing the rest to the processor's type.
+        keys.insert("inputs".into());
     }
     keys
 }
@@ -465,6 +496,19 @@ fn the_schema_is_found_by_probing_the_loader() {
     }
     let parquet = schema_keys(Section::Exporter("parquet"));
     assert!(parquet.contains("upload.part_size") && !parquet.contains("buffer.type"));
+    let resource = schema_keys(Section::Processor("resource"));
+    for k in [
+        "type",
+        "inputs",
+        "detectors",
+        "set",
+        "detect_timeout",
+        "metadata_url",
+    ] {
+        assert!(resource.contains(k), "{k} not found in {resource:?}");
+    }
+    let redact = schema_keys(Section::Processor("redact"));
+    assert!(redact.contains("hash_key_file") && redact.contains("bodies"));
     let agent = schema_keys(Section::Agent);
     assert!(agent.contains("log.level") && agent.contains("admin") && !agent.contains("type"));
 }
@@ -484,8 +528,9 @@ fn documented_defaults_are_the_defaults() {
             };
             checked += 1;
             let companions = section.companions(&row.key);
-            let base = section.config(companions, true);
-            let with = section.config(&format!("{companions}{} = {literal}", row.key), true);
+            let required = section.required_besides(&row.key);
+            let base = section.config(companions, required);
+            let with = section.config(&format!("{companions}{} = {literal}", row.key), required);
             let at = format!("{}:{}", table.file, row.line);
             let base = match load(&base) {
                 Ok(c) => c,

@@ -445,3 +445,27 @@ fn file_level_problems_and_wrong_tables_read_plainly() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_processor_named_like_a_source_is_refused() {
+    // The graph is keyed by name: the source's batches would pass for the processor's output.
+    let text = r#"
+[sources.apps]
+type = "otlp"
+
+[sources.other]
+type = "otlp"
+
+[processors.apps]
+type = "filter"
+inputs = ["other"]
+spans = ['name == "x"']
+
+[exporters.out]
+type = "stdout"
+inputs = ["apps"]
+"#;
+    one_error(text)
+        .at_path("processors.apps")
+        .says("`apps` is also the name of a source");
+}

@@ -1,7 +1,9 @@
 //! `type = "redact"`: masks or hashes sensitive substrings in attribute string values — of
 //! resources, scopes, spans, span events and links, log records and metric data points — and,
 //! with `bodies`, in log bodies (string bodies and the strings nested in map or array bodies).
-//! Attributes named in `keys` have their whole value replaced, whatever it contains.
+//! Attributes named in `keys` have their whole value replaced, whatever it contains: a string
+//! by the mask or its hash; a bool, int, double or bytes value by the string its text form
+//! (`true`, `42`, `1.5`, lowercase hex) masks or hashes to.
 //!
 //! On the wire: each string field of an `AnyValue` that changes is replaced (the editor rewrites
 //! the lengths of the messages around it); every other byte is copied. A string that is not
@@ -18,7 +20,7 @@ use sonde_config::{RedactAction, RedactProcessorConfig};
 use sonde_core::metrics::Counter;
 use sonde_core::wire::edit::Editor;
 use sonde_core::wire::write::put_len_header;
-use sonde_core::wire::{WireError, LEN};
+use sonde_core::wire::{WireError, I64, LEN, VARINT};
 use sonde_core::{BuildError, Signal};
 use std::collections::HashSet;
 
@@ -74,14 +76,22 @@ impl Redact {
                         self.redact_str(s, cx.counts, &mut out).then_some(out)
                     };
                     if let Some(new) = new {
-                        cx.editor.replace(n.range(), |b| {
-                            let mut h = bytes::BytesMut::new();
-                            put_len_header(&mut h, 1, new.len());
-                            b.extend_from_slice(&h);
-                            b.extend_from_slice(new.as_bytes());
-                        });
+                        replace_with_string(cx.editor, n.range(), new);
                         changed = true;
                     }
+                }
+                // Under a `keys` key, a bool, int, double or bytes value is no less sensitive:
+                // it becomes the string its text form redacts to.
+                (2, VARINT) | (3, VARINT) | (4, I64) | (7, LEN) if whole => {
+                    let text = match n.field.number {
+                        2 => (n.field.value != 0).to_string(),
+                        3 => (n.field.value as i64).to_string(),
+                        4 => f64::from_bits(n.field.value).to_string(),
+                        _ => hex(&buf[n.field.payload.0..n.field.payload.1]),
+                    };
+                    cx.tally.by_key += 1;
+                    replace_with_string(cx.editor, n.range(), self.redactor.replace_whole(&text));
+                    changed = true;
                 }
                 // ArrayValue { values = 1 (AnyValue) }
                 (5, LEN) if depth < MAX_DEPTH => {
@@ -150,6 +160,27 @@ impl Redact {
         }
         Ok(())
     }
+}
+
+/// Replaces the `AnyValue` field at `range` with `string_value` (field 1) = `new`.
+fn replace_with_string(editor: &mut Editor, range: std::ops::Range<usize>, new: String) {
+    editor.replace(range, |b| {
+        let mut h = bytes::BytesMut::new();
+        put_len_header(&mut h, 1, new.len());
+        b.extend_from_slice(&h);
+        b.extend_from_slice(new.as_bytes());
+    });
+}
+
+/// Lowercase hex, the text form of a bytes value.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The state of one batch's walk.
@@ -308,7 +339,11 @@ pub fn build(
             &[("processor", &cx.name), ("pattern", pattern)],
         )
     };
-    let per_pattern = redactor.names().map(counter).collect();
+    // The stand-in pattern of a `keys`-only processor matches nothing: no series for it.
+    let per_pattern = match cfg.patterns.is_empty() {
+        true => Vec::new(),
+        false => redactor.names().map(counter).collect(),
+    };
     let node = Redact {
         keys: cfg.keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
         bodies: cfg.bodies,
@@ -322,4 +357,127 @@ pub fn build(
         redactor,
     };
     Ok(ProcessorNode::new(cx, None, Box::new(node)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    use sonde_core::metrics::Registry;
+    use sonde_core::Batch;
+    use std::sync::Arc;
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    /// The span attributes after a redact processor configured by `json` (its own keys).
+    fn redacted(json: &str, attributes: Vec<KeyValue>) -> (Vec<(String, Value)>, Registry) {
+        let cfg: RedactProcessorConfig = serde_json::from_str(json).expect("a valid configuration");
+        let metrics = Registry::default();
+        let cx = super::super::context(
+            "r",
+            &sonde_config::AgentConfig::default(),
+            metrics.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let node = build(&cfg, &cx).expect("the processor builds");
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        name: "s".into(),
+                        attributes,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = Batch::new(
+            Signal::Traces,
+            request.encode_to_vec().into(),
+            Arc::from("test"),
+        )
+        .expect("a valid request");
+        let out = node.process(batch).expect("nothing is dropped");
+        let decoded = ExportTraceServiceRequest::decode(out.payload).expect("the output decodes");
+        let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
+        let attrs = span
+            .attributes
+            .iter()
+            .map(|kv| {
+                let v = kv.value.clone().and_then(|v| v.value).expect("a value");
+                (kv.key.clone(), v)
+            })
+            .collect();
+        (attrs, metrics)
+    }
+
+    #[test]
+    fn keys_replace_values_of_every_type_not_only_strings() {
+        let (attrs, metrics) = redacted(
+            r#"{"keys": ["user.id", "user.pin", "flag", "ratio", "raw"]}"#,
+            vec![
+                kv("user.id", Value::IntValue(4_242)),
+                kv("user.pin", Value::StringValue("1234".into())),
+                kv("flag", Value::BoolValue(true)),
+                kv("ratio", Value::DoubleValue(0.5)),
+                kv("raw", Value::BytesValue(vec![0xde, 0xad])),
+                kv("other", Value::IntValue(7)),
+            ],
+        );
+        let masked = || Value::StringValue("****".into());
+        assert_eq!(
+            attrs,
+            vec![
+                ("user.id".into(), masked()),
+                ("user.pin".into(), masked()),
+                ("flag".into(), masked()),
+                ("ratio".into(), masked()),
+                ("raw".into(), masked()),
+                ("other".into(), Value::IntValue(7)),
+            ]
+        );
+        assert_eq!(
+            metrics.counter_sum(
+                "sonde_processor_redactions_total",
+                &[("processor", "r"), ("pattern", "key")]
+            ),
+            5
+        );
+        // A `keys`-only processor has no series for the stand-in pattern.
+        assert!(!metrics.render().contains(r#"pattern="none""#));
+    }
+
+    #[test]
+    fn a_hashed_non_string_value_is_the_hash_of_its_text() {
+        let key = "0123456789abcdef";
+        let cfg =
+            format!(r#"{{"keys": ["user.id", "raw"], "action": "hash", "hash_key": "{key}"}}"#);
+        let (by_int, _) = redacted(&cfg, vec![kv("user.id", Value::IntValue(4_242))]);
+        let (by_text, _) = redacted(&cfg, vec![kv("user.id", Value::StringValue("4242".into()))]);
+        assert_eq!(
+            by_int, by_text,
+            "an id hashes the same as an int and as text"
+        );
+        let (raw, _) = redacted(&cfg, vec![kv("raw", Value::BytesValue(vec![0xde, 0xad]))]);
+        let (hex, _) = redacted(&cfg, vec![kv("raw", Value::StringValue("dead".into()))]);
+        assert_eq!(raw, hex);
+        let Value::StringValue(h) = &by_int[0].1 else {
+            panic!("a hash is a string: {by_int:?}");
+        };
+        assert_eq!(h.len(), 24);
+        assert!(h.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
 }
