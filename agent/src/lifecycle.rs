@@ -14,11 +14,12 @@ use crate::processors::ProcessorNode;
 use crate::systemd::{Event, Notifier};
 use crate::topology::{self, Running};
 use sonde_config::{Config, Listen};
-use sonde_core::metrics::Registry;
+use sonde_core::metrics::{Counter, Registry};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use tokio::signal::unix::{signal, SignalKind};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -39,38 +40,17 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
     let stop_admin = CancellationToken::new();
     let config_text = Arc::new(Mutex::new(config.to_toml()));
     let processors: Arc<Mutex<Vec<Arc<ProcessorNode>>>> = Arc::default();
-    let reloads_ok = metrics.counter(
-        "sonde_config_reloads_total",
-        "Configuration reloads by result.",
-        &[("result", "success")],
-    );
-    let reloads_failed = metrics.counter(
-        "sonde_config_reloads_total",
-        "Configuration reloads by result.",
-        &[("result", "failure")],
-    );
+    let reloads = ReloadCounters::new(&metrics);
 
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        config: config_text.clone(),
+        processors: processors.clone(),
+    };
     let admin_addr = opts.admin.unwrap_or(config.agent.admin);
-    let admin_task = match admin_addr.addr() {
-        None => None,
-        Some(addr) => {
-            let state = AdminState {
-                metrics: metrics.clone(),
-                health: health.clone(),
-                config: config_text.clone(),
-                processors: processors.clone(),
-            };
-            match admin::serve(addr, state, stop_admin.clone()).await {
-                Ok((bound, task)) => {
-                    info!(address = %bound, "admin server listening");
-                    Some(task)
-                }
-                Err(e) => {
-                    error!(address = %addr, error = %e, "cannot bind the admin address (agent.admin)");
-                    return ExitCode::from(1);
-                }
-            }
-        }
+    let Ok(admin_task) = start_admin(admin_addr, admin_state, &stop_admin).await else {
+        return ExitCode::from(1);
     };
 
     let mut current = config;
@@ -83,31 +63,9 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
         }
     };
     health.set_sources_bound(true);
-    *processors.lock().unwrap_or_else(|p| p.into_inner()) = running.processors.clone();
+    *lock(&processors) = running.processors.clone();
     notifier.notify(Event::Ready(&status_line(&current)));
-
-    // The heartbeat: beats (and feeds the systemd watchdog) only while every export worker runs
-    // and the runtime schedules this task.
-    let watchdog = notifier.watchdog_interval().is_some();
-    let hb_health = health.clone();
-    let hb_notifier = Notifier::from_env();
-    let heartbeat = tokio::spawn(async move {
-        // Beat as soon as the workers run (so the agent is live right after start), then once
-        // per period; the watchdog is fed only by a beat.
-        for _ in 0..100 {
-            if hb_health.heartbeat() {
-                break;
-            }
-            tokio::time::sleep(BEAT / 100).await;
-        }
-        let mut tick = tokio::time::interval(BEAT);
-        loop {
-            tick.tick().await;
-            if hb_health.heartbeat() && watchdog {
-                hb_notifier.notify(Event::Watchdog);
-            }
-        }
-    });
+    let heartbeat = spawn_heartbeat(health.clone(), notifier.watchdog_interval().is_some());
 
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -125,14 +83,14 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
                 match reload(&opts, &current, running, &metrics, &health, &notifier).await {
                     (r, Some(new)) => {
                         running = r;
-                        *processors.lock().unwrap_or_else(|p| p.into_inner()) = running.processors.clone();
-                        *config_text.lock().unwrap_or_else(|p| p.into_inner()) = new.to_toml();
+                        *lock(&processors) = running.processors.clone();
+                        *lock(&config_text) = new.to_toml();
                         current = new;
-                        reloads_ok.inc();
+                        reloads.ok.inc();
                     }
                     (r, None) => {
                         running = r;
-                        reloads_failed.inc();
+                        reloads.failed.inc();
                     }
                 }
             }
@@ -140,15 +98,7 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
     };
     info!(signal = which, "stopping");
     notifier.notify(Event::Stopping);
-    // A second signal means "now": exit without draining.
-    tokio::spawn(async move {
-        let second = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        eprintln!("sonde: second signal ({second}), exiting immediately");
-        std::process::exit(130);
-    });
+    exit_on_second_signal(term, int);
     health.set_sources_bound(false);
     running.stop().await;
     heartbeat.abort();
@@ -157,6 +107,89 @@ pub async fn run(config: Config, opts: Options) -> ExitCode {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
     }
     ExitCode::SUCCESS
+}
+
+/// `sonde_config_reloads_total` by result.
+struct ReloadCounters {
+    ok: Counter,
+    failed: Counter,
+}
+
+impl ReloadCounters {
+    fn new(metrics: &Registry) -> Self {
+        let counter = |result| {
+            metrics.counter(
+                "sonde_config_reloads_total",
+                "Configuration reloads by result.",
+                &[("result", result)],
+            )
+        };
+        ReloadCounters {
+            ok: counter("success"),
+            failed: counter("failure"),
+        }
+    }
+}
+
+/// Starts the admin server when `addr` is not `off`; its task, to await on the way out. Err
+/// (said in the log) when the address cannot be bound.
+async fn start_admin(
+    addr: Listen,
+    state: AdminState,
+    stop: &CancellationToken,
+) -> Result<Option<JoinHandle<()>>, ()> {
+    let Some(addr) = addr.addr() else {
+        return Ok(None);
+    };
+    match admin::serve(addr, state, stop.clone()).await {
+        Ok((bound, task)) => {
+            info!(address = %bound, "admin server listening");
+            Ok(Some(task))
+        }
+        Err(e) => {
+            error!(address = %addr, error = %e, "cannot bind the admin address (agent.admin)");
+            Err(())
+        }
+    }
+}
+
+/// The heartbeat: beats (and feeds the systemd watchdog when `watchdog`) only while every
+/// export worker runs and the runtime schedules this task.
+fn spawn_heartbeat(health: Arc<Health>, watchdog: bool) -> JoinHandle<()> {
+    let notifier = Notifier::from_env();
+    tokio::spawn(async move {
+        // Beat as soon as the workers run (so the agent is live right after start), then once
+        // per period; the watchdog is fed only by a beat.
+        for _ in 0..100 {
+            if health.heartbeat() {
+                break;
+            }
+            tokio::time::sleep(BEAT / 100).await;
+        }
+        let mut tick = tokio::time::interval(BEAT);
+        loop {
+            tick.tick().await;
+            if health.heartbeat() && watchdog {
+                notifier.notify(Event::Watchdog);
+            }
+        }
+    })
+}
+
+/// A second SIGTERM or SIGINT while stopping means "now": exit without draining.
+fn exit_on_second_signal(mut term: Signal, mut int: Signal) {
+    tokio::spawn(async move {
+        let second = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        eprintln!("sonde: second signal ({second}), exiting immediately");
+        std::process::exit(130);
+    });
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `e` and its causes, joined with ": ". A cause is left out when the text before it already

@@ -45,112 +45,159 @@ pub fn encode(
     host: &str,
     now: SystemTime,
 ) -> ExportMetricsServiceRequest {
-    let start = nanos(agent_start());
-    let now = nanos(now);
-    let point = |labels: &[(&'static str, String)],
-                 value: number_data_point::Value,
-                 cumulative: bool| NumberDataPoint {
-        attributes: labels.iter().map(|(k, v)| kv(k, v)).collect(),
-        start_time_unix_nano: if cumulative { start } else { 0 },
-        time_unix_nano: now,
-        value: Some(value),
-        ..Default::default()
+    let times = Times {
+        start: nanos(agent_start()),
+        now: nanos(now),
     };
-    // Group samples of one name into one metric with a point per label set.
+    let mut metrics = registry_metrics(samples, times);
+    metrics.extend(process_metrics(&process, times));
+    request(metrics, host)
+}
+
+/// The times every point carries: the agent's start (of cumulative points) and the sample's.
+#[derive(Clone, Copy)]
+struct Times {
+    start: u64,
+    now: u64,
+}
+
+impl Times {
+    fn point(
+        self,
+        labels: &[(&'static str, String)],
+        value: number_data_point::Value,
+        cumulative: bool,
+    ) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes: labels.iter().map(|(k, v)| kv(k, v)).collect(),
+            start_time_unix_nano: if cumulative { self.start } else { 0 },
+            time_unix_nano: self.now,
+            value: Some(value),
+            ..Default::default()
+        }
+    }
+}
+
+/// The registry's samples, those of one name grouped into one metric with a point per label
+/// set, in name order.
+fn registry_metrics(samples: &[Sample], times: Times) -> Vec<Metric> {
     let mut by_name: BTreeMap<&str, (Option<Metric>, &str)> = BTreeMap::new();
     for s in samples {
         let entry = by_name.entry(s.name).or_insert((None, s.help));
-        let metric = entry.0.get_or_insert_with(|| Metric {
-            name: s.name.to_string(),
-            description: s.help.to_string(),
-            data: Some(match &s.value {
-                Value::Counter(_) => metric::Data::Sum(Sum {
-                    data_points: vec![],
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                }),
-                Value::Gauge(_) => metric::Data::Gauge(Gauge {
-                    data_points: vec![],
-                }),
-                Value::Histogram(_) => metric::Data::Histogram(Histogram {
-                    data_points: vec![],
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                }),
-            }),
-            ..Default::default()
-        });
-        match (&mut metric.data, &s.value) {
-            (Some(metric::Data::Sum(sum)), Value::Counter(c)) => sum.data_points.push(point(
-                &s.labels,
-                number_data_point::Value::AsInt(*c as i64),
-                true,
-            )),
-            (Some(metric::Data::Gauge(g)), Value::Gauge(v)) => {
-                g.data_points
-                    .push(point(&s.labels, number_data_point::Value::AsInt(*v), false))
-            }
-            (Some(metric::Data::Histogram(h)), Value::Histogram(v)) => {
-                // OTLP bucket counts are per bucket, not cumulative.
-                let bucket_counts = v
-                    .cumulative
-                    .iter()
-                    .scan(0, |prev, c| {
-                        let n = c - *prev;
-                        *prev = *c;
-                        Some(n)
-                    })
-                    .collect();
-                h.data_points.push(HistogramDataPoint {
-                    attributes: s.labels.iter().map(|(k, v)| kv(k, v)).collect(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: now,
-                    count: v.count(),
-                    sum: Some(v.sum),
-                    bucket_counts,
-                    explicit_bounds: v.bounds.to_vec(),
-                    ..Default::default()
-                })
-            }
-            _ => {}
-        }
+        let metric = entry.0.get_or_insert_with(|| empty_metric(s));
+        add_point(metric, s, times);
     }
-    let mut metrics: Vec<Metric> = by_name.into_values().filter_map(|(m, _)| m).collect();
+    by_name.into_values().filter_map(|(m, _)| m).collect()
+}
+
+/// The metric a sample's name becomes, still without points: a counter a monotonic cumulative
+/// sum, a gauge a gauge, a histogram a cumulative histogram.
+fn empty_metric(s: &Sample) -> Metric {
+    Metric {
+        name: s.name.to_string(),
+        description: s.help.to_string(),
+        data: Some(match &s.value {
+            Value::Counter(_) => metric::Data::Sum(Sum {
+                data_points: vec![],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            }),
+            Value::Gauge(_) => metric::Data::Gauge(Gauge {
+                data_points: vec![],
+            }),
+            Value::Histogram(_) => metric::Data::Histogram(Histogram {
+                data_points: vec![],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Appends the sample's point to its metric (a sample whose kind differs from the metric's
+/// first sample is left out).
+fn add_point(metric: &mut Metric, s: &Sample, times: Times) {
+    match (&mut metric.data, &s.value) {
+        (Some(metric::Data::Sum(sum)), Value::Counter(c)) => sum.data_points.push(times.point(
+            &s.labels,
+            number_data_point::Value::AsInt(*c as i64),
+            true,
+        )),
+        (Some(metric::Data::Gauge(g)), Value::Gauge(v)) => {
+            g.data_points
+                .push(times.point(&s.labels, number_data_point::Value::AsInt(*v), false))
+        }
+        (Some(metric::Data::Histogram(h)), Value::Histogram(v)) => {
+            // OTLP bucket counts are per bucket, not cumulative.
+            let bucket_counts = v
+                .cumulative
+                .iter()
+                .scan(0, |prev, c| {
+                    let n = c - *prev;
+                    *prev = *c;
+                    Some(n)
+                })
+                .collect();
+            h.data_points.push(HistogramDataPoint {
+                attributes: s.labels.iter().map(|(k, v)| kv(k, v)).collect(),
+                start_time_unix_nano: times.start,
+                time_unix_nano: times.now,
+                count: v.count(),
+                sum: Some(v.sum),
+                bucket_counts,
+                explicit_bounds: v.bounds.to_vec(),
+                ..Default::default()
+            })
+        }
+        _ => {}
+    }
+}
+
+/// The process figures, named as Prometheus client libraries name them: CPU seconds,
+/// resident memory, open descriptors.
+fn process_metrics(process: &ProcessFigures, times: Times) -> [Metric; 3] {
     let gauge = |name: &str, unit: &str, help: &str, v: number_data_point::Value| Metric {
         name: name.into(),
         description: help.into(),
         unit: unit.into(),
         data: Some(metric::Data::Gauge(Gauge {
-            data_points: vec![point(&[], v, false)],
+            data_points: vec![times.point(&[], v, false)],
         })),
         ..Default::default()
     };
-    metrics.push(Metric {
-        name: "process_cpu_seconds_total".into(),
-        description: "Total user and system CPU time spent in seconds.".into(),
-        unit: "s".into(),
-        data: Some(metric::Data::Sum(Sum {
-            data_points: vec![point(
-                &[],
-                number_data_point::Value::AsDouble(process.cpu_seconds),
-                true,
-            )],
-            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-            is_monotonic: true,
-        })),
-        ..Default::default()
-    });
-    metrics.push(gauge(
-        "process_resident_memory_bytes",
-        "By",
-        "Resident memory size in bytes.",
-        number_data_point::Value::AsInt(process.resident_bytes as i64),
-    ));
-    metrics.push(gauge(
-        "process_open_fds",
-        "{file_descriptor}",
-        "Number of open file descriptors.",
-        number_data_point::Value::AsInt(process.open_fds as i64),
-    ));
+    [
+        Metric {
+            name: "process_cpu_seconds_total".into(),
+            description: "Total user and system CPU time spent in seconds.".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![times.point(
+                    &[],
+                    number_data_point::Value::AsDouble(process.cpu_seconds),
+                    true,
+                )],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        },
+        gauge(
+            "process_resident_memory_bytes",
+            "By",
+            "Resident memory size in bytes.",
+            number_data_point::Value::AsInt(process.resident_bytes as i64),
+        ),
+        gauge(
+            "process_open_fds",
+            "{file_descriptor}",
+            "Number of open file descriptors.",
+            number_data_point::Value::AsInt(process.open_fds as i64),
+        ),
+    ]
+}
+
+/// The request: one resource (the agent on `host`), one scope, the metrics.
+fn request(metrics: Vec<Metric>, host: &str) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {

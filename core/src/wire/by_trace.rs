@@ -45,6 +45,27 @@ fn trace_id(buf: &[u8], start: usize, end: usize) -> Result<&[u8], WireError> {
     Ok(&[])
 }
 
+/// Where the spans seen so far are routed: to one group, or to several.
+#[derive(Default)]
+struct Spread {
+    single: Option<usize>,
+    mixed: bool,
+}
+
+impl Spread {
+    #[inline]
+    fn note(&mut self, group: usize) {
+        match self.single {
+            None => self.single = Some(group),
+            Some(e) if e != group => self.mixed = true,
+            _ => {}
+        }
+    }
+}
+
+/// One group's share being built: its bytes and its span count.
+type Share = Option<(BytesMut, u64)>;
+
 /// Cuts a (valid) `ExportTraceServiceRequest` into one request per group; `route` maps a
 /// trace ID to an group index below `groups`. Parts come out in group order.
 pub fn split_by_trace(
@@ -53,10 +74,37 @@ pub fn split_by_trace(
     mut route: impl FnMut(&[u8]) -> usize,
 ) -> Result<Vec<Part>, WireError> {
     let buf = &payload[..];
-    let mut out: Vec<Option<(BytesMut, u64)>> = vec![None; groups];
-    // The whole request to one group needs no copy: remember where everything went.
-    let mut single: Option<usize> = None;
-    let mut mixed = false;
+    let mut spread = Spread::default();
+    let resources = index_request(buf, groups, &mut route, &mut spread)?;
+    if !spread.mixed {
+        // The whole request to one group needs no copy.
+        return Ok(vec![Part {
+            group: spread.single.unwrap_or(0),
+            payload: payload.clone(),
+            items: resources
+                .iter()
+                .flat_map(|r| r.scopes.iter())
+                .map(|s| s.spans.len() as u64)
+                .sum(),
+        }]);
+    }
+    let first = spread.single.unwrap_or(0);
+    let mut out: Vec<Share> = vec![None; groups];
+    for resource in &resources {
+        append_resource(&mut out, buf, resource, first);
+    }
+    Ok(into_parts(out))
+}
+
+/// Walks the request once and remembers where everything is: each resource-level message
+/// with its own fields and scopes, each scope with its own fields and spans, each span with
+/// the group its trace ID is routed to.
+fn index_request(
+    buf: &[u8],
+    groups: usize,
+    route: &mut impl FnMut(&[u8]) -> usize,
+    spread: &mut Spread,
+) -> Result<Vec<ResourceEntry>, WireError> {
     let mut top = Reader::new(buf, 0, buf.len());
     let mut resources: Vec<ResourceEntry> = Vec::new();
     while let Some(rf) = top.next()? {
@@ -71,107 +119,141 @@ pub fn split_by_trace(
             });
             continue;
         }
-        let mut own = Vec::new();
-        let mut scopes = Vec::new();
-        let mut r = Reader::new(buf, rf.payload.0, rf.payload.1);
-        while let Some(sf) = r.next()? {
-            if sf.number != 2 || sf.wire_type != LEN {
-                own.push((sf.start, r.pos));
-                continue;
-            }
-            let mut scope = Scope {
-                own: Vec::new(),
-                spans: Vec::new(),
-            };
-            let mut s = Reader::new(buf, sf.payload.0, sf.payload.1);
-            while let Some(pf) = s.next()? {
-                if pf.number == 2 && pf.wire_type == LEN {
-                    let ep = route(trace_id(buf, pf.payload.0, pf.payload.1)?).min(groups - 1);
-                    match single {
-                        None => single = Some(ep),
-                        Some(e) if e != ep => mixed = true,
-                        _ => {}
-                    }
-                    scope.spans.push(((pf.start, s.pos), ep));
-                } else {
-                    scope.own.push((pf.start, s.pos));
-                }
-            }
-            scopes.push(scope);
-        }
-        resources.push(ResourceEntry { whole, own, scopes });
+        resources.push(index_resource(
+            buf, whole, rf.payload, groups, route, spread,
+        )?);
     }
-    if !mixed {
-        return Ok(vec![Part {
-            group: single.unwrap_or(0),
-            payload: payload.clone(),
-            items: resources
-                .iter()
-                .flat_map(|r| r.scopes.iter())
-                .map(|s| s.spans.len() as u64)
-                .sum(),
-        }]);
-    }
-    let first = single.unwrap_or(0);
-    for ResourceEntry { whole, own, scopes } in &resources {
-        let mut eps: Vec<usize> = scopes
-            .iter()
-            .flat_map(|s| s.spans.iter().map(|(_, e)| *e))
-            .collect();
-        eps.sort_unstable();
-        eps.dedup();
-        if eps.len() <= 1 {
-            let ep = eps.first().copied().unwrap_or(first);
-            let items = scopes.iter().map(|s| s.spans.len() as u64).sum::<u64>();
-            let (b, n) = out[ep].get_or_insert_with(|| (BytesMut::new(), 0));
-            b.extend_from_slice(&buf[whole.0..whole.1]);
-            *n += items;
+    Ok(resources)
+}
+
+/// One resource-level message (`whole`, its payload at `payload`): its own fields and its
+/// scopes.
+fn index_resource(
+    buf: &[u8],
+    whole: (usize, usize),
+    payload: (usize, usize),
+    groups: usize,
+    route: &mut impl FnMut(&[u8]) -> usize,
+    spread: &mut Spread,
+) -> Result<ResourceEntry, WireError> {
+    let mut own = Vec::new();
+    let mut scopes = Vec::new();
+    let mut r = Reader::new(buf, payload.0, payload.1);
+    while let Some(sf) = r.next()? {
+        if sf.number != 2 || sf.wire_type != LEN {
+            own.push((sf.start, r.pos));
             continue;
         }
-        for ep in eps {
-            // Sizes first (for the length prefixes), then the bytes.
-            let own_len: usize = own.iter().map(|(a, b)| b - a).sum();
-            let scope_lens: Vec<Option<usize>> = scopes
+        scopes.push(index_scope(buf, sf.payload, groups, route, spread)?);
+    }
+    Ok(ResourceEntry { whole, own, scopes })
+}
+
+/// One scope-level message (its payload at `payload`): its own fields and its spans, each
+/// routed by its trace ID.
+fn index_scope(
+    buf: &[u8],
+    payload: (usize, usize),
+    groups: usize,
+    route: &mut impl FnMut(&[u8]) -> usize,
+    spread: &mut Spread,
+) -> Result<Scope, WireError> {
+    let mut scope = Scope {
+        own: Vec::new(),
+        spans: Vec::new(),
+    };
+    let mut s = Reader::new(buf, payload.0, payload.1);
+    while let Some(pf) = s.next()? {
+        if pf.number == 2 && pf.wire_type == LEN {
+            let ep = route(trace_id(buf, pf.payload.0, pf.payload.1)?).min(groups - 1);
+            spread.note(ep);
+            scope.spans.push(((pf.start, s.pos), ep));
+        } else {
+            scope.own.push((pf.start, s.pos));
+        }
+    }
+    Ok(scope)
+}
+
+/// Appends one resource-level message to the shares of the groups its spans go to: copied
+/// as it is when they all go to one group (to `first` when it has no span), rebuilt for each
+/// group otherwise.
+fn append_resource(out: &mut [Share], buf: &[u8], resource: &ResourceEntry, first: usize) {
+    let ResourceEntry { whole, own, scopes } = resource;
+    let mut eps: Vec<usize> = scopes
+        .iter()
+        .flat_map(|s| s.spans.iter().map(|(_, e)| *e))
+        .collect();
+    eps.sort_unstable();
+    eps.dedup();
+    if eps.len() <= 1 {
+        let ep = eps.first().copied().unwrap_or(first);
+        let items = scopes.iter().map(|s| s.spans.len() as u64).sum::<u64>();
+        let (b, n) = out[ep].get_or_insert_with(|| (BytesMut::new(), 0));
+        b.extend_from_slice(&buf[whole.0..whole.1]);
+        *n += items;
+        return;
+    }
+    for ep in eps {
+        let (b, n) = out[ep].get_or_insert_with(|| (BytesMut::new(), 0));
+        *n += write_resource_share(b, buf, own, scopes, ep);
+    }
+}
+
+/// Writes the resource-level message rebuilt for group `ep`: its own fields, then each scope
+/// holding spans of that group with its own fields and those spans. Returns the spans written.
+fn write_resource_share(
+    b: &mut BytesMut,
+    buf: &[u8],
+    own: &[(usize, usize)],
+    scopes: &[Scope],
+    ep: usize,
+) -> u64 {
+    // Sizes first (for the length prefixes), then the bytes.
+    let own_len: usize = own.iter().map(|(a, b)| b - a).sum();
+    let scope_lens: Vec<Option<usize>> = scopes
+        .iter()
+        .map(|s| {
+            let spans: usize = s
+                .spans
                 .iter()
-                .map(|s| {
-                    let spans: usize = s
-                        .spans
-                        .iter()
-                        .filter(|(_, e)| *e == ep)
-                        .map(|((a, b), _)| b - a)
-                        .sum();
-                    (spans > 0).then(|| spans + s.own.iter().map(|(a, b)| b - a).sum::<usize>())
-                })
-                .collect();
-            let resource_len = own_len
-                + scope_lens
-                    .iter()
-                    .flatten()
-                    .map(|l| len_field_size(2, *l))
-                    .sum::<usize>();
-            let (b, n) = out[ep].get_or_insert_with(|| (BytesMut::new(), 0));
-            b.reserve(len_field_size(1, resource_len));
-            put_len_header(b, 1, resource_len);
-            for (a, z) in own {
+                .filter(|(_, e)| *e == ep)
+                .map(|((a, b), _)| b - a)
+                .sum();
+            (spans > 0).then(|| spans + s.own.iter().map(|(a, b)| b - a).sum::<usize>())
+        })
+        .collect();
+    let resource_len = own_len
+        + scope_lens
+            .iter()
+            .flatten()
+            .map(|l| len_field_size(2, *l))
+            .sum::<usize>();
+    b.reserve(len_field_size(1, resource_len));
+    put_len_header(b, 1, resource_len);
+    for (a, z) in own {
+        b.extend_from_slice(&buf[*a..*z]);
+    }
+    let mut n = 0;
+    for (s, len) in scopes.iter().zip(&scope_lens) {
+        let Some(len) = len else { continue };
+        put_len_header(b, 2, *len);
+        for (a, z) in &s.own {
+            b.extend_from_slice(&buf[*a..*z]);
+        }
+        for ((a, z), e) in &s.spans {
+            if *e == ep {
                 b.extend_from_slice(&buf[*a..*z]);
-            }
-            for (s, len) in scopes.iter().zip(&scope_lens) {
-                let Some(len) = len else { continue };
-                put_len_header(b, 2, *len);
-                for (a, z) in &s.own {
-                    b.extend_from_slice(&buf[*a..*z]);
-                }
-                for ((a, z), e) in &s.spans {
-                    if *e == ep {
-                        b.extend_from_slice(&buf[*a..*z]);
-                        *n += 1;
-                    }
-                }
+                n += 1;
             }
         }
     }
-    Ok(out
-        .into_iter()
+    n
+}
+
+/// The shares built, as parts in group order.
+fn into_parts(out: Vec<Share>) -> Vec<Part> {
+    out.into_iter()
         .enumerate()
         .filter_map(|(group, p)| {
             p.map(|(b, items)| Part {
@@ -180,7 +262,7 @@ pub fn split_by_trace(
                 items,
             })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

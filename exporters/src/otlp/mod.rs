@@ -214,52 +214,29 @@ impl OtlpExporter {
         Attempt::Done(result)
     }
 
+    /// Sends the batch in rounds: each round sends what is still pending to usable endpoints
+    /// (round-robin, or cut by trace ID), and what fails on one endpoint goes to another in
+    /// the next round. At most one round per endpoint.
     async fn export_batch(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         let set = self.endpoints().await?;
         let n = set.list.len();
         let by_trace =
             self.balance == OtlpBalance::TraceId && batch.signal == Signal::Traces && n > 1;
-        // Endpoints that failed during this call are not tried again in it.
-        let mut excluded = vec![false; n];
-        let mut pending: Vec<(Bytes, u64)> = vec![(batch.payload.clone(), batch.items)];
-        let mut rejected = 0u64;
-        let mut permanent: Vec<String> = Vec::new();
-        let mut accepted_parts = 0usize;
-        let mut last_retryable: Option<(String, Option<Duration>)> = None;
-        let mut hints_all = true;
-        let mut wait_min: Option<Duration> = None;
+        let mut call = Call::new(batch, n);
         let rr_start = self.rr.fetch_add(1, Ordering::Relaxed);
         for round in 0..n {
-            if pending.is_empty() {
+            if call.pending.is_empty() {
                 break;
             }
             let now = Instant::now();
             let usable: Vec<bool> = (0..n)
-                .map(|i| !excluded[i] && set.list[i].circuit.available(now))
+                .map(|i| !call.excluded[i] && set.list[i].circuit.available(now))
                 .collect();
             if !usable.iter().any(|u| *u) {
                 break;
             }
-            // Where each pending piece goes.
-            let mut sends: Vec<(usize, Bytes, u64)> = Vec::new();
-            for (payload, items) in pending.drain(..) {
-                if by_trace {
-                    let parts = split_by_trace(&payload, n, |tid| {
-                        set.ring.pick(trace_point(tid), |i| usable[i]).unwrap_or(0)
-                    })
-                    .map_err(|e| {
-                        ExportError::permanent(format!("cannot split the batch by trace ID: {e}"))
-                    })?;
-                    sends.extend(parts.into_iter().map(|p| (p.group, p.payload, p.items)));
-                } else {
-                    let pick = (0..n)
-                        .map(|k| (rr_start + round + k) % n)
-                        .find(|i| usable[*i]);
-                    if let Some(i) = pick {
-                        sends.push((i, payload, items));
-                    }
-                }
-            }
+            let sends =
+                route_pending(&set, &mut call.pending, &usable, by_trace, rr_start + round)?;
             if round > 0 {
                 self.failovers.add(sends.len() as u64);
             }
@@ -269,78 +246,166 @@ impl OtlpExporter {
                 }))
                 .await;
             for ((i, payload, items), result) in sends.into_iter().zip(results) {
-                let ep = &set.list[i];
-                match result {
-                    Attempt::Done(Ok(answer)) => {
-                        accepted_parts += 1;
-                        rejected += answer.rejected.min(items);
-                        if answer.rejected > 0 && self.warn_partial.check().is_some() {
-                            warn!(exporter = %self.name, endpoint = %ep.label, rejected = answer.rejected, error = %answer.message, "endpoint accepted a batch but rejected part of it");
-                        }
-                    }
-                    Attempt::Done(Err(CallError::Permanent { reason, .. })) => {
-                        rejected += items;
-                        permanent.push(reason);
-                    }
-                    Attempt::Done(Err(CallError::Retryable {
-                        reason,
-                        retry_after,
-                        ..
-                    })) => {
-                        debug!(exporter = %self.name, endpoint = %ep.label, error = %reason, "export failed on this endpoint");
-                        excluded[i] = true;
-                        hints_all &= retry_after.is_some();
-                        last_retryable = Some((reason, retry_after));
-                        pending.push((payload, items));
-                    }
-                    Attempt::Refused(wait) => {
-                        excluded[i] = true;
-                        wait_min = Some(wait_min.map_or(wait, |w| w.min(wait)));
-                        pending.push((payload, items));
-                    }
-                }
+                self.take_result(&mut call, &set.list[i], i, payload, items, result);
             }
         }
-        if !pending.is_empty() {
-            if accepted_parts > 0 {
+        self.conclude(&set, call)
+    }
+
+    /// Records how one piece's attempt on endpoint `i` ended: accepted (with what the endpoint
+    /// rejected), refused for good, or pending again for another endpoint.
+    fn take_result(
+        &self,
+        call: &mut Call,
+        ep: &Endpoint,
+        i: usize,
+        payload: Bytes,
+        items: u64,
+        result: Attempt,
+    ) {
+        match result {
+            Attempt::Done(Ok(answer)) => {
+                call.accepted_parts += 1;
+                call.rejected += answer.rejected.min(items);
+                if answer.rejected > 0 && self.warn_partial.check().is_some() {
+                    warn!(exporter = %self.name, endpoint = %ep.label, rejected = answer.rejected, error = %answer.message, "endpoint accepted a batch but rejected part of it");
+                }
+            }
+            Attempt::Done(Err(CallError::Permanent { reason, .. })) => {
+                call.rejected += items;
+                call.permanent.push(reason);
+            }
+            Attempt::Done(Err(CallError::Retryable {
+                reason,
+                retry_after,
+                ..
+            })) => {
+                debug!(exporter = %self.name, endpoint = %ep.label, error = %reason, "export failed on this endpoint");
+                call.excluded[i] = true;
+                call.hints_all &= retry_after.is_some();
+                call.last_retryable = Some((reason, retry_after));
+                call.pending.push((payload, items));
+            }
+            Attempt::Refused(wait) => {
+                call.excluded[i] = true;
+                call.wait_min = Some(call.wait_min.map_or(wait, |w| w.min(wait)));
+                call.pending.push((payload, items));
+            }
+        }
+    }
+
+    /// The call's result once the rounds are over: retry what is still pending, refuse for
+    /// good when nothing was accepted and something was refused, otherwise success (with the
+    /// items the endpoints rejected).
+    fn conclude(&self, set: &EndpointSet, call: Call) -> Result<ExportOutcome, ExportError> {
+        if !call.pending.is_empty() {
+            if call.accepted_parts > 0 {
+                let accepted_parts = call.accepted_parts;
                 debug!(exporter = %self.name, accepted_parts, "part of a split batch was accepted; the retry sends it again");
             }
-            return Err(match last_retryable {
+            return Err(match call.last_retryable {
                 Some((reason, hint)) => ExportError::Retryable {
                     reason,
-                    retry_after: if hints_all { hint } else { None },
+                    retry_after: if call.hints_all { hint } else { None },
                 },
-                None => {
-                    self.refused.inc();
-                    let now = Instant::now();
-                    let wait = set
-                        .list
-                        .iter()
-                        .map(|e| e.circuit.wait(now))
-                        .chain(wait_min)
-                        .min()
-                        .unwrap_or(Duration::from_secs(1))
-                        .max(Duration::from_millis(10));
-                    if self.warn_refused.check().is_some() {
-                        warn!(exporter = %self.name, retry_in = ?wait, "every endpoint's circuit is open; the data waits in the buffer");
-                    }
-                    ExportError::Retryable {
-                        reason: "every endpoint's circuit is open".into(),
-                        retry_after: Some(wait),
-                    }
-                }
+                None => self.circuits_open(set, call.wait_min),
             });
         }
-        if !permanent.is_empty() {
-            if accepted_parts == 0 {
-                return Err(ExportError::permanent(permanent.join("; ")));
+        if !call.permanent.is_empty() {
+            if call.accepted_parts == 0 {
+                return Err(ExportError::permanent(call.permanent.join("; ")));
             }
-            error!(exporter = %self.name, items = rejected, error = %permanent.join("; "), "part of a split batch was refused for good and dropped");
+            error!(exporter = %self.name, items = call.rejected, error = %call.permanent.join("; "), "part of a split batch was refused for good and dropped");
         }
         Ok(ExportOutcome {
-            rejected_items: rejected,
+            rejected_items: call.rejected,
         })
     }
+
+    /// Nothing was tried because every circuit is open: retry once the first one may let a
+    /// call through (or `wait_min`, what a refusing circuit asked for, if sooner).
+    fn circuits_open(&self, set: &EndpointSet, wait_min: Option<Duration>) -> ExportError {
+        self.refused.inc();
+        let now = Instant::now();
+        let wait = set
+            .list
+            .iter()
+            .map(|e| e.circuit.wait(now))
+            .chain(wait_min)
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(10));
+        if self.warn_refused.check().is_some() {
+            warn!(exporter = %self.name, retry_in = ?wait, "every endpoint's circuit is open; the data waits in the buffer");
+        }
+        ExportError::Retryable {
+            reason: "every endpoint's circuit is open".into(),
+            retry_after: Some(wait),
+        }
+    }
+}
+
+/// What one export call has learnt so far, across its rounds.
+struct Call {
+    /// Endpoints that failed during this call: not tried again in it.
+    excluded: Vec<bool>,
+    /// Pieces still to deliver: the batch, or the trace-ID parts whose endpoint failed.
+    pending: Vec<(Bytes, u64)>,
+    /// Items the endpoints rejected or refused for good.
+    rejected: u64,
+    /// Reasons of the permanent refusals.
+    permanent: Vec<String>,
+    accepted_parts: usize,
+    last_retryable: Option<(String, Option<Duration>)>,
+    /// Every retryable failure came with a retry-after hint.
+    hints_all: bool,
+    /// The shortest wait a refusing circuit asked for.
+    wait_min: Option<Duration>,
+}
+
+impl Call {
+    fn new(batch: &Batch, endpoints: usize) -> Call {
+        Call {
+            excluded: vec![false; endpoints],
+            pending: vec![(batch.payload.clone(), batch.items)],
+            rejected: 0,
+            permanent: Vec::new(),
+            accepted_parts: 0,
+            last_retryable: None,
+            hints_all: true,
+            wait_min: None,
+        }
+    }
+}
+
+/// Where each pending piece goes this round, as (endpoint index, payload, items): cut by
+/// trace ID over the usable endpoints, or whole to the next usable endpoint after `turn`.
+fn route_pending(
+    set: &EndpointSet,
+    pending: &mut Vec<(Bytes, u64)>,
+    usable: &[bool],
+    by_trace: bool,
+    turn: usize,
+) -> Result<Vec<(usize, Bytes, u64)>, ExportError> {
+    let n = set.list.len();
+    let mut sends: Vec<(usize, Bytes, u64)> = Vec::new();
+    for (payload, items) in pending.drain(..) {
+        if by_trace {
+            let parts = split_by_trace(&payload, n, |tid| {
+                set.ring.pick(trace_point(tid), |i| usable[i]).unwrap_or(0)
+            })
+            .map_err(|e| {
+                ExportError::permanent(format!("cannot split the batch by trace ID: {e}"))
+            })?;
+            sends.extend(parts.into_iter().map(|p| (p.group, p.payload, p.items)));
+        } else {
+            let pick = (0..n).map(|k| (turn + k) % n).find(|i| usable[*i]);
+            if let Some(i) = pick {
+                sends.push((i, payload, items));
+            }
+        }
+    }
+    Ok(sends)
 }
 
 impl Exporter for OtlpExporter {

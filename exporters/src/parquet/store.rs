@@ -71,6 +71,149 @@ fn store_err(e: object_store::Error) -> UploadError {
     }
 }
 
+/// The HTTP client settings shared by the cloud stores: the upload timeouts, and plain HTTP
+/// only when allowed.
+fn client_options(cfg: &ParquetConfig) -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(cfg.upload.timeout.get())
+        .with_connect_timeout(cfg.upload.connect_timeout.get())
+        .with_allow_http(cfg.allow_http)
+}
+
+/// The store client's own retries: brief (two, within the upload timeout), so that a dead
+/// server is noticed and counted; the exporter retries the whole upload.
+fn retry_config(cfg: &ParquetConfig) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 2,
+        retry_timeout: cfg.upload.timeout.get(),
+    }
+}
+
+fn unknown_option(key: &str, source: object_store::Error) -> BuildError {
+    BuildError::Option {
+        key: key.to_string(),
+        source,
+    }
+}
+
+fn store_error(cfg: &ParquetConfig, source: object_store::Error) -> BuildError {
+    BuildError::Store {
+        url: cfg.url.clone(),
+        source,
+    }
+}
+
+/// `file://` (the part after the scheme is `rest`): a local directory, created if missing;
+/// files are written aside and renamed.
+fn local_store(rest: &str) -> Result<Arc<dyn ObjectStore>, BuildError> {
+    let root = rest.trim_end_matches('/');
+    let root = if root.is_empty() { "/" } else { root };
+    let bad_dir = |e: &dyn std::fmt::Display| BuildError::Directory {
+        path: root.into(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(root).map_err(|e| bad_dir(&e))?;
+    let fs = LocalFileSystem::new_with_prefix(root)
+        .map_err(|e| bad_dir(&e))?
+        .with_automatic_cleanup(true);
+    Ok(Arc::new(fs))
+}
+
+/// `s3://`: credentials and region from the environment, then from the shared AWS profile
+/// files when the environment and the config have no keys, then the config's explicit
+/// settings and `options`.
+fn s3_store(cfg: &ParquetConfig) -> Result<Arc<dyn ObjectStore>, BuildError> {
+    let mut b = AmazonS3Builder::from_env()
+        .with_url(cfg.url.clone())
+        .with_client_options(client_options(cfg))
+        .with_retry(retry_config(cfg))
+        .with_virtual_hosted_style_request(!cfg.path_style);
+    let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+    if cfg.access_key_id.is_none() && !env_keys {
+        if let Some(p) = aws_profile() {
+            b = with_aws_profile(b, p, cfg.region.is_none());
+        }
+    }
+    if let Some(r) = &cfg.region {
+        b = b.with_region(r.clone());
+    }
+    if let Some(e) = &cfg.endpoint {
+        b = b.with_endpoint(e.clone());
+    }
+    if let Some(k) = &cfg.access_key_id {
+        b = b.with_access_key_id(k.expose());
+    }
+    if let Some(s) = &cfg.secret_access_key {
+        b = b.with_secret_access_key(s.expose());
+    }
+    if let Some(t) = &cfg.session_token {
+        b = b.with_token(t.expose());
+    }
+    for (k, v) in &cfg.options {
+        let key: AmazonS3ConfigKey = k.parse().map_err(|e| unknown_option(k, e))?;
+        b = b.with_config(key, v.expose());
+    }
+    let s3 = b.build().map_err(|e| store_error(cfg, e))?;
+    Ok(Arc::new(s3))
+}
+
+/// The profile's keys (both, or none) and session token; its region too when neither the
+/// config (`no_region`) nor `AWS_REGION` / `AWS_DEFAULT_REGION` name one.
+fn with_aws_profile(mut b: AmazonS3Builder, p: AwsProfile, no_region: bool) -> AmazonS3Builder {
+    if let (Some(k), Some(s)) = (p.access_key_id, p.secret_access_key) {
+        b = b.with_access_key_id(k).with_secret_access_key(s);
+        if let Some(t) = p.session_token {
+            b = b.with_token(t);
+        }
+    }
+    if no_region
+        && std::env::var_os("AWS_REGION").is_none()
+        && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        if let Some(r) = p.region {
+            b = b.with_region(r);
+        }
+    }
+    b
+}
+
+/// `gs://`: credentials from the environment, then `options`.
+fn gcs_store(cfg: &ParquetConfig) -> Result<Arc<dyn ObjectStore>, BuildError> {
+    let mut b = GoogleCloudStorageBuilder::from_env()
+        .with_url(cfg.url.clone())
+        .with_client_options(client_options(cfg))
+        .with_retry(retry_config(cfg));
+    for (k, v) in &cfg.options {
+        let key: GoogleConfigKey = k.parse().map_err(|e| unknown_option(k, e))?;
+        b = b.with_config(key, v.expose());
+    }
+    let gcs = b.build().map_err(|e| store_error(cfg, e))?;
+    Ok(Arc::new(gcs))
+}
+
+/// `az://` and `abfs(s)://`: credentials from the environment, then the endpoint and
+/// `options`.
+fn azure_store(cfg: &ParquetConfig) -> Result<Arc<dyn ObjectStore>, BuildError> {
+    let mut b = MicrosoftAzureBuilder::from_env()
+        .with_url(cfg.url.clone())
+        .with_client_options(client_options(cfg))
+        .with_retry(retry_config(cfg));
+    if let Some(e) = &cfg.endpoint {
+        b = b.with_endpoint(e.clone());
+    }
+    for (k, v) in &cfg.options {
+        let key: AzureConfigKey = k.parse().map_err(|e| unknown_option(k, e))?;
+        b = b.with_config(key, v.expose());
+    }
+    let az = b.build().map_err(|e| store_error(cfg, e))?;
+    Ok(Arc::new(az))
+}
+
 impl Store {
     /// Builds the client the config describes. Fails on a URL or option the store does not
     /// understand; credentials are only checked by the first request.
@@ -78,125 +221,14 @@ impl Store {
         let scheme =
             StoreScheme::of(&cfg.url).ok_or_else(|| BuildError::UnsupportedUrl(cfg.url.clone()))?;
         let rest = cfg.url.split_once("://").map(|x| x.1).unwrap_or("");
-        let client = ClientOptions::new()
-            .with_timeout(cfg.upload.timeout.get())
-            .with_connect_timeout(cfg.upload.connect_timeout.get())
-            .with_allow_http(cfg.allow_http);
-        let retry = RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(2),
-                base: 2.0,
-            },
-            max_retries: 2,
-            retry_timeout: cfg.upload.timeout.get(),
-        };
-        let unknown = |k: &str, source| BuildError::Option {
-            key: k.to_string(),
-            source,
-        };
-        let store = |source| BuildError::Store {
-            url: cfg.url.clone(),
-            source,
-        };
+        // Past the bucket or container: s3://bucket/prefix, gs://bucket/prefix,
+        // az://container/prefix, abfs(s)://container@account.host/prefix.
+        let bucket_prefix = rest.split_once('/').map(|x| x.1).unwrap_or("");
         let (inner, prefix): (Arc<dyn ObjectStore>, &str) = match scheme {
-            StoreScheme::File => {
-                let root = rest.trim_end_matches('/');
-                let root = if root.is_empty() { "/" } else { root };
-                let bad_dir = |e: &dyn std::fmt::Display| BuildError::Directory {
-                    path: root.into(),
-                    reason: e.to_string(),
-                };
-                std::fs::create_dir_all(root).map_err(|e| bad_dir(&e))?;
-                let fs = LocalFileSystem::new_with_prefix(root)
-                    .map_err(|e| bad_dir(&e))?
-                    .with_automatic_cleanup(true);
-                (Arc::new(fs), "")
-            }
-            StoreScheme::S3 => {
-                let mut b = AmazonS3Builder::from_env()
-                    .with_url(cfg.url.clone())
-                    .with_client_options(client)
-                    .with_retry(retry)
-                    .with_virtual_hosted_style_request(!cfg.path_style);
-                let env_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-                if cfg.access_key_id.is_none() && !env_keys {
-                    if let Some(p) = aws_profile() {
-                        if let (Some(k), Some(s)) = (p.access_key_id, p.secret_access_key) {
-                            b = b.with_access_key_id(k).with_secret_access_key(s);
-                            if let Some(t) = p.session_token {
-                                b = b.with_token(t);
-                            }
-                        }
-                        if cfg.region.is_none()
-                            && std::env::var_os("AWS_REGION").is_none()
-                            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-                        {
-                            if let Some(r) = p.region {
-                                b = b.with_region(r);
-                            }
-                        }
-                    }
-                }
-                if let Some(r) = &cfg.region {
-                    b = b.with_region(r.clone());
-                }
-                if let Some(e) = &cfg.endpoint {
-                    b = b.with_endpoint(e.clone());
-                }
-                if let Some(k) = &cfg.access_key_id {
-                    b = b.with_access_key_id(k.expose());
-                }
-                if let Some(s) = &cfg.secret_access_key {
-                    b = b.with_secret_access_key(s.expose());
-                }
-                if let Some(t) = &cfg.session_token {
-                    b = b.with_token(t.expose());
-                }
-                for (k, v) in &cfg.options {
-                    let key: AmazonS3ConfigKey = k.parse().map_err(|e| unknown(k, e))?;
-                    b = b.with_config(key, v.expose());
-                }
-                let s3 = b.build().map_err(store)?;
-                (
-                    Arc::new(s3),
-                    rest.split_once('/').map(|x| x.1).unwrap_or(""),
-                )
-            }
-            StoreScheme::Gcs => {
-                let mut b = GoogleCloudStorageBuilder::from_env()
-                    .with_url(cfg.url.clone())
-                    .with_client_options(client)
-                    .with_retry(retry);
-                for (k, v) in &cfg.options {
-                    let key: GoogleConfigKey = k.parse().map_err(|e| unknown(k, e))?;
-                    b = b.with_config(key, v.expose());
-                }
-                let gcs = b.build().map_err(store)?;
-                (
-                    Arc::new(gcs),
-                    rest.split_once('/').map(|x| x.1).unwrap_or(""),
-                )
-            }
-            StoreScheme::Azure => {
-                let mut b = MicrosoftAzureBuilder::from_env()
-                    .with_url(cfg.url.clone())
-                    .with_client_options(client)
-                    .with_retry(retry);
-                if let Some(e) = &cfg.endpoint {
-                    b = b.with_endpoint(e.clone());
-                }
-                for (k, v) in &cfg.options {
-                    let key: AzureConfigKey = k.parse().map_err(|e| unknown(k, e))?;
-                    b = b.with_config(key, v.expose());
-                }
-                let az = b.build().map_err(store)?;
-                // az://container/prefix; abfs(s)://container@account.host/prefix.
-                (
-                    Arc::new(az),
-                    rest.split_once('/').map(|x| x.1).unwrap_or(""),
-                )
-            }
+            StoreScheme::File => (local_store(rest)?, ""),
+            StoreScheme::S3 => (s3_store(cfg)?, bucket_prefix),
+            StoreScheme::Gcs => (gcs_store(cfg)?, bucket_prefix),
+            StoreScheme::Azure => (azure_store(cfg)?, bucket_prefix),
         };
         Ok(Store {
             inner,

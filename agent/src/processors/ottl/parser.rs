@@ -355,7 +355,40 @@ impl<'t> Parser<'t> {
         }
     }
 
+    /// A converter call, `name` at `line`:`column`, the next token its `(`: its arguments,
+    /// then what the converter makes of them.
     fn converter(&mut self, name: &str, line: u32, column: u32) -> Result<Parsed, ParseError> {
+        let args = self.converter_args(name)?;
+        if *self.peek() == Tok::LBracket {
+            return Err(self.error_here(format!(
+                "indexing the result of `{name}` is not supported; expected an operator"
+            )));
+        }
+        let call = Call {
+            name,
+            line,
+            column,
+            args,
+        };
+        match name {
+            "IsMatch" => is_match(call),
+            "IsString" | "IsInt" | "IsDouble" | "IsBool" | "IsMap" | "IsList" => type_is(call),
+            "Len" => {
+                call.arity(1, "value")?;
+                Ok(Parsed::Operand(Operand::Len(Box::new(call.only_operand()))))
+            }
+            "TraceID" | "SpanID" => id_literal(call),
+            "IsRootSpan" => self.is_root_span(call),
+            "HasAttrKeyOnDatapoint" | "HasAttrOnDatapoint" => self.has_attr_on_datapoint(call),
+            _ => Err(call.error(format!(
+                "unknown converter `{name}`; expected one of: {}",
+                CONVERTERS.join(", ")
+            ))),
+        }
+    }
+
+    /// `( value, … )`: the arguments, each with the position it starts at.
+    fn converter_args(&mut self, name: &str) -> Result<Vec<(Parsed, u32, u32)>, ParseError> {
         self.enter()?;
         self.bump(); // `(`
         let mut args: Vec<(Parsed, u32, u32)> = Vec::new();
@@ -381,161 +414,185 @@ impl<'t> Parser<'t> {
         }
         self.bump(); // `)`
         self.depth -= 1;
-        if *self.peek() == Tok::LBracket {
-            return Err(self.error_here(format!(
-                "indexing the result of `{name}` is not supported; expected an operator"
+        Ok(args)
+    }
+
+    /// `IsRootSpan()`: the span has no parent span ID (span context only).
+    fn is_root_span(&mut self, call: Call<'_>) -> Result<Parsed, ParseError> {
+        if self.context != Context::Span {
+            return Err(call.error(format!(
+                "`IsRootSpan` is only available in the span context, not {}",
+                self.context
             )));
         }
-        let at_name = |message: String| ParseError {
-            line,
-            column,
-            message,
+        call.arity(0, "no arguments")?;
+        let parent = self.intern(parent_span_path());
+        Ok(Parsed::Bool(Node::IsRootSpan { parent }))
+    }
+
+    /// `HasAttrKeyOnDatapoint(key)`, `HasAttrOnDatapoint(key, value)`: some data point of the
+    /// metric has the attribute (metric context only).
+    fn has_attr_on_datapoint(&mut self, call: Call<'_>) -> Result<Parsed, ParseError> {
+        let name = call.name;
+        if self.context != Context::Metric {
+            return Err(call.error(format!(
+                "`{name}` is only available in the metric context, not {}",
+                self.context
+            )));
+        }
+        let n = if name == "HasAttrKeyOnDatapoint" {
+            1
+        } else {
+            2
         };
-        let arity = |n: usize, signature: &str| {
-            if args.len() == n {
-                Ok(())
-            } else {
-                Err(at_name(format!(
-                    "`{name}` expects {n} argument{} ({signature}), found {}",
-                    if n == 1 { "" } else { "s" },
-                    args.len()
-                )))
-            }
-        };
-        match name {
-            "IsMatch" => {
-                arity(2, "target, pattern")?;
-                let mut it = args.into_iter();
-                let (target, pattern) = match (it.next(), it.next()) {
-                    (Some((t, _, _)), Some(p)) => (t, p),
-                    _ => return Err(at_name("`IsMatch` expects 2 arguments".into())),
-                };
-                let (pl, pc) = (pattern.1, pattern.2);
-                let Parsed::Operand(Operand::Lit(Literal::Str(src))) = pattern.0 else {
+        call.arity(n, if n == 1 { "key" } else { "key, value" })?;
+        let mut keys = Vec::new();
+        for (arg, al, ac) in call.args {
+            match arg {
+                Parsed::Operand(Operand::Lit(Literal::Str(s))) => keys.push(Key::Str(s)),
+                _ => {
                     return Err(ParseError {
-                        line: pl,
-                        column: pc,
-                        message: "expected a string literal as the `IsMatch` pattern".into(),
-                    });
-                };
-                let regex = RegexBuilder::new(&src)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| ParseError {
-                        line: pl,
-                        column: pc,
-                        message: format!(
-                            "expected a valid RE2 regex as the `IsMatch` pattern: {e}"
-                        ),
-                    })?;
-                Ok(Parsed::Bool(Node::IsMatch {
-                    target: into_operand(target),
-                    regex,
-                }))
-            }
-            "IsString" | "IsInt" | "IsDouble" | "IsBool" | "IsMap" | "IsList" => {
-                arity(1, "value")?;
-                let kind = match name {
-                    "IsString" => TypeKind::String,
-                    "IsInt" => TypeKind::Int,
-                    "IsDouble" => TypeKind::Double,
-                    "IsBool" => TypeKind::Bool,
-                    "IsMap" => TypeKind::Map,
-                    _ => TypeKind::List,
-                };
-                let target = args
-                    .into_iter()
-                    .next()
-                    .map_or(Operand::Lit(Literal::Nil), |a| into_operand(a.0));
-                Ok(Parsed::Bool(Node::TypeIs { kind, target }))
-            }
-            "Len" => {
-                arity(1, "value")?;
-                let target = args
-                    .into_iter()
-                    .next()
-                    .map_or(Operand::Lit(Literal::Nil), |a| into_operand(a.0));
-                Ok(Parsed::Operand(Operand::Len(Box::new(target))))
-            }
-            "TraceID" | "SpanID" => {
-                arity(1, "bytes")?;
-                let want = if name == "TraceID" { 16 } else { 8 };
-                let converter = if name == "TraceID" {
-                    "TraceID"
-                } else {
-                    "SpanID"
-                };
-                match args.into_iter().next() {
-                    Some((Parsed::Operand(Operand::Lit(Literal::Bytes(b))), _, _))
-                        if b.len() == want =>
-                    {
-                        Ok(Parsed::Operand(Operand::Id {
-                            converter,
-                            bytes: b,
-                        }))
-                    }
-                    Some((_, al, ac)) => Err(ParseError {
                         line: al,
                         column: ac,
-                        message: format!(
-                            "expected a {want}-byte literal (0x + {} hex digits) for `{name}`",
-                            want * 2
-                        ),
-                    }),
-                    None => Err(at_name(format!("`{name}` expects 1 argument"))),
+                        message: format!("expected a string literal as an argument of `{name}`"),
+                    })
                 }
             }
-            "IsRootSpan" => {
-                if self.context != Context::Span {
-                    return Err(at_name(format!(
-                        "`IsRootSpan` is only available in the span context, not {}",
-                        self.context
-                    )));
-                }
-                arity(0, "no arguments")?;
-                let parent = self.intern(parent_span_path());
-                Ok(Parsed::Bool(Node::IsRootSpan { parent }))
-            }
-            "HasAttrKeyOnDatapoint" | "HasAttrOnDatapoint" => {
-                if self.context != Context::Metric {
-                    return Err(at_name(format!(
-                        "`{name}` is only available in the metric context, not {}",
-                        self.context
-                    )));
-                }
-                let n = if name == "HasAttrKeyOnDatapoint" {
-                    1
-                } else {
-                    2
-                };
-                arity(n, if n == 1 { "key" } else { "key, value" })?;
-                let mut keys = Vec::new();
-                for (arg, al, ac) in args {
-                    match arg {
-                        Parsed::Operand(Operand::Lit(Literal::Str(s))) => keys.push(Key::Str(s)),
-                        _ => {
-                            return Err(ParseError {
-                                line: al,
-                                column: ac,
-                                message: format!(
-                                    "expected a string literal as an argument of `{name}`"
-                                ),
-                            })
-                        }
-                    }
-                }
-                let index = self.intern(Path {
-                    subject: Subject::Item,
-                    field: Field::AnyDatapointAttribute,
-                    keys: keys.into(),
-                });
-                Ok(Parsed::Bool(Node::BoolPath { index }))
-            }
-            _ => Err(at_name(format!(
-                "unknown converter `{name}`; expected one of: {}",
-                CONVERTERS.join(", ")
-            ))),
         }
+        let index = self.intern(Path {
+            subject: Subject::Item,
+            field: Field::AnyDatapointAttribute,
+            keys: keys.into(),
+        });
+        Ok(Parsed::Bool(Node::BoolPath { index }))
+    }
+}
+
+/// A converter call as parsed: its name, where the name is, and its arguments with where each
+/// starts.
+struct Call<'a> {
+    name: &'a str,
+    line: u32,
+    column: u32,
+    args: Vec<(Parsed, u32, u32)>,
+}
+
+impl Call<'_> {
+    /// An error at the converter's name.
+    fn error(&self, message: String) -> ParseError {
+        ParseError {
+            line: self.line,
+            column: self.column,
+            message,
+        }
+    }
+
+    /// Exactly `n` arguments, or an error naming the `signature`.
+    fn arity(&self, n: usize, signature: &str) -> Result<(), ParseError> {
+        if self.args.len() == n {
+            Ok(())
+        } else {
+            Err(self.error(format!(
+                "`{}` expects {n} argument{} ({signature}), found {}",
+                self.name,
+                if n == 1 { "" } else { "s" },
+                self.args.len()
+            )))
+        }
+    }
+
+    /// The first argument as an operand (nil when there is none).
+    fn only_operand(self) -> Operand {
+        self.args
+            .into_iter()
+            .next()
+            .map_or(Operand::Lit(Literal::Nil), |a| into_operand(a.0))
+    }
+}
+
+/// `IsMatch(target, pattern)`: the pattern a string literal, compiled once as an RE2 regex.
+fn is_match(call: Call<'_>) -> Result<Parsed, ParseError> {
+    call.arity(2, "target, pattern")?;
+    let (line, column) = (call.line, call.column);
+    let mut it = call.args.into_iter();
+    let (target, pattern) = match (it.next(), it.next()) {
+        (Some((t, _, _)), Some(p)) => (t, p),
+        _ => {
+            return Err(ParseError {
+                line,
+                column,
+                message: "`IsMatch` expects 2 arguments".into(),
+            })
+        }
+    };
+    let (pl, pc) = (pattern.1, pattern.2);
+    let Parsed::Operand(Operand::Lit(Literal::Str(src))) = pattern.0 else {
+        return Err(ParseError {
+            line: pl,
+            column: pc,
+            message: "expected a string literal as the `IsMatch` pattern".into(),
+        });
+    };
+    let regex = RegexBuilder::new(&src)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| ParseError {
+            line: pl,
+            column: pc,
+            message: format!("expected a valid RE2 regex as the `IsMatch` pattern: {e}"),
+        })?;
+    Ok(Parsed::Bool(Node::IsMatch {
+        target: into_operand(target),
+        regex,
+    }))
+}
+
+/// `IsString(value)`, `IsInt`, `IsDouble`, `IsBool`, `IsMap`, `IsList`: the value's type.
+fn type_is(call: Call<'_>) -> Result<Parsed, ParseError> {
+    call.arity(1, "value")?;
+    let kind = match call.name {
+        "IsString" => TypeKind::String,
+        "IsInt" => TypeKind::Int,
+        "IsDouble" => TypeKind::Double,
+        "IsBool" => TypeKind::Bool,
+        "IsMap" => TypeKind::Map,
+        _ => TypeKind::List,
+    };
+    let target = call.only_operand();
+    Ok(Parsed::Bool(Node::TypeIs { kind, target }))
+}
+
+/// `TraceID(0x…)` (16 bytes), `SpanID(0x…)` (8 bytes): an ID literal of the right length.
+fn id_literal(call: Call<'_>) -> Result<Parsed, ParseError> {
+    call.arity(1, "bytes")?;
+    let name = call.name;
+    let want = if name == "TraceID" { 16 } else { 8 };
+    let converter = if name == "TraceID" {
+        "TraceID"
+    } else {
+        "SpanID"
+    };
+    let (line, column) = (call.line, call.column);
+    match call.args.into_iter().next() {
+        Some((Parsed::Operand(Operand::Lit(Literal::Bytes(b))), _, _)) if b.len() == want => {
+            Ok(Parsed::Operand(Operand::Id {
+                converter,
+                bytes: b,
+            }))
+        }
+        Some((_, al, ac)) => Err(ParseError {
+            line: al,
+            column: ac,
+            message: format!(
+                "expected a {want}-byte literal (0x + {} hex digits) for `{name}`",
+                want * 2
+            ),
+        }),
+        None => Err(ParseError {
+            line,
+            column,
+            message: format!("`{name}` expects 1 argument"),
+        }),
     }
 }
 

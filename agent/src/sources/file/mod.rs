@@ -16,8 +16,10 @@
 //!
 //! Modules: [`discover`] (globbing), [`fingerprint`] (identity), [`reader`] (lines, encodings,
 //! multi-line), [`parse`] (JSON), [`encode`] (OTLP encoding), [`checkpoint`] (positions and
-//! their atomic persistence), [`watch`] (inotify wake-ups and the stop signal), [`tailer`] (the
-//! thread).
+//! their atomic persistence), [`watch`] (inotify wake-ups and the stop signal), [`settings`]
+//! (the config, resolved for the thread), [`tailer`] (the thread: scanning, opening, reading,
+//! closing, handing over), [`tracked`] (one followed file's identity, positions and line
+//! state), [`records`] (the bytes of a read → lines → records → the encoded batch).
 
 pub mod checkpoint;
 pub mod discover;
@@ -25,7 +27,10 @@ pub mod encode;
 pub mod fingerprint;
 pub mod parse;
 pub mod reader;
+mod records;
+pub mod settings;
 pub mod tailer;
+mod tracked;
 pub mod watch;
 
 use super::{SourceContext, SourceTask};
@@ -34,13 +39,14 @@ use crate::pipeline::buffer::Wait;
 use checkpoint::{Store, StoreError, Tracker};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use settings::Settings;
 use sonde_config::{FileSourceConfig, StartAt};
 use sonde_core::metrics::{Counter, Gauge, Registry};
 use sonde_core::{Ack, Batch, BuildError, Signal};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tailer::{Outgoing, Settings, Tailer};
+use tailer::{Outgoing, Tailer};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{info, warn};

@@ -6,33 +6,42 @@
 //! Identity. An open file is recognised by device and inode (so a rename is followed); every
 //! read checks that the file still begins with the bytes it was identified by, so a truncation
 //! (copytruncate) is noticed even when the file has grown again since. A file seen for the
-//! first time is matched against known files by fingerprint: a rotated file that was closed
-//! resumes where it was left, a copy of a file still open is ignored, anything else is new and
-//! read from its beginning (or, on the very first start, from its end when `start_at = "end"`).
+//! first time is matched against known files by fingerprint ([`tracked::best_known`]): a
+//! rotated file that was closed resumes where it was left, a copy of a file still open is
+//! ignored, anything else is new and read from its beginning (or, on the very first start,
+//! from its end when `start_at = "end"`).
 //!
 //! Lifetime. A file that no longer matches the patterns (renamed away, deleted) is read to its
 //! end; once nothing was appended for `rotate_wait` its last, unterminated line is emitted too,
 //! and it is closed when its lines are delivered (a deleted file exists only through our
-//! descriptor: closing it earlier would let a crash lose the lines still in flight). Closed files are remembered (for their checkpoint) until no scan has seen
-//! them for 15 minutes.
+//! descriptor: closing it earlier would let a crash lose the lines still in flight). Closed
+//! files are remembered (for their checkpoint) until no scan has seen them for 15 minutes.
+//!
+//! This module owns the decisions (when to scan, open, resume, read, close, hand over); the
+//! state of each file lives in [`tracked`], and the bytes of each read become records in
+//! [`records`].
+//!
+//! [`tracked`]: super::tracked
+//! [`tracked::best_known`]: super::tracked::best_known
+//! [`records`]: super::records
 
 use super::checkpoint::{Entry, Tracker};
 use super::discover::{Candidate, Discover};
-use super::encode::{encode_attribute, Encoder};
+use super::encode::Encoder;
 use super::fingerprint::{has_compressed_extension, is_compressed, read_prefix, Fingerprint};
-use super::parse;
-use super::reader::{Decoder, LineConfig, Multiline, MultilineConfig, Newline, RawLine, Splitter};
+use super::records::{now_nanos, Sink};
+use super::settings::Settings;
+use super::tracked::{best_known, Found, Tracked};
 use super::watch::{Stop, Waiter, Woken};
 use super::Counters;
 use bytes::Bytes;
-use sonde_config::{FileFormat, JsonFieldsConfig};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -49,151 +58,6 @@ pub struct Outgoing {
     pub payload: Option<(Bytes, u64)>,
     /// (file id, offset after the last line in or before this batch).
     pub positions: Vec<(u64, u64)>,
-}
-
-/// Everything the tailer needs from the config, resolved.
-pub struct Settings {
-    pub fingerprint_bytes: usize,
-    pub max_open_files: usize,
-    /// `start_at = "end"` and no checkpoint existed: files seen by the first scan start at
-    /// their end.
-    pub start_first_at_end: bool,
-    pub scan_interval: Duration,
-    pub poll_interval: Duration,
-    pub rotate_wait: Duration,
-    pub read_buffer: usize,
-    pub lines: LineConfig,
-    pub decoder: Decoder,
-    /// `encoding = "utf-16"`: the byte order comes from each file's BOM.
-    pub utf16_auto: bool,
-    pub multiline: Option<MultilineConfig>,
-    pub format: FileFormat,
-    pub json: JsonFieldsConfig,
-    pub include_file_name: bool,
-    pub include_file_path: bool,
-    /// Wake on file-system events (inotify) besides polling.
-    pub fs_events: bool,
-    /// A batch is handed on at this many record bytes or records.
-    pub batch_bytes: usize,
-    pub batch_items: u64,
-}
-
-/// One file the tailer knows, open or closed.
-struct Tracked {
-    id: u64,
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-    fp: Fingerprint,
-    file: Option<File>,
-    /// Not matched by the last scan: renamed away or deleted; read to the end, then closed.
-    gone: bool,
-    /// Scan generation that last matched this file.
-    seen_gen: u64,
-    last_seen: Instant,
-    /// Where the next read starts.
-    read_pos: u64,
-    /// Offset after the last record handed to the encoder.
-    emitted: u64,
-    /// `emitted` as last reported in a batch's positions.
-    reported: u64,
-    /// Offset after the last line split off (the start of the next one).
-    line_end: u64,
-    at_eof: bool,
-    /// Gone and read to the end: its last line went out; waiting for delivery to close it.
-    finished: bool,
-    last_data: Instant,
-    splitter: Splitter,
-    multi: Multiline,
-    lines: LineConfig,
-    decoder: Decoder,
-    /// `log.file.*` attributes, encoded for text records and as pairs for parsed ones.
-    attrs: Vec<u8>,
-    attr_pairs: Vec<(String, String)>,
-}
-
-/// What a newly tracked file starts from: its identity, its descriptor when open, and the
-/// offset reading starts at.
-struct Found<'a> {
-    id: u64,
-    path: &'a Path,
-    dev: u64,
-    ino: u64,
-    fp: Fingerprint,
-    file: Option<File>,
-    offset: u64,
-    seen_gen: u64,
-}
-
-impl Tracked {
-    fn new(f: Found<'_>, now: Instant, s: &Settings) -> Tracked {
-        let mut t = Tracked {
-            id: f.id,
-            path: PathBuf::new(),
-            dev: f.dev,
-            ino: f.ino,
-            fp: f.fp,
-            file: f.file,
-            gone: false,
-            seen_gen: f.seen_gen,
-            last_seen: now,
-            read_pos: f.offset,
-            emitted: f.offset,
-            reported: f.offset,
-            line_end: f.offset,
-            at_eof: false,
-            finished: false,
-            last_data: now,
-            splitter: Splitter::default(),
-            multi: Multiline::default(),
-            lines: s.lines.clone(),
-            decoder: s.decoder,
-            attrs: vec![],
-            attr_pairs: vec![],
-        };
-        t.set_path(f.path, s);
-        t
-    }
-
-    fn set_path(&mut self, path: &Path, s: &Settings) {
-        self.path = path.to_path_buf();
-        self.attrs.clear();
-        self.attr_pairs.clear();
-        if s.include_file_name {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            self.attrs
-                .extend_from_slice(&encode_attribute("log.file.name", &name));
-            self.attr_pairs.push(("log.file.name".into(), name));
-        }
-        if s.include_file_path {
-            let p = path.to_string_lossy().into_owned();
-            self.attrs
-                .extend_from_slice(&encode_attribute("log.file.path", &p));
-            self.attr_pairs.push(("log.file.path".into(), p));
-        }
-    }
-
-    /// Chooses the line format from the first bytes (`encoding = "utf-16"`).
-    fn set_encoding(&mut self, s: &Settings, prefix: &[u8]) {
-        self.lines = s.lines.clone();
-        self.decoder = s.decoder;
-        if s.utf16_auto {
-            if prefix.starts_with(&[0xfe, 0xff]) {
-                self.lines = LineConfig::new(s.lines.max, s.lines.on_long, Newline::Utf16Be);
-                self.decoder = Decoder::new(encoding_rs::UTF_16BE);
-            } else {
-                self.lines = LineConfig::new(s.lines.max, s.lines.on_long, Newline::Utf16Le);
-                self.decoder = Decoder::new(encoding_rs::UTF_16LE);
-            }
-        }
-    }
-
-    fn idle(&self) -> bool {
-        self.at_eof && self.splitter.buffered() == 0 && self.multi.is_empty()
-    }
 }
 
 /// How one read ended.
@@ -516,20 +380,7 @@ impl Tailer {
         let fp = Fingerprint::of(prefix);
         let full = self.s.fingerprint_bytes;
         let open_count = self.open_count();
-        // The best known file with these first bytes: same inode first, then the longest
-        // fingerprint. A short fingerprint is trusted only with the same inode.
-        let best = self
-            .files
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                t.fp.len > 0
-                    && t.fp.is_prefix_of(prefix)
-                    && (t.fp.len as usize >= full || (t.dev, t.ino) == (dev, ino))
-            })
-            .max_by_key(|(_, t)| ((t.dev, t.ino) == (dev, ino), t.fp.len, t.last_seen))
-            .map(|(i, _)| i);
-        if let Some(i) = best {
+        if let Some(i) = best_known(&self.files, prefix, full, dev, ino) {
             let t = &mut self.files[i];
             t.last_seen = now;
             if t.file.is_some() {
@@ -812,124 +663,6 @@ impl Tailer {
         tx.blocking_send(Outgoing { payload, positions })
             .map_err(|_| Closed)
     }
-}
-
-/// Where lines go: decoding, multi-line joining, formatting and encoding.
-struct Sink<'a> {
-    s: &'a Settings,
-    c: &'a Counters,
-    encoder: &'a mut Encoder,
-    observed: u64,
-    now: Instant,
-}
-
-impl Sink<'_> {
-    fn feed(&mut self, t: &mut Tracked, data: &[u8], pos: u64) {
-        let Tracked {
-            splitter,
-            multi,
-            lines,
-            decoder,
-            emitted,
-            line_end,
-            attrs,
-            attr_pairs,
-            ..
-        } = t;
-        splitter.feed(lines, data, pos, &mut |raw| {
-            self.line(raw, *decoder, line_end, emitted, multi, attrs, attr_pairs)
-        });
-    }
-
-    /// The file is finished: its unterminated last line and waiting record go out.
-    fn finish(&mut self, t: &mut Tracked) {
-        let Tracked {
-            splitter,
-            multi,
-            lines,
-            decoder,
-            emitted,
-            line_end,
-            attrs,
-            attr_pairs,
-            read_pos,
-            ..
-        } = t;
-        splitter.finish(lines, *read_pos, &mut |raw| {
-            self.line(raw, *decoder, line_end, emitted, multi, attrs, attr_pairs)
-        });
-        multi.flush(&mut |rec, end| {
-            self.record(rec, attrs, attr_pairs);
-            *emitted = end;
-        });
-        *emitted = (*emitted).max(*read_pos);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn line(
-        &mut self,
-        raw: RawLine<'_>,
-        decoder: Decoder,
-        line_end: &mut u64,
-        emitted: &mut u64,
-        multi: &mut Multiline,
-        attrs: &[u8],
-        attr_pairs: &[(String, String)],
-    ) {
-        if raw.truncated {
-            self.c.long_truncated.inc();
-        }
-        if raw.split {
-            self.c.long_split.inc();
-        }
-        let (text, bad) = decoder.decode(raw.bytes, *line_end == 0);
-        if bad {
-            self.c.invalid_utf8.inc();
-        }
-        *line_end = raw.end;
-        let s = self.s;
-        match &s.multiline {
-            Some(ml) => {
-                let now = self.now;
-                multi.push(ml, &text, raw.end, now, &mut |rec, end| {
-                    self.record(rec, attrs, attr_pairs);
-                    *emitted = end;
-                });
-            }
-            None => {
-                if !text.is_empty() {
-                    self.record(&text, attrs, attr_pairs);
-                }
-                *emitted = raw.end;
-            }
-        }
-    }
-
-    fn record(&mut self, text: &str, attrs: &[u8], attr_pairs: &[(String, String)]) {
-        self.c.records.inc();
-        match self.s.format {
-            FileFormat::Text => self.encoder.push_text(0, self.observed, text, attrs),
-            FileFormat::Json => {
-                let mut r = match parse::json_record(&self.s.json, text) {
-                    Some(r) => r,
-                    None => {
-                        self.c.parse_errors.inc();
-                        parse::text_record(text)
-                    }
-                };
-                r.observed_time_unix_nano = self.observed;
-                parse::add_file_attributes(&mut r, attr_pairs);
-                self.encoder.push_record(&r);
-            }
-        }
-    }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Opens for reading without blocking: a path swapped for a FIFO must not hang the tailer.

@@ -17,7 +17,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, exponential_histogram_data_point::Buckets, metric, number_data_point,
-    summary_data_point::ValueAtQuantile, Exemplar, Metric,
+    summary_data_point::ValueAtQuantile, Exemplar, ExponentialHistogram, Histogram, Metric,
+    NumberDataPoint, Summary,
 };
 use prost::Message;
 use sonde_core::Signal;
@@ -169,6 +170,7 @@ impl Default for MetricCols {
 }
 
 impl MetricCols {
+    /// One row per data point of `m`, whatever its type (none when it has no data).
     fn append_metric(&mut self, origin: &Origin<'_>, m: &Metric) {
         let Some(data) = &m.data else {
             return;
@@ -181,23 +183,7 @@ impl MetricCols {
                     temporality: None,
                     monotonic: None,
                 };
-                for p in &g.data_points {
-                    let (vi, vd) = number(p.value);
-                    self.append(
-                        origin,
-                        &head,
-                        Row {
-                            time: p.time_unix_nano,
-                            start: p.start_time_unix_nano,
-                            value_int: vi,
-                            value_double: vd,
-                            flags: p.flags,
-                            exemplars: &p.exemplars,
-                            attributes: &p.attributes,
-                            ..Default::default()
-                        },
-                    );
-                }
+                self.append_numbers(origin, &head, &g.data_points);
             }
             metric::Data::Sum(s) => {
                 let head = Head {
@@ -206,108 +192,123 @@ impl MetricCols {
                     temporality: Some(temporality_name(s.aggregation_temporality)),
                     monotonic: Some(s.is_monotonic),
                 };
-                for p in &s.data_points {
-                    let (vi, vd) = number(p.value);
-                    self.append(
-                        origin,
-                        &head,
-                        Row {
-                            time: p.time_unix_nano,
-                            start: p.start_time_unix_nano,
-                            value_int: vi,
-                            value_double: vd,
-                            flags: p.flags,
-                            exemplars: &p.exemplars,
-                            attributes: &p.attributes,
-                            ..Default::default()
-                        },
-                    );
-                }
+                self.append_numbers(origin, &head, &s.data_points);
             }
-            metric::Data::Histogram(h) => {
-                let head = Head {
-                    metric: m,
-                    kind: "histogram",
-                    temporality: Some(temporality_name(h.aggregation_temporality)),
-                    monotonic: None,
-                };
-                for p in &h.data_points {
-                    self.append(
-                        origin,
-                        &head,
-                        Row {
-                            time: p.time_unix_nano,
-                            start: p.start_time_unix_nano,
-                            count: Some(p.count),
-                            sum: p.sum,
-                            min: p.min,
-                            max: p.max,
-                            buckets: Some((&p.bucket_counts, &p.explicit_bounds)),
-                            flags: p.flags,
-                            exemplars: &p.exemplars,
-                            attributes: &p.attributes,
-                            ..Default::default()
-                        },
-                    );
-                }
-            }
-            metric::Data::ExponentialHistogram(h) => {
-                let head = Head {
-                    metric: m,
-                    kind: "exponential_histogram",
-                    temporality: Some(temporality_name(h.aggregation_temporality)),
-                    monotonic: None,
-                };
-                for p in &h.data_points {
-                    self.append(
-                        origin,
-                        &head,
-                        Row {
-                            time: p.time_unix_nano,
-                            start: p.start_time_unix_nano,
-                            count: Some(p.count),
-                            sum: p.sum,
-                            min: p.min,
-                            max: p.max,
-                            exp: Some(Exp {
-                                scale: p.scale,
-                                zero_count: p.zero_count,
-                                zero_threshold: p.zero_threshold,
-                                positive: p.positive.as_ref(),
-                                negative: p.negative.as_ref(),
-                            }),
-                            flags: p.flags,
-                            exemplars: &p.exemplars,
-                            attributes: &p.attributes,
-                            ..Default::default()
-                        },
-                    );
-                }
-            }
-            metric::Data::Summary(s) => {
-                let head = Head {
-                    metric: m,
-                    kind: "summary",
-                    temporality: None,
-                    monotonic: None,
-                };
-                for p in &s.data_points {
-                    self.append(
-                        origin,
-                        &head,
-                        Row {
-                            time: p.time_unix_nano,
-                            start: p.start_time_unix_nano,
-                            count: Some(p.count),
-                            sum: Some(p.sum),
-                            quantiles: Some(&p.quantile_values),
-                            flags: p.flags,
-                            attributes: &p.attributes,
-                            ..Default::default()
-                        },
-                    );
-                }
-            }
+            metric::Data::Histogram(h) => self.append_histogram(origin, m, h),
+            metric::Data::ExponentialHistogram(h) => self.append_exp_histogram(origin, m, h),
+            metric::Data::Summary(s) => self.append_summary(origin, m, s),
+        }
+    }
+
+    /// Gauge and sum points: an integer or a floating-point value.
+    fn append_numbers(&mut self, origin: &Origin<'_>, head: &Head<'_>, points: &[NumberDataPoint]) {
+        for p in points {
+            let (vi, vd) = number(p.value);
+            self.append(
+                origin,
+                head,
+                Row {
+                    time: p.time_unix_nano,
+                    start: p.start_time_unix_nano,
+                    value_int: vi,
+                    value_double: vd,
+                    flags: p.flags,
+                    exemplars: &p.exemplars,
+                    attributes: &p.attributes,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// Histogram points: count, sum, min, max and the explicit buckets.
+    fn append_histogram(&mut self, origin: &Origin<'_>, m: &Metric, h: &Histogram) {
+        let head = Head {
+            metric: m,
+            kind: "histogram",
+            temporality: Some(temporality_name(h.aggregation_temporality)),
+            monotonic: None,
+        };
+        for p in &h.data_points {
+            self.append(
+                origin,
+                &head,
+                Row {
+                    time: p.time_unix_nano,
+                    start: p.start_time_unix_nano,
+                    count: Some(p.count),
+                    sum: p.sum,
+                    min: p.min,
+                    max: p.max,
+                    buckets: Some((&p.bucket_counts, &p.explicit_bounds)),
+                    flags: p.flags,
+                    exemplars: &p.exemplars,
+                    attributes: &p.attributes,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// Exponential histogram points: count, sum, min, max, the scale, the zero bucket and the
+    /// positive and negative buckets.
+    fn append_exp_histogram(&mut self, origin: &Origin<'_>, m: &Metric, h: &ExponentialHistogram) {
+        let head = Head {
+            metric: m,
+            kind: "exponential_histogram",
+            temporality: Some(temporality_name(h.aggregation_temporality)),
+            monotonic: None,
+        };
+        for p in &h.data_points {
+            self.append(
+                origin,
+                &head,
+                Row {
+                    time: p.time_unix_nano,
+                    start: p.start_time_unix_nano,
+                    count: Some(p.count),
+                    sum: p.sum,
+                    min: p.min,
+                    max: p.max,
+                    exp: Some(Exp {
+                        scale: p.scale,
+                        zero_count: p.zero_count,
+                        zero_threshold: p.zero_threshold,
+                        positive: p.positive.as_ref(),
+                        negative: p.negative.as_ref(),
+                    }),
+                    flags: p.flags,
+                    exemplars: &p.exemplars,
+                    attributes: &p.attributes,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// Summary points: count, sum and the quantiles.
+    fn append_summary(&mut self, origin: &Origin<'_>, m: &Metric, s: &Summary) {
+        let head = Head {
+            metric: m,
+            kind: "summary",
+            temporality: None,
+            monotonic: None,
+        };
+        for p in &s.data_points {
+            self.append(
+                origin,
+                &head,
+                Row {
+                    time: p.time_unix_nano,
+                    start: p.start_time_unix_nano,
+                    count: Some(p.count),
+                    sum: Some(p.sum),
+                    quantiles: Some(&p.quantile_values),
+                    flags: p.flags,
+                    attributes: &p.attributes,
+                    ..Default::default()
+                },
+            );
         }
     }
 

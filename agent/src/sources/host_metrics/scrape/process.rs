@@ -243,6 +243,8 @@ impl ProcessTable {
         out
     }
 
+    /// The row of process `pid` (its `/proc/<pid>/stat` figures already in `s`): its
+    /// attributes and metrics. None when it is gone.
     fn one(
         &mut self,
         pid: u32,
@@ -252,6 +254,17 @@ impl ProcessTable {
         now: u64,
     ) -> Option<ProcessMetrics> {
         let dir = self.proc_dir.join(pid.to_string());
+        let attributes = self.attributes(pid, s, &dir)?;
+        let io = self.disk_io(&dir);
+        Some(ProcessMetrics {
+            attributes,
+            metrics: process_metrics(s, io, conv, units, now),
+        })
+    }
+
+    /// The process's identity: pid, parent, executable name and path, command line, owner.
+    /// None when its name cannot be read (it is gone).
+    fn attributes(&mut self, pid: u32, s: &PidStat, dir: &Path) -> Option<Vec<KeyValue>> {
         let mut attributes = vec![
             kv_int("process.pid", i64::from(pid)),
             kv_int("process.parent_pid", i64::from(s.ppid)),
@@ -287,93 +300,28 @@ impl ProcessTable {
             }
             Err(e) => self.note(cmdline, e),
         }
-        match std::fs::metadata(&dir) {
+        match std::fs::metadata(dir) {
             Ok(meta) => {
                 if let Some(user) = self.user_name(meta.uid()) {
                     attributes.push(kv_str("process.owner", &user));
                 }
             }
-            Err(e) => self.note(dir.clone(), e),
+            Err(e) => self.note(dir.to_path_buf(), e),
         }
+        Some(attributes)
+    }
+
+    /// Bytes read and written, from `/proc/<pid>/io` (None when it cannot be read: other
+    /// users' processes need privileges).
+    fn disk_io(&mut self, dir: &Path) -> Option<(u64, u64)> {
         let io_path = dir.join("io");
-        let io = match read_text(&io_path, &mut self.buf) {
+        match read_text(&io_path, &mut self.buf) {
             Ok(text) => parse_pid_io(&text),
             Err(e) => {
                 self.note(io_path, e);
                 None
             }
-        };
-
-        let tps = units.ticks_per_second.max(1);
-        let start_ns = units.boot_ns.saturating_add(
-            u64::try_from(u128::from(s.starttime) * 1_000_000_000 / u128::from(tps))
-                .unwrap_or(u64::MAX),
-        );
-        let mut m = Emitter::new(now, start_ns);
-        let secs = |ticks: u64| ticks as f64 / tps as f64;
-        let sc = conv == Conventions::Semconv;
-        let mut cpu = Points::new();
-        if sc {
-            cpu.double(&[("cpu.mode", "user")], secs(s.utime));
-            cpu.double(&[("cpu.mode", "system")], secs(s.stime));
-        } else {
-            cpu.double(&[("state", "user")], secs(s.utime));
-            cpu.double(&[("state", "system")], secs(s.stime));
-            cpu.double(&[("state", "wait")], secs(s.blkio_ticks));
         }
-        m.push(
-            Instrument::Counter,
-            "process.cpu.time",
-            "s",
-            "CPU time of the process.",
-            cpu,
-        );
-        let mut rss = Points::new();
-        rss.int(&[], s.rss_pages.saturating_mul(units.page_size));
-        m.push(
-            Instrument::UpDownCounter,
-            "process.memory.usage",
-            "By",
-            "Resident memory of the process.",
-            rss,
-        );
-        let mut virt = Points::new();
-        virt.int(&[], s.vsize);
-        m.push(
-            Instrument::UpDownCounter,
-            "process.memory.virtual",
-            "By",
-            "Virtual memory of the process.",
-            virt,
-        );
-        if let Some((read, write)) = io {
-            let dir_key = if sc { "disk.io.direction" } else { "direction" };
-            let mut p = Points::new();
-            p.int(&[(dir_key, "read")], read)
-                .int(&[(dir_key, "write")], write);
-            m.push(
-                Instrument::Counter,
-                "process.disk.io",
-                "By",
-                "Bytes the process read from and wrote to storage.",
-                p,
-            );
-        }
-        if sc {
-            let mut p = Points::new();
-            p.int(&[], s.num_threads);
-            m.push(
-                Instrument::UpDownCounter,
-                "process.thread.count",
-                "{thread}",
-                "Threads in the process.",
-                p,
-            );
-        }
-        Some(ProcessMetrics {
-            attributes,
-            metrics: m.finish(),
-        })
     }
 
     /// The user name of `uid` from `<root>/etc/passwd`, cached until the file changes.
@@ -399,4 +347,82 @@ impl ProcessTable {
             self.passwd_mtime = mtime;
         }
     }
+}
+
+/// The metrics of one process: CPU time by mode, resident and virtual memory, disk I/O when
+/// known, and (semantic conventions) its thread count.
+fn process_metrics(
+    s: &PidStat,
+    io: Option<(u64, u64)>,
+    conv: Conventions,
+    units: Units,
+    now: u64,
+) -> Vec<Metric> {
+    let tps = units.ticks_per_second.max(1);
+    let start_ns = units.boot_ns.saturating_add(
+        u64::try_from(u128::from(s.starttime) * 1_000_000_000 / u128::from(tps))
+            .unwrap_or(u64::MAX),
+    );
+    let mut m = Emitter::new(now, start_ns);
+    let secs = |ticks: u64| ticks as f64 / tps as f64;
+    let sc = conv == Conventions::Semconv;
+    let mut cpu = Points::new();
+    if sc {
+        cpu.double(&[("cpu.mode", "user")], secs(s.utime));
+        cpu.double(&[("cpu.mode", "system")], secs(s.stime));
+    } else {
+        cpu.double(&[("state", "user")], secs(s.utime));
+        cpu.double(&[("state", "system")], secs(s.stime));
+        cpu.double(&[("state", "wait")], secs(s.blkio_ticks));
+    }
+    m.push(
+        Instrument::Counter,
+        "process.cpu.time",
+        "s",
+        "CPU time of the process.",
+        cpu,
+    );
+    let mut rss = Points::new();
+    rss.int(&[], s.rss_pages.saturating_mul(units.page_size));
+    m.push(
+        Instrument::UpDownCounter,
+        "process.memory.usage",
+        "By",
+        "Resident memory of the process.",
+        rss,
+    );
+    let mut virt = Points::new();
+    virt.int(&[], s.vsize);
+    m.push(
+        Instrument::UpDownCounter,
+        "process.memory.virtual",
+        "By",
+        "Virtual memory of the process.",
+        virt,
+    );
+    if let Some((read, write)) = io {
+        let dir_key = if sc { "disk.io.direction" } else { "direction" };
+        let mut p = Points::new();
+        p.int(&[(dir_key, "read")], read)
+            .int(&[(dir_key, "write")], write);
+        m.push(
+            Instrument::Counter,
+            "process.disk.io",
+            "By",
+            "Bytes the process read from and wrote to storage.",
+            p,
+        );
+    }
+    if sc {
+        let mut p = Points::new();
+        p.int(&[], s.num_threads);
+        m.push(
+            Instrument::UpDownCounter,
+            "process.thread.count",
+            "{thread}",
+            "Threads in the process.",
+            p,
+        );
+    }
+    m.finish()
 }
