@@ -7,31 +7,21 @@
 use super::view::{self, bytes_of, depth, str_of, write_json, AnyView, Chunks, KvView};
 use super::view::{ResourceView, ScopeView};
 use super::{
-    append_id, base64_into, batch, non_empty, ts, ts_builder, AttrCols, ConvertError, DecodeError,
-    OriginCols,
+    append_id, base64_into, convert_items, non_empty, ts, ts_builder, AttrCols, ConvertError,
+    ItemRows, OriginCols,
 };
 use arrow_array::builder::{
     FixedSizeBinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::ArrowError;
 use sonde_core::wire::{Reader, WireError};
 use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
-    let mut cols = LogCols::new(view::capacity_hint(payload.len(), 256));
-    view::for_each_item(payload, |resource, scope, record| {
-        cols.append(payload, resource, scope, record)
-    })
-    .map_err(|source| ConvertError::Decode {
-        signal: Signal::Logs,
-        source: DecodeError::Wire(source),
-    })?;
-    let columns = cols.finish().map_err(|source| ConvertError::Arrow {
-        signal: Signal::Logs,
-        source,
-    })?;
-    batch(Signal::Logs, columns)
+    let rows = LogCols::new(view::capacity_hint(payload.len(), 256));
+    convert_items(Signal::Logs, payload, rows)
 }
 
 /// A log record's scalar fields as read (defaults = protobuf's defaults).
@@ -87,6 +77,45 @@ impl LogCols {
         }
     }
 
+    /// The body: a string as it is, bytes as base64, anything else as its JSON text.
+    fn append_body(&mut self, buf: &[u8], body: &AnyView<'_>) -> Result<(), WireError> {
+        let ty = match body {
+            AnyView::Empty => {
+                self.body.append_null();
+                self.body_type.append_null();
+                return Ok(());
+            }
+            AnyView::Str(s) => {
+                self.body.append_value(s);
+                "string"
+            }
+            AnyView::Bytes(b) => {
+                base64_into(&mut self.body, b);
+                self.body.append_value("");
+                "bytes"
+            }
+            v => {
+                self.scratch.clear();
+                write_json(&mut self.scratch, buf, v, depth::ITEM + 1)?;
+                // Built from checked `&str`s and ASCII punctuation, so always UTF-8.
+                self.body
+                    .append_value(String::from_utf8_lossy(&self.scratch));
+                match v {
+                    AnyView::Int(_) => "int",
+                    AnyView::Double(_) => "double",
+                    AnyView::Bool(_) => "bool",
+                    AnyView::Array(_) => "array",
+                    AnyView::Kvlist(_) => "kvlist",
+                    _ => "strindex",
+                }
+            }
+        };
+        self.body_type.append_value(ty);
+        Ok(())
+    }
+}
+
+impl ItemRows for LogCols {
     /// Reads the log record in `buf[range]` and appends its row (attributes as they are read,
     /// the other fields once the record is read, the last occurrence of each winning).
     fn append(
@@ -136,44 +165,7 @@ impl LogCols {
         Ok(())
     }
 
-    /// The body: a string as it is, bytes as base64, anything else as its JSON text.
-    fn append_body(&mut self, buf: &[u8], body: &AnyView<'_>) -> Result<(), WireError> {
-        let ty = match body {
-            AnyView::Empty => {
-                self.body.append_null();
-                self.body_type.append_null();
-                return Ok(());
-            }
-            AnyView::Str(s) => {
-                self.body.append_value(s);
-                "string"
-            }
-            AnyView::Bytes(b) => {
-                base64_into(&mut self.body, b);
-                self.body.append_value("");
-                "bytes"
-            }
-            v => {
-                self.scratch.clear();
-                write_json(&mut self.scratch, buf, v, depth::ITEM + 1)?;
-                // Built from checked `&str`s and ASCII punctuation, so always UTF-8.
-                self.body
-                    .append_value(String::from_utf8_lossy(&self.scratch));
-                match v {
-                    AnyView::Int(_) => "int",
-                    AnyView::Double(_) => "double",
-                    AnyView::Bool(_) => "bool",
-                    AnyView::Array(_) => "array",
-                    AnyView::Kvlist(_) => "kvlist",
-                    _ => "strindex",
-                }
-            }
-        };
-        self.body_type.append_value(ty);
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<Vec<ArrayRef>, arrow_schema::ArrowError> {
+    fn finish(mut self) -> Result<Vec<ArrayRef>, ArrowError> {
         let mut out: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
             Arc::new(self.observed.finish()),

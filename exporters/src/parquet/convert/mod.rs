@@ -70,6 +70,40 @@ pub fn convert(signal: Signal, payload: &[u8]) -> Result<RecordBatch, ConvertErr
 /// [`columns`]), so the batch's own schema names the types the columns have. The Parquet
 /// writer, created with the documented schema, writes them as the documented types, and
 /// refuses a column that is not an encoding of its documented type.
+/// The columns of a table read straight off the wire (spans, log records): one row per item.
+trait ItemRows {
+    /// Appends the row of the item in `buf[range]`, of `resource` and `scope`.
+    fn append(
+        &mut self,
+        buf: &[u8],
+        resource: &ResourceView<'_>,
+        scope: &ScopeView<'_>,
+        range: (usize, usize),
+    ) -> Result<(), sonde_core::wire::WireError>;
+
+    /// The finished columns, in the table's order.
+    fn finish(self) -> Result<Vec<ArrayRef>, ArrowError>;
+}
+
+/// Every item of the request `payload` of `signal` as a row of `rows`, then the record batch.
+fn convert_items(
+    signal: Signal,
+    payload: &[u8],
+    mut rows: impl ItemRows,
+) -> Result<RecordBatch, ConvertError> {
+    view::for_each_item(payload, |resource, scope, item| {
+        rows.append(payload, resource, scope, item)
+    })
+    .map_err(|source| ConvertError::Decode {
+        signal,
+        source: DecodeError::Wire(source),
+    })?;
+    let columns = rows
+        .finish()
+        .map_err(|source| ConvertError::Arrow { signal, source })?;
+    batch(signal, columns)
+}
+
 fn batch(signal: Signal, columns: Vec<ArrayRef>) -> Result<RecordBatch, ConvertError> {
     let documented = schema::schema(signal);
     let fields = with_types(documented.fields(), &columns);

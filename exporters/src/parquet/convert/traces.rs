@@ -2,8 +2,8 @@
 
 use super::view::{self, bytes_of, depth, str_of, KvView, ResourceView, ScopeView};
 use super::{
-    append_id, batch, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError, DecodeError,
-    OriginCols,
+    append_id, convert_items, non_empty, struct_array, ts, ts_builder, AttrCols, ConvertError,
+    ItemRows, OriginCols,
 };
 use crate::parquet::schema::{event_fields, link_fields, list_item};
 use arrow_array::builder::{
@@ -18,19 +18,8 @@ use sonde_core::Signal;
 use std::sync::Arc;
 
 pub(super) fn convert(payload: &[u8]) -> Result<RecordBatch, ConvertError> {
-    let mut cols = SpanCols::new(view::capacity_hint(payload.len(), 512));
-    view::for_each_item(payload, |resource, scope, span| {
-        cols.append(payload, resource, scope, span)
-    })
-    .map_err(|source| ConvertError::Decode {
-        signal: Signal::Traces,
-        source: DecodeError::Wire(source),
-    })?;
-    let columns = cols.finish().map_err(|source| ConvertError::Arrow {
-        signal: Signal::Traces,
-        source,
-    })?;
-    batch(Signal::Traces, columns)
+    let rows = SpanCols::new(view::capacity_hint(payload.len(), 512));
+    convert_items(Signal::Traces, payload, rows)
 }
 
 /// A span's scalar fields as read (defaults = protobuf's defaults).
@@ -98,7 +87,9 @@ impl SpanCols {
             dropped_links: Int64Builder::with_capacity(rows),
         }
     }
+}
 
+impl ItemRows for SpanCols {
     /// Reads the span in `buf[range]` and appends its row (attributes, events and links are
     /// appended as they are read; the scalar fields once the span is read, the last occurrence
     /// of each winning).
