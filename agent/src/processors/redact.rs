@@ -1,7 +1,8 @@
 //! `type = "redact"`: masks or hashes sensitive substrings in attribute string values — of
 //! resources, scopes, spans, span events and links, log records and metric data points — and,
 //! with `bodies`, in log bodies (string bodies and the strings nested in map or array bodies).
-//! Attributes named in `keys` have their whole value replaced, whatever it contains.
+//! Attributes named in `keys` have their whole value replaced, whatever it contains: every
+//! string of an array or map value too, whatever the keys inside the map.
 //!
 //! On the wire: each string field of an `AnyValue` that changes is replaced (the editor rewrites
 //! the lengths of the messages around it); every other byte is copied. A string that is not
@@ -90,9 +91,10 @@ impl Redact {
                         changed |= self.any_value(buf, v?.payload(), whole, depth + 1, cx)?;
                     }
                 }
-                // KeyValueList { values = 1 (KeyValue) }
+                // KeyValueList { values = 1 (KeyValue) }: under a key in `keys`, every entry
+                // goes whole, whatever its own key.
                 (6, LEN) if depth < MAX_DEPTH => {
-                    changed |= self.attributes(buf, n.field.payload, 1, depth + 1, cx)?;
+                    changed |= self.attributes(buf, n.field.payload, 1, whole, depth + 1, cx)?;
                 }
                 _ => {}
             }
@@ -100,12 +102,14 @@ impl Redact {
         Ok(changed)
     }
 
-    /// Redacts the `KeyValue` fields `number` of the message `p`.
+    /// Redacts the `KeyValue` fields `number` of the message `p`; `whole`: the list is inside
+    /// the value of a key in `keys`, so every value in it is replaced entirely.
     fn attributes(
         &self,
         buf: &[u8],
         p: (usize, usize),
         number: u32,
+        whole: bool,
         depth: usize,
         cx: &mut Walk<'_>,
     ) -> Result<bool, WireError> {
@@ -122,7 +126,7 @@ impl Redact {
                 }
             }
             let Some(v) = value else { continue };
-            let whole = key.is_some_and(|k| self.keys.contains(&buf[k.0..k.1]));
+            let whole = whole || key.is_some_and(|k| self.keys.contains(&buf[k.0..k.1]));
             changed |= self.any_value(buf, v, whole, depth, cx)?;
         }
         Ok(changed)
@@ -139,12 +143,12 @@ impl Redact {
         for r in children(buf, (0, buf.len()), 1) {
             let r = r?;
             if let Some(res) = first_len(buf, r.payload(), 1) {
-                self.attributes(buf, res, 1, 0, cx)?;
+                self.attributes(buf, res, 1, false, 0, cx)?;
             }
             for s in children(buf, r.payload(), 2) {
                 let s = s?;
                 if let Some(scope) = first_len(buf, s.payload(), 1) {
-                    self.attributes(buf, scope, 3, 0, cx)?;
+                    self.attributes(buf, scope, 3, false, 0, cx)?;
                 }
                 items(self, s.payload(), cx)?;
             }
@@ -184,12 +188,12 @@ impl Processor for Redact {
                 Signal::Traces => self.walk(buf, &mut cx, |this, scope, cx| {
                     for span in children(buf, scope, 2) {
                         let span = span?;
-                        let mut changed = this.attributes(buf, span.payload(), 9, 0, cx)?;
+                        let mut changed = this.attributes(buf, span.payload(), 9, false, 0, cx)?;
                         for ev in children(buf, span.payload(), 11) {
-                            changed |= this.attributes(buf, ev?.payload(), 3, 0, cx)?;
+                            changed |= this.attributes(buf, ev?.payload(), 3, false, 0, cx)?;
                         }
                         for link in children(buf, span.payload(), 13) {
-                            changed |= this.attributes(buf, link?.payload(), 4, 0, cx)?;
+                            changed |= this.attributes(buf, link?.payload(), 4, false, 0, cx)?;
                         }
                         cx.tally.items += u64::from(changed);
                     }
@@ -198,7 +202,7 @@ impl Processor for Redact {
                 Signal::Logs => self.walk(buf, &mut cx, |this, scope, cx| {
                     for rec in children(buf, scope, 2) {
                         let rec = rec?;
-                        let mut changed = this.attributes(buf, rec.payload(), 6, 0, cx)?;
+                        let mut changed = this.attributes(buf, rec.payload(), 6, false, 0, cx)?;
                         if this.bodies {
                             if let Some(body) = first_len(buf, rec.payload(), 5) {
                                 changed |= this.any_value(buf, body, false, 0, cx)?;
@@ -219,6 +223,7 @@ impl Processor for Redact {
                                 buf,
                                 pt?.payload(),
                                 kind.attributes_field(),
+                                false,
                                 0,
                                 cx,
                             )?;
