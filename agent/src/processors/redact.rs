@@ -4,6 +4,10 @@
 //! Attributes named in `keys` have their whole value replaced, whatever it contains: every
 //! string of an array or map value too, whatever the keys inside the map.
 //!
+//! A message field written in several pieces (a `Resource`, an `InstrumentationScope` or a log
+//! body occurring more than once, which a protobuf decoder merges into one) is redacted in every
+//! piece.
+//!
 //! On the wire: each string field of an `AnyValue` that changes is replaced (the editor rewrites
 //! the lengths of the messages around it); every other byte is copied. A string that is not
 //! UTF-8 is left as it is and counted (`sonde_processor_errors_total{reason="malformed"}` is for
@@ -13,7 +17,7 @@
 
 use super::filter::children;
 use super::patterns::{Action, Builtin, Counts, Pattern, Redactor};
-use super::view::{fields, first_len, metric_data};
+use super::view::{fields, metric_data};
 use super::{Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::{RedactAction, RedactProcessorConfig};
@@ -142,13 +146,14 @@ impl Redact {
     ) -> Result<(), WireError> {
         for r in children(buf, (0, buf.len()), 1) {
             let r = r?;
-            if let Some(res) = first_len(buf, r.payload(), 1) {
-                self.attributes(buf, res, 1, false, 0, cx)?;
+            // Every occurrence of a message field: a decoder merges them into one.
+            for res in children(buf, r.payload(), 1) {
+                self.attributes(buf, res?.payload(), 1, false, 0, cx)?;
             }
             for s in children(buf, r.payload(), 2) {
                 let s = s?;
-                if let Some(scope) = first_len(buf, s.payload(), 1) {
-                    self.attributes(buf, scope, 3, false, 0, cx)?;
+                for scope in children(buf, s.payload(), 1) {
+                    self.attributes(buf, scope?.payload(), 3, false, 0, cx)?;
                 }
                 items(self, s.payload(), cx)?;
             }
@@ -204,8 +209,8 @@ impl Processor for Redact {
                         let rec = rec?;
                         let mut changed = this.attributes(buf, rec.payload(), 6, false, 0, cx)?;
                         if this.bodies {
-                            if let Some(body) = first_len(buf, rec.payload(), 5) {
-                                changed |= this.any_value(buf, body, false, 0, cx)?;
+                            for body in children(buf, rec.payload(), 5) {
+                                changed |= this.any_value(buf, body?.payload(), false, 0, cx)?;
                             }
                         }
                         cx.tally.items += u64::from(changed);

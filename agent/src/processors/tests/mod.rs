@@ -320,5 +320,12 @@ pub(super) fn odd_encoding() -> impl proptest::strategy::Strategy<Value = odd::O
         unknown,
         pad_lengths,
         decoys,
+        split: false,
     })
+}
+
+/// [`odd_encoding`], with resources and scopes sometimes written in two pieces.
+pub(super) fn odd_encoding_split() -> impl proptest::strategy::Strategy<Value = odd::Odd> {
+    use proptest::prelude::*;
+    (odd_encoding(), any::<bool>()).prop_map(|(odd, split)| odd::Odd { split, ..odd })
 }

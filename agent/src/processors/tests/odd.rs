@@ -6,7 +6,9 @@
 //! - unknown fields: a marker (a length-delimited field numbered [`UNKNOWN_FIELD`]) in every
 //!   message of the marked kinds, and an unknown varint field in the others;
 //! - non-minimal (padded) length prefixes;
-//! - numeric scalars written twice, a decoy first (the last occurrence wins when decoding).
+//! - numeric scalars written twice, a decoy first (the last occurrence wins when decoding);
+//! - `Resource` and `InstrumentationScope` messages written in two pieces (a decoder merges
+//!   the occurrences of a message field: their repeated fields concatenate).
 //!
 //! A decoder (prost) reads the same message from either encoding; the processors must too.
 
@@ -30,11 +32,12 @@ pub struct Odd {
     pub unknown: bool,
     pub pad_lengths: bool,
     pub decoys: bool,
+    pub split: bool,
 }
 
 impl Odd {
     pub fn any(&self) -> bool {
-        self.reorder || self.unknown || self.pad_lengths || self.decoys
+        self.reorder || self.unknown || self.pad_lengths || self.decoys || self.split
     }
 }
 
@@ -115,6 +118,8 @@ fn marker(m: M) -> Option<&'static [u8]> {
 }
 
 struct Raw<'a> {
+    /// Where the field starts (its tag) in the parsed message.
+    start: usize,
     number: u32,
     wire_type: u8,
     /// The value bytes after the tag (a varint, fixed bytes, or the payload of a LEN field).
@@ -138,6 +143,7 @@ fn parse(buf: &[u8]) -> Vec<Raw<'_>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
+        let field_start = pos;
         let Some(tag) = varint(buf, &mut pos) else {
             panic!("odd: not a message")
         };
@@ -165,6 +171,7 @@ fn parse(buf: &[u8]) -> Vec<Raw<'_>> {
             _ => panic!("odd: wire type {wire_type}"),
         };
         out.push(Raw {
+            start: field_start,
             number,
             wire_type,
             body,
@@ -220,7 +227,13 @@ fn message(buf: &[u8], m: M, odd: Odd) -> BytesMut {
                 Some(M::Leaf) | None => put_len(&mut out, f.number, f.body, odd.pad_lengths),
                 Some(sub) => {
                     let inner = message(f.body, sub, odd);
-                    put_len(&mut out, f.number, &inner, odd.pad_lengths)
+                    if odd.split && matches!(sub, M::Resource | M::Scope) {
+                        let (a, b) = halves(&inner);
+                        put_len(&mut out, f.number, a, odd.pad_lengths);
+                        put_len(&mut out, f.number, b, odd.pad_lengths);
+                    } else {
+                        put_len(&mut out, f.number, &inner, odd.pad_lengths)
+                    }
                 }
             },
             wt => {
@@ -240,4 +253,11 @@ fn message(buf: &[u8], m: M, odd: Odd) -> BytesMut {
         }
     }
     out
+}
+
+/// A message's fields in two parts: the first half of its fields, and the rest.
+fn halves(msg: &[u8]) -> (&[u8], &[u8]) {
+    let fields = parse(msg);
+    let cut = fields.get(fields.len() / 2).map_or(msg.len(), |f| f.start);
+    msg.split_at(cut)
 }

@@ -2,7 +2,7 @@
 //! per-pattern counters.
 
 use super::oracle::{Redaction, Tally};
-use super::{gen, metric_value, node, odd_encoding, run, Survival};
+use super::{gen, metric_value, node, odd_encoding_split, run, Survival};
 use crate::processors::patterns::{Action, Builtin, Pattern, Redactor};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
@@ -145,7 +145,7 @@ proptest! {
 
     #[test]
     fn traces_redacted_on_the_wire_equal_traces_redacted_decoded(
-        req in gen::traces(), odd in odd_encoding(), cfg in config(),
+        req in gen::traces(), odd in odd_encoding_split(), cfg in config(),
     ) {
         let (node, reg) = node("red", &cfg.toml());
         let r = run(&node, &req, odd)?;
@@ -160,7 +160,7 @@ proptest! {
 
     #[test]
     fn logs_redacted_on_the_wire_equal_logs_redacted_decoded(
-        req in gen::logs(), odd in odd_encoding(), cfg in config(),
+        req in gen::logs(), odd in odd_encoding_split(), cfg in config(),
     ) {
         let (node, reg) = node("red", &cfg.toml());
         let r = run(&node, &req, odd)?;
@@ -175,7 +175,7 @@ proptest! {
 
     #[test]
     fn metrics_redacted_on_the_wire_equal_metrics_redacted_decoded(
-        req in gen::metrics(), odd in odd_encoding(), cfg in config(),
+        req in gen::metrics(), odd in odd_encoding_split(), cfg in config(),
     ) {
         let (node, reg) = node("red", &cfg.toml());
         let r = run(&node, &req, odd)?;

@@ -1,6 +1,6 @@
 //! The sampler on the wire against the kernel's decisions applied to decoded requests.
 
-use super::{gen, metric_value, node, odd_encoding, oracle, run, Survival};
+use super::{gen, metric_value, node, odd_encoding_split, oracle, run, Survival};
 use crate::processors::probability::{Mode, Sampler};
 use proptest::prelude::*;
 
@@ -42,7 +42,7 @@ proptest! {
     #[test]
     fn traces_sampled_on_the_wire_equal_traces_sampled_decoded(
         req in gen::traces(),
-        odd in odd_encoding(),
+        odd in odd_encoding_split(),
         pct in percentage(),
         proportional in any::<bool>(),
         precision in 1u8..=14,
@@ -61,7 +61,7 @@ proptest! {
     #[test]
     fn logs_with_trace_ids_sampled_on_the_wire_equal_logs_sampled_decoded(
         req in gen::logs(),
-        odd in odd_encoding(),
+        odd in odd_encoding_split(),
         pct in percentage(),
         fill in any::<[u8; 16]>(),
     ) {
