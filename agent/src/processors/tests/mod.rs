@@ -6,6 +6,8 @@ mod gen;
 mod odd;
 mod oracle;
 
+mod acks;
+mod bad_input;
 mod filter;
 mod redact;
 mod resource;
