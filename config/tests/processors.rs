@@ -97,6 +97,8 @@ fn a_processor_naming_itself_is_reported_at_the_entry() {
     );
 }
 
+/// One typo, one error: the processor's and the exporter's signals are not judged through an
+/// input that names nothing (they used to add "its inputs produce []" at both).
 #[test]
 fn an_input_naming_nothing_is_reported_with_what_is_declared() {
     let text = format!(
@@ -116,6 +118,23 @@ fn an_input_naming_nothing_is_reported_with_what_is_declared() {
 }
 
 #[test]
+fn an_input_naming_nothing_two_processors_up_is_reported_once() {
+    let text = format!(
+        "{HEAD}\
+         [processors.a]\ntype = \"sample\"\ninputs = [\"otpl\"]\npercentage = 5.0\n\
+         [processors.b]\ntype = \"filter\"\ninputs = [\"a\"]\nspans = ['name == \"x\"']\n\
+         [exporters.out]\ntype = \"stdout\"\ninputs = [\"b\"]\n"
+    );
+    check(
+        &one_error(&text),
+        "processors.a.inputs[0]",
+        5,
+        11,
+        "`otpl` names no source or processor",
+    );
+}
+
+#[test]
 fn a_processor_no_signal_it_acts_on_reaches_is_reported() {
     // host_metrics produces metrics only; a span filter acts on traces only.
     let text = "[sources.host]\ntype = \"host_metrics\"\n\
@@ -126,7 +145,7 @@ fn a_processor_no_signal_it_acts_on_reaches_is_reported() {
         &e,
         "processors.spans",
         3,
-        1,
+        13,
         "no signal it acts on reaches it",
     );
     assert!(
@@ -146,7 +165,7 @@ fn a_processor_whose_output_goes_nowhere_is_reported() {
         &one_error(&text),
         "processors.lost",
         3,
-        1,
+        13,
         "its output goes nowhere",
     );
 }
