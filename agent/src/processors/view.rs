@@ -139,7 +139,19 @@ pub fn lookup<'a>(
     key: &str,
     rest: &[Key],
 ) -> Value<'a> {
-    let mut found = Value::Nil;
+    entry(buf, p, number, key, rest).unwrap_or(Value::Nil)
+}
+
+/// Like [`lookup`], but tells an absent key (`None`) from a present one without a value
+/// (`Some(Nil)`).
+fn entry<'a>(
+    buf: &'a [u8],
+    p: (usize, usize),
+    number: u32,
+    key: &str,
+    rest: &[Key],
+) -> Option<Value<'a>> {
+    let mut found = None;
     for n in fields(buf, p).map_while(Result::ok) {
         if n.field.number != number || n.field.wire_type != LEN {
             continue;
@@ -154,7 +166,7 @@ pub fn lookup<'a>(
         }
         if k.is_some_and(|k| &buf[k.0..k.1] == key.as_bytes()) {
             // A repeated key: the last one wins, as a map built from the list would have it.
-            found = v.map_or(Value::Nil, |v| any_value(buf, v, rest));
+            found = Some(v.map_or(Value::Nil, |v| any_value(buf, v, rest)));
         }
     }
     found
@@ -455,11 +467,13 @@ fn metric_value<'a>(buf: &'a [u8], m: (usize, usize), path: &Path) -> Value<'a> 
             let hit = fields(buf, p)
                 .map_while(Result::ok)
                 .filter(|n| n.field.number == 1 && n.field.wire_type == LEN)
+                // As the Collector's `HasAttrOnDatapoint`: a value that is not a string reads
+                // as "" (pdata's `Value.Str()`).
                 .any(
-                    |dp| match lookup(buf, dp.field.payload, d.attributes_field(), key, &[]) {
-                        Value::Nil => false,
-                        Value::Str(s) => want.is_none_or(|w| **w == *s),
-                        _ => want.is_none(),
+                    |dp| match entry(buf, dp.field.payload, d.attributes_field(), key, &[]) {
+                        None => false,
+                        Some(Value::Str(s)) => want.is_none_or(|w| **w == *s),
+                        Some(_) => want.is_none_or(|w| w.is_empty()),
                     },
                 );
             Value::Bool(hit)

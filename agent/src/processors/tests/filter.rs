@@ -55,6 +55,7 @@ const METRICS: &[&str] = &[
     "type == METRIC_DATA_TYPE_SUM",
     r#"HasAttrKeyOnDatapoint("k")"#,
     r#"HasAttrOnDatapoint("env", "dev")"#,
+    r#"HasAttrOnDatapoint("k", "")"#,
     "is_monotonic == true",
     r#"unit == "By""#,
     "aggregation_temporality == AGGREGATION_TEMPORALITY_DELTA",
@@ -219,4 +220,99 @@ proptest! {
         }
         check_counters(&reg, "metrics", if handled { r.items } else { 0 }, &e, errors)?;
     }
+}
+
+/// `HasAttrOnDatapoint(key, value)` reads a value that is not a string as `""`, as the
+/// Collector does (pdata's `Value.Str()`); a present key without a value counts as present.
+#[test]
+fn has_attr_on_datapoint_compares_a_non_string_value_as_empty() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use prost::Message;
+    let metric = |name: &str, value: Option<any_value::Value>| Metric {
+        name: name.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                attributes: vec![KeyValue {
+                    key: "k".into(),
+                    value: value.map(|v| AnyValue { value: Some(v) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    metric("int", Some(any_value::Value::IntValue(3))),
+                    metric("str", Some(any_value::Value::StringValue("3".into()))),
+                    metric("none", None),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let names = |cond: &str| -> Vec<String> {
+        let (f, _) = node("f", &format!("type = \"filter\"\nmetrics = ['{cond}']"));
+        let out = f.process(super::batch(
+            sonde_core::Signal::Metrics,
+            req.encode_to_vec(),
+        ));
+        let kept = out.map(
+            |b| match ExportMetricsServiceRequest::decode(&b.payload[..]) {
+                Ok(r) => r,
+                Err(e) => panic!("{e}"),
+            },
+        );
+        kept.into_iter()
+            .flat_map(|r| r.resource_metrics)
+            .flat_map(|r| r.scope_metrics)
+            .flat_map(|s| s.metrics)
+            .map(|m| m.name)
+            .collect()
+    };
+    // Dropped: the int (reads as "") and the one without a value.
+    assert_eq!(names(r#"HasAttrOnDatapoint("k", "")"#), ["str"]);
+    assert_eq!(names(r#"HasAttrOnDatapoint("k", "3")"#), ["int", "none"]);
+    assert_eq!(names(r#"HasAttrKeyOnDatapoint("k")"#), Vec::<String>::new());
+    assert_eq!(
+        names(r#"HasAttrKeyOnDatapoint("j")"#),
+        ["int", "str", "none"]
+    );
+}
+
+/// A condition that does not parse is refused when the configuration is loaded, at its key and
+/// at the line:column of the offending token inside the string.
+#[test]
+fn a_condition_that_does_not_parse_is_placed_in_the_file() {
+    let condition = r#"name == "x" and"#;
+    let Err(e) = Condition::parse(Context::Span, condition) else {
+        panic!("`{condition}` parsed")
+    };
+    let text = format!(
+        "[sources.otlp]\ntype = \"otlp\"\n[processors.f]\ntype = \"filter\"\ninputs = [\"otlp\"]\n\
+         spans = ['name == \"a\"', '{condition}']\n[exporters.out]\ntype = \"stdout\"\ninputs = [\"f\"]\n"
+    );
+    let errs = match crate::load_config(&text, "test.toml") {
+        Ok(_) => panic!("a bad condition was accepted"),
+        Err(errs) => errs.errors,
+    };
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let err = &errs[0];
+    assert_eq!(err.path, "processors.f.spans[1]");
+    // Line 6; the second string's text starts at column 26.
+    assert_eq!(
+        (err.line, err.column),
+        (Some(6), Some(26 + e.column as usize - 1)),
+        "{err}"
+    );
+    assert!(err.message.contains("invalid OTTL condition"), "{err}");
+    assert!(err.to_string().contains("processors.f.spans[1]"), "{err}");
 }

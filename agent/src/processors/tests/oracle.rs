@@ -280,15 +280,16 @@ fn metric_value<'a>(m: &'a Metric, path: &Path) -> Value<'a> {
                 [Key::Str(k), Key::Str(v)] => (k, Some(v)),
                 _ => return Value::Bool(false),
             };
-            Value::Bool(
-                points(data)
-                    .iter()
-                    .any(|p| match lookup(p.attributes(), key, &[]) {
-                        Value::Nil => false,
+            // pdata's `Value.Str()`: "" for a value that is not a string.
+            Value::Bool(points(data).iter().any(|p| {
+                match p.attributes().iter().rev().find(|kv| kv.key == **key) {
+                    None => false,
+                    Some(kv) => match value_of(kv.value.as_ref(), &[]) {
                         Value::Str(s) => want.is_none_or(|w| **w == *s),
-                        _ => want.is_none(),
-                    }),
-            )
+                        _ => want.is_none_or(|w| w.is_empty()),
+                    },
+                }
+            }))
         }
         _ => Value::Nil,
     }
