@@ -2,7 +2,7 @@
 //! requests.
 
 use super::oracle::{self, Expect, ResourceEdit};
-use super::{gen, metric_value, node, odd_encoding, run, Request, Run, Survival};
+use super::{gen, metric_value, node, odd_encoding_split, run, Request, Run, Survival};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -153,7 +153,7 @@ proptest! {
 
     #[test]
     fn resource_edits_on_the_wire_equal_edits_decoded_traces(
-        req in gen::traces(), odd in odd_encoding(), edit in edit(),
+        req in gen::traces(), odd in odd_encoding_split(), edit in edit(),
     ) {
         let (node, reg) = node("res", &edit.toml());
         let r = run(&node, &req, odd)?;
@@ -170,7 +170,7 @@ proptest! {
 
     #[test]
     fn resource_edits_on_the_wire_equal_edits_decoded_logs(
-        req in gen::logs(), odd in odd_encoding(), edit in edit(),
+        req in gen::logs(), odd in odd_encoding_split(), edit in edit(),
     ) {
         let (node, reg) = node("res", &edit.toml());
         let r = run(&node, &req, odd)?;
@@ -187,7 +187,7 @@ proptest! {
 
     #[test]
     fn resource_edits_on_the_wire_equal_edits_decoded_metrics(
-        req in gen::metrics(), odd in odd_encoding(), edit in edit(),
+        req in gen::metrics(), odd in odd_encoding_split(), edit in edit(),
     ) {
         let (node, reg) = node("res", &edit.toml());
         let r = run(&node, &req, odd)?;
