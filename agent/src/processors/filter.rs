@@ -12,7 +12,7 @@
 use super::ottl::{Condition, Context, Item, ParseError};
 use super::prune::{Level, Pruner};
 use super::view::{
-    fields, first_len, metric_data, DataPointView, EventView, LogView, MetricView, Origin, SpanView,
+    fields, metric_data, DataPointView, EventView, LogView, MetricView, Origin, SpanView,
 };
 use super::{Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
@@ -83,13 +83,12 @@ impl Filter {
         let mut p = Pruner::default();
         for r in resources(buf) {
             let r = r?;
-            let resource = first_len(buf, r.payload(), 1);
             let mut rl = Level::default();
             for s in children(buf, r.payload(), 2) {
                 let s = s?;
                 let origin = Origin {
-                    resource,
-                    scope: first_len(buf, s.payload(), 1),
+                    resource_level: r.payload(),
+                    scope_level: s.payload(),
                 };
                 let mut sl = Level::default();
                 for span in children(buf, s.payload(), 2) {
@@ -146,13 +145,12 @@ impl Filter {
         let mut p = Pruner::default();
         for r in resources(buf) {
             let r = r?;
-            let resource = first_len(buf, r.payload(), 1);
             let mut rl = Level::default();
             for s in children(buf, r.payload(), 2) {
                 let s = s?;
                 let origin = Origin {
-                    resource,
-                    scope: first_len(buf, s.payload(), 1),
+                    resource_level: r.payload(),
+                    scope_level: s.payload(),
                 };
                 let mut sl = Level::default();
                 for rec in children(buf, s.payload(), 2) {
@@ -182,13 +180,12 @@ impl Filter {
         let mut p = Pruner::default();
         for r in resources(buf) {
             let r = r?;
-            let resource = first_len(buf, r.payload(), 1);
             let mut rl = Level::default();
             for s in children(buf, r.payload(), 2) {
                 let s = s?;
                 let origin = Origin {
-                    resource,
-                    scope: first_len(buf, s.payload(), 1),
+                    resource_level: r.payload(),
+                    scope_level: s.payload(),
                 };
                 let mut sl = Level::default();
                 for m in children(buf, s.payload(), 2) {

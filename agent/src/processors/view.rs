@@ -72,12 +72,47 @@ pub fn first_len(buf: &[u8], range: (usize, usize), number: u32) -> Option<(usiz
         .map(|n| n.field.payload)
 }
 
-/// Where an item belongs: the payloads of its resource-level message's `Resource` and of its
-/// scope-level message's `InstrumentationScope` (either may be absent).
+/// Where an item belongs: the payloads of its resource-level and scope-level messages, whose
+/// fields 1 are its `Resource` and `InstrumentationScope` — absent, whole, or in several pieces
+/// that a decoder merges into one (repeated fields concatenated, the last scalar winning), which
+/// is how they are read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Origin {
-    pub resource: Option<(usize, usize)>,
-    pub scope: Option<(usize, usize)>,
+    pub resource_level: (usize, usize),
+    pub scope_level: (usize, usize),
+}
+
+/// The payloads of the pieces of a message field 1 of the message `parent`.
+fn pieces(buf: &[u8], parent: (usize, usize)) -> impl Iterator<Item = (usize, usize)> + '_ {
+    fields(buf, parent)
+        .map_while(Result::ok)
+        .filter(|n| n.field.number == 1 && n.field.wire_type == LEN)
+        .map(|n| n.field.payload)
+}
+
+/// Scalar field `number` across the pieces of a message: the last occurrence wins.
+fn merged_scalar(buf: &[u8], parent: (usize, usize), number: u32) -> Option<WireField> {
+    pieces(buf, parent)
+        .filter_map(|p| scalar(buf, p, number))
+        .last()
+}
+
+/// `attributes` (a map marker) or `attributes["k"]…` across the pieces of a message: the last
+/// entry of a key wins.
+fn merged_attributes<'a>(
+    buf: &'a [u8],
+    parent: (usize, usize),
+    number: u32,
+    keys: &[Key],
+) -> Value<'a> {
+    match keys.split_first() {
+        None => Value::Map,
+        Some((Key::Str(k), rest)) => pieces(buf, parent)
+            .filter_map(|p| entry(buf, p, number, k, rest))
+            .last()
+            .unwrap_or(Value::Nil),
+        Some((Key::Int(_), _)) => Value::Nil,
+    }
 }
 
 fn str_of(buf: &[u8], p: (usize, usize)) -> Option<&str> {
@@ -229,25 +264,27 @@ fn string_of(buf: &[u8], f: Option<WireField>) -> Value<'_> {
 fn origin_value<'a>(buf: &'a [u8], origin: &Origin, path: &Path) -> Value<'a> {
     match path.subject {
         Subject::Resource => {
-            let Some(p) = origin.resource else {
+            let r = origin.resource_level;
+            if pieces(buf, r).next().is_none() {
                 return match path.field {
                     Field::DroppedAttributesCount => Value::Int(0),
                     _ => Value::Nil,
                 };
-            };
+            }
             match path.field {
-                Field::Attributes => attributes(buf, p, 1, &path.keys),
-                Field::DroppedAttributesCount => int_of(scalar(buf, p, 2)),
+                Field::Attributes => merged_attributes(buf, r, 1, &path.keys),
+                Field::DroppedAttributesCount => int_of(merged_scalar(buf, r, 2)),
                 _ => Value::Nil,
             }
         }
+        // An absent scope reads as an empty one.
         Subject::Scope => {
-            let p = origin.scope.unwrap_or((0, 0));
+            let s = origin.scope_level;
             match path.field {
-                Field::Name => string_of(buf, scalar(buf, p, 1)),
-                Field::Version => string_of(buf, scalar(buf, p, 2)),
-                Field::Attributes => attributes(buf, p, 3, &path.keys),
-                Field::DroppedAttributesCount => int_of(scalar(buf, p, 4)),
+                Field::Name => string_of(buf, merged_scalar(buf, s, 1)),
+                Field::Version => string_of(buf, merged_scalar(buf, s, 2)),
+                Field::Attributes => merged_attributes(buf, s, 3, &path.keys),
+                Field::DroppedAttributesCount => int_of(merged_scalar(buf, s, 4)),
                 _ => Value::Nil,
             }
         }

@@ -1,7 +1,7 @@
 //! The filter on the wire against the filter on decoded requests; acks and counters.
 
 use super::oracle::{self, Conditions};
-use super::{gen, metric_value, node, odd_encoding, run, Survival};
+use super::{gen, metric_value, node, odd_encoding_split, run, Survival};
 use crate::processors::ottl::{Condition, Context};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
@@ -161,7 +161,7 @@ proptest! {
     #[test]
     fn traces_filtered_on_the_wire_equal_traces_filtered_decoded(
         req in gen::traces(),
-        odd in odd_encoding(),
+        odd in odd_encoding_split(),
         spans in subsequence(SPANS, 0..=3),
         events in subsequence(EVENTS, 0..=2),
     ) {
@@ -186,7 +186,7 @@ proptest! {
     #[test]
     fn logs_filtered_on_the_wire_equal_logs_filtered_decoded(
         req in gen::logs(),
-        odd in odd_encoding(),
+        odd in odd_encoding_split(),
         logs in subsequence(LOGS, 1..=3),
     ) {
         let (node, reg, c) = filter([&[], &[], &logs, &[], &[]]);
@@ -201,7 +201,7 @@ proptest! {
     #[test]
     fn metrics_filtered_on_the_wire_equal_metrics_filtered_decoded(
         req in gen::metrics(),
-        odd in odd_encoding(),
+        odd in odd_encoding_split(),
         metrics in subsequence(METRICS, 0..=2),
         points in subsequence(POINTS, 0..=3),
     ) {
