@@ -52,7 +52,8 @@ pub(crate) fn validate(report: &mut Report<'_>, config: &Config, declared: &Decl
         let at = KeyPath::dotted("exporters").key(name.clone());
         check_exporter_inputs(report, &at, exporter, declared);
         check_signals_accepted(report, &at, exporter);
-        if understood {
+        let inputs = exporter.common.inputs.iter().flatten();
+        if understood && !reaches_undeclared(config, inputs, declared) {
             check_signal_flow(report, &at, exporter, config);
         }
         report.problems(&at, exporter.kind.problems());
@@ -70,7 +71,10 @@ pub(crate) fn validate(report: &mut Report<'_>, config: &Config, declared: &Decl
             );
         }
         check_processor_inputs(report, &at, name, processor, declared, &cyclic);
-        if understood && !cyclic.contains(name) {
+        if understood
+            && !cyclic.contains(name)
+            && !reaches_undeclared(config, &processor.inputs, declared)
+        {
             check_processor_signals(report, &at, processor, config);
         }
         check_output_taken(report, &at, name, config);
@@ -147,6 +151,30 @@ fn check_processor_inputs(
             );
         }
     }
+}
+
+/// Whether `inputs`, or the inputs of the processors they name (transitively), name something
+/// not declared. Such an input is reported where it is written; what reaches the component
+/// through it is unknown, so its signals are not judged (one typo, one error).
+fn reaches_undeclared<'a>(
+    config: &'a Config,
+    inputs: impl IntoIterator<Item = &'a String>,
+    declared: &Declared,
+) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<&str> = inputs.into_iter().map(String::as_str).collect();
+    while let Some(n) = todo.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        if !declared.has(n) {
+            return true;
+        }
+        if let Some(p) = config.processors.get(n) {
+            todo.extend(p.inputs.iter().map(String::as_str));
+        }
+    }
+    false
 }
 
 /// The processors that are part of a cycle (self-loops included).

@@ -33,6 +33,9 @@ pub mod resource;
 pub mod sample;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use bytes::Bytes;
 use sonde_config::{ProcessorConfig, ProcessorKind};
 use sonde_core::log_limit::LogLimit;

@@ -8,7 +8,7 @@
 //! never overlap: the deletes of a parent's children are emitted only when the parent itself
 //! stays.
 
-use super::view::{children, first_len, Node, Origin};
+use super::view::{children, Node, Origin};
 use sonde_core::wire::edit::Editor;
 use sonde_core::wire::WireError;
 use std::ops::Range;
@@ -102,13 +102,12 @@ pub fn prune_items(
     let mut p = Pruner::default();
     for r in children(buf, (0, buf.len()), 1) {
         let r = r?;
-        let resource = first_len(buf, r.payload(), 1);
         let mut rl = Level::default();
         for s in children(buf, r.payload(), 2) {
             let s = s?;
             let origin = Origin {
-                resource,
-                scope: first_len(buf, s.payload(), 1),
+                resource_level: r.payload(),
+                scope_level: s.payload(),
             };
             let mut sl = Level::default();
             for item in children(buf, s.payload(), 2) {

@@ -3,7 +3,12 @@
 //! with `bodies`, in log bodies (string bodies and the strings nested in map or array bodies).
 //! Attributes named in `keys` have their whole value replaced, whatever it contains: a string
 //! by the mask or its hash; a bool, int, double or bytes value by the string its text form
-//! (`true`, `42`, `1.5`, lowercase hex) masks or hashes to.
+//! (`true`, `42`, `1.5`, lowercase hex) masks or hashes to; every string of an array or map
+//! value too, whatever the keys inside the map.
+//!
+//! A message field written in several pieces (a `Resource`, an `InstrumentationScope` or a log
+//! body occurring more than once, which a protobuf decoder merges into one) is redacted in every
+//! piece.
 //!
 //! On the wire: each string field of an `AnyValue` that changes is replaced (the editor rewrites
 //! the lengths of the messages around it); every other byte is copied. A string that is not
@@ -13,7 +18,7 @@
 //! `keys`).
 
 use super::patterns::{Action, Builtin, Counts, Pattern, Redactor};
-use super::view::{children, fields, first_len, metric_data};
+use super::view::{children, fields, metric_data};
 use super::{Applied, Change, Processor, ProcessorContext, ProcessorNode};
 use bytes::Bytes;
 use sonde_config::{RedactAction, RedactProcessorConfig};
@@ -59,8 +64,16 @@ impl Redact {
         cx: &mut Walk<'_>,
     ) -> Result<bool, WireError> {
         let mut changed = false;
+        // `value` is a oneof: a decoder keeps its last occurrence. Every occurrence is replaced
+        // (nothing sensitive stays on the wire), the last one is what a redaction counts.
+        let last = fields(buf, p)
+            .map_while(Result::ok)
+            .filter(|n| (1..=7).contains(&n.field.number))
+            .last()
+            .map(|n| n.field.start);
         for n in fields(buf, p) {
             let n = n?;
+            let counted = u64::from(last == Some(n.field.start));
             match (n.field.number, n.field.wire_type) {
                 (1, LEN) => {
                     let Ok(s) = std::str::from_utf8(&buf[n.field.payload.0..n.field.payload.1])
@@ -69,7 +82,7 @@ impl Redact {
                         continue;
                     };
                     let new = if whole {
-                        cx.tally.by_key += 1;
+                        cx.tally.by_key += counted;
                         Some(self.redactor.replace_whole(s))
                     } else {
                         let mut out = String::new();
@@ -89,7 +102,7 @@ impl Redact {
                         4 => f64::from_bits(n.field.value).to_string(),
                         _ => hex(&buf[n.field.payload.0..n.field.payload.1]),
                     };
-                    cx.tally.by_key += 1;
+                    cx.tally.by_key += counted;
                     replace_with_string(cx.editor, n.range(), self.redactor.replace_whole(&text));
                     changed = true;
                 }
@@ -99,9 +112,10 @@ impl Redact {
                         changed |= self.any_value(buf, v?.payload(), whole, depth + 1, cx)?;
                     }
                 }
-                // KeyValueList { values = 1 (KeyValue) }
+                // KeyValueList { values = 1 (KeyValue) }: under a key in `keys`, every entry
+                // goes whole, whatever its own key.
                 (6, LEN) if depth < MAX_DEPTH => {
-                    changed |= self.attributes(buf, n.field.payload, 1, depth + 1, cx)?;
+                    changed |= self.attributes(buf, n.field.payload, 1, whole, depth + 1, cx)?;
                 }
                 _ => {}
             }
@@ -109,12 +123,14 @@ impl Redact {
         Ok(changed)
     }
 
-    /// Redacts the `KeyValue` fields `number` of the message `p`.
+    /// Redacts the `KeyValue` fields `number` of the message `p`; `whole`: the list is inside
+    /// the value of a key in `keys`, so every value in it is replaced entirely.
     fn attributes(
         &self,
         buf: &[u8],
         p: (usize, usize),
         number: u32,
+        whole: bool,
         depth: usize,
         cx: &mut Walk<'_>,
     ) -> Result<bool, WireError> {
@@ -131,7 +147,7 @@ impl Redact {
                 }
             }
             let Some(v) = value else { continue };
-            let whole = key.is_some_and(|k| self.keys.contains(&buf[k.0..k.1]));
+            let whole = whole || key.is_some_and(|k| self.keys.contains(&buf[k.0..k.1]));
             changed |= self.any_value(buf, v, whole, depth, cx)?;
         }
         Ok(changed)
@@ -147,13 +163,14 @@ impl Redact {
     ) -> Result<(), WireError> {
         for r in children(buf, (0, buf.len()), 1) {
             let r = r?;
-            if let Some(res) = first_len(buf, r.payload(), 1) {
-                self.attributes(buf, res, 1, 0, cx)?;
+            // Every occurrence of a message field: a decoder merges them into one.
+            for res in children(buf, r.payload(), 1) {
+                self.attributes(buf, res?.payload(), 1, false, 0, cx)?;
             }
             for s in children(buf, r.payload(), 2) {
                 let s = s?;
-                if let Some(scope) = first_len(buf, s.payload(), 1) {
-                    self.attributes(buf, scope, 3, 0, cx)?;
+                for scope in children(buf, s.payload(), 1) {
+                    self.attributes(buf, scope?.payload(), 3, false, 0, cx)?;
                 }
                 items(self, s.payload(), cx)?;
             }
@@ -209,12 +226,12 @@ impl Processor for Redact {
                 Signal::Traces => self.walk(buf, &mut cx, |this, scope, cx| {
                     for span in children(buf, scope, 2) {
                         let span = span?;
-                        let mut changed = this.attributes(buf, span.payload(), 9, 0, cx)?;
+                        let mut changed = this.attributes(buf, span.payload(), 9, false, 0, cx)?;
                         for ev in children(buf, span.payload(), 11) {
-                            changed |= this.attributes(buf, ev?.payload(), 3, 0, cx)?;
+                            changed |= this.attributes(buf, ev?.payload(), 3, false, 0, cx)?;
                         }
                         for link in children(buf, span.payload(), 13) {
-                            changed |= this.attributes(buf, link?.payload(), 4, 0, cx)?;
+                            changed |= this.attributes(buf, link?.payload(), 4, false, 0, cx)?;
                         }
                         cx.tally.items += u64::from(changed);
                     }
@@ -223,10 +240,10 @@ impl Processor for Redact {
                 Signal::Logs => self.walk(buf, &mut cx, |this, scope, cx| {
                     for rec in children(buf, scope, 2) {
                         let rec = rec?;
-                        let mut changed = this.attributes(buf, rec.payload(), 6, 0, cx)?;
+                        let mut changed = this.attributes(buf, rec.payload(), 6, false, 0, cx)?;
                         if this.bodies {
-                            if let Some(body) = first_len(buf, rec.payload(), 5) {
-                                changed |= this.any_value(buf, body, false, 0, cx)?;
+                            for body in children(buf, rec.payload(), 5) {
+                                changed |= this.any_value(buf, body?.payload(), false, 0, cx)?;
                             }
                         }
                         cx.tally.items += u64::from(changed);
@@ -244,6 +261,7 @@ impl Processor for Redact {
                                 buf,
                                 pt?.payload(),
                                 kind.attributes_field(),
+                                false,
                                 0,
                                 cx,
                             )?;

@@ -7,7 +7,9 @@
 //! application's own attributes win, as with the Collector's `resourcedetection`. A `Resource`
 //! whose attributes do not change is not touched; one that changes is rewritten with its kept
 //! attributes and other fields copied byte for byte and the new ones after them; a
-//! resource-level message without a `Resource` gets one.
+//! resource-level message without a `Resource` gets one. A `Resource` written in several pieces
+//! (which a decoder merges into one) is edited as the one it decodes to: the earlier pieces lose
+//! their deleted and set keys, the last one gets the new attributes.
 //!
 //! Detection: the local detectors run once at build; the cloud detectors run in the background
 //! ([`super::detect`]) and their attributes apply from the moment they arrive — a laptop without
@@ -25,6 +27,7 @@ use sonde_core::wire::write::put_len_header;
 use sonde_core::wire::{WireError, LEN};
 use sonde_core::{wire, BuildError, Signal};
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// An attribute ready to be written: its key and its encoded `KeyValue` message.
@@ -118,36 +121,51 @@ impl Resource {
         }
     }
 
-    /// The new `Resource` payload for `resource` (absent: `None`), or `None` when nothing
-    /// changes.
-    fn rewrite(
+    /// The fields of one piece of a `Resource` (payload `p`) that stay — attributes whose key
+    /// is in neither `delete` nor `set`, and every other field — with the keys present (a key
+    /// in `set` counts: `insert` must not add it) pushed to `present`; and whether any went.
+    fn strip<'b>(
         &self,
-        buf: &[u8],
-        resource: Option<(usize, usize)>,
-        detected: &[Encoded],
-    ) -> Result<Option<Vec<u8>>, WireError> {
-        let mut present: Vec<&[u8]> = Vec::new();
+        buf: &'b [u8],
+        p: (usize, usize),
+        present: &mut Vec<&'b [u8]>,
+    ) -> Result<(Vec<Range<usize>>, bool), WireError> {
         let mut kept = Vec::new();
-        let mut changed = false;
-        if let Some(p) = resource {
-            for n in fields(buf, p) {
-                let n: Node = n?;
-                let is_attr = n.field.number == 1 && n.field.wire_type == LEN;
-                let key = is_attr.then(|| key_of(buf, n.payload())).flatten();
-                match key {
-                    Some(k) if self.delete.iter().any(|d| d.as_bytes() == k) => changed = true,
-                    Some(k) if self.set.iter().any(|s| s.key.as_bytes() == k) => {
-                        changed = true;
-                        present.push(k);
-                    }
-                    Some(k) => {
-                        present.push(k);
-                        kept.push(n.range());
-                    }
-                    None => kept.push(n.range()),
+        let mut went = false;
+        for n in fields(buf, p) {
+            let n: Node = n?;
+            let is_attr = n.field.number == 1 && n.field.wire_type == LEN;
+            let key = is_attr.then(|| key_of(buf, n.payload())).flatten();
+            match key {
+                Some(k) if self.delete.iter().any(|d| d.as_bytes() == k) => went = true,
+                Some(k) if self.set.iter().any(|s| s.key.as_bytes() == k) => {
+                    went = true;
+                    present.push(k);
                 }
+                Some(k) => {
+                    present.push(k);
+                    kept.push(n.range());
+                }
+                None => kept.push(n.range()),
             }
         }
+        Ok((kept, went))
+    }
+
+    /// The new payload of the last piece of a `Resource` (absent: `None`), or `None` when
+    /// nothing changes. `present`: the keys the earlier pieces keep (a decoder merges the
+    /// pieces into one `Resource`).
+    fn rewrite<'b>(
+        &self,
+        buf: &'b [u8],
+        resource: Option<(usize, usize)>,
+        mut present: Vec<&'b [u8]>,
+        detected: &[Encoded],
+    ) -> Result<Option<Vec<u8>>, WireError> {
+        let (kept, mut changed) = match resource {
+            Some(p) => self.strip(buf, p, &mut present)?,
+            None => (Vec::new(), false),
+        };
         let mut out = Vec::new();
         for r in &kept {
             out.extend_from_slice(&buf[r.clone()]);
@@ -171,6 +189,14 @@ impl Resource {
     }
 }
 
+/// Writes `payload` as field 1 (a `Resource`).
+fn write_resource(out: &mut Vec<u8>, payload: &[u8]) {
+    let mut h = bytes::BytesMut::new();
+    put_len_header(&mut h, 1, payload.len());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(payload);
+}
+
 impl Processor for Resource {
     fn handles(&self, _signal: Signal) -> bool {
         true
@@ -192,23 +218,39 @@ impl Processor for Resource {
         let mut modified = 0;
         for r in children(buf, (0, buf.len()), 1) {
             let r = r?;
-            let resource_field = fields(buf, r.payload())
+            // A `Resource` may come in pieces (a decoder merges them): the earlier ones lose
+            // their deleted and set keys, the last one is rewritten as a whole.
+            let pieces: Vec<Node> = fields(buf, r.payload())
                 .map_while(Result::ok)
                 .filter(|n| n.field.number == 1 && n.field.wire_type == LEN)
-                .last();
-            let Some(new) = self.rewrite(buf, resource_field.map(|n| n.payload()), &detected)?
-            else {
-                continue;
+                .collect();
+            let (last, earlier) = match pieces.split_last() {
+                Some((last, earlier)) => (Some(*last), earlier),
+                None => (None, &[][..]),
             };
-            let write = |out: &mut Vec<u8>| {
-                let mut h = bytes::BytesMut::new();
-                put_len_header(&mut h, 1, new.len());
-                out.extend_from_slice(&h);
-                out.extend_from_slice(&new);
-            };
-            match resource_field {
-                Some(f) => editor.replace(f.range(), write),
-                None => editor.insert(r.payload().0, write),
+            let mut present = Vec::new();
+            let mut changed = false;
+            for piece in earlier {
+                let (kept, went) = self.strip(buf, piece.payload(), &mut present)?;
+                if went {
+                    changed = true;
+                    let mut body = Vec::new();
+                    for k in kept {
+                        body.extend_from_slice(&buf[k]);
+                    }
+                    editor.replace(piece.range(), |out| write_resource(out, &body));
+                }
+            }
+            match self.rewrite(buf, last.map(|n| n.payload()), present, &detected)? {
+                Some(new) => {
+                    let write = |out: &mut Vec<u8>| write_resource(out, &new);
+                    match last {
+                        Some(f) => editor.replace(f.range(), write),
+                        None => editor.insert(r.payload().0, write),
+                    }
+                }
+                None if changed => {}
+                None => continue,
             }
             // The items under this resource: the message is itself a one-resource request.
             modified += wire::validate(signal, &buf[r.range()])?;

@@ -85,12 +85,47 @@ pub fn first_len(buf: &[u8], range: (usize, usize), number: u32) -> Option<(usiz
         .map(|n| n.field.payload)
 }
 
-/// Where an item belongs: the payloads of its resource-level message's `Resource` and of its
-/// scope-level message's `InstrumentationScope` (either may be absent).
+/// Where an item belongs: the payloads of its resource-level and scope-level messages, whose
+/// fields 1 are its `Resource` and `InstrumentationScope` — absent, whole, or in several pieces
+/// that a decoder merges into one (repeated fields concatenated, the last scalar winning), which
+/// is how they are read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Origin {
-    pub resource: Option<(usize, usize)>,
-    pub scope: Option<(usize, usize)>,
+    pub resource_level: (usize, usize),
+    pub scope_level: (usize, usize),
+}
+
+/// The payloads of the pieces of a message field 1 of the message `parent`.
+fn pieces(buf: &[u8], parent: (usize, usize)) -> impl Iterator<Item = (usize, usize)> + '_ {
+    fields(buf, parent)
+        .map_while(Result::ok)
+        .filter(|n| n.field.number == 1 && n.field.wire_type == LEN)
+        .map(|n| n.field.payload)
+}
+
+/// Scalar field `number` across the pieces of a message: the last occurrence wins.
+fn merged_scalar(buf: &[u8], parent: (usize, usize), number: u32) -> Option<WireField> {
+    pieces(buf, parent)
+        .filter_map(|p| scalar(buf, p, number))
+        .last()
+}
+
+/// `attributes` (a map marker) or `attributes["k"]…` across the pieces of a message: the last
+/// entry of a key wins.
+fn merged_attributes<'a>(
+    buf: &'a [u8],
+    parent: (usize, usize),
+    number: u32,
+    keys: &[Key],
+) -> Value<'a> {
+    match keys.split_first() {
+        None => Value::Map,
+        Some((Key::Str(k), rest)) => pieces(buf, parent)
+            .filter_map(|p| entry(buf, p, number, k, rest))
+            .last()
+            .unwrap_or(Value::Nil),
+        Some((Key::Int(_), _)) => Value::Nil,
+    }
 }
 
 fn str_of(buf: &[u8], p: (usize, usize)) -> Option<&str> {
@@ -152,7 +187,19 @@ pub fn lookup<'a>(
     key: &str,
     rest: &[Key],
 ) -> Value<'a> {
-    let mut found = Value::Nil;
+    entry(buf, p, number, key, rest).unwrap_or(Value::Nil)
+}
+
+/// Like [`lookup`], but tells an absent key (`None`) from a present one without a value
+/// (`Some(Nil)`).
+fn entry<'a>(
+    buf: &'a [u8],
+    p: (usize, usize),
+    number: u32,
+    key: &str,
+    rest: &[Key],
+) -> Option<Value<'a>> {
+    let mut found = None;
     for n in fields(buf, p).map_while(Result::ok) {
         if n.field.number != number || n.field.wire_type != LEN {
             continue;
@@ -167,7 +214,7 @@ pub fn lookup<'a>(
         }
         if k.is_some_and(|k| &buf[k.0..k.1] == key.as_bytes()) {
             // A repeated key: the last one wins, as a map built from the list would have it.
-            found = v.map_or(Value::Nil, |v| any_value(buf, v, rest));
+            found = Some(v.map_or(Value::Nil, |v| any_value(buf, v, rest)));
         }
     }
     found
@@ -230,25 +277,27 @@ fn string_of(buf: &[u8], f: Option<WireField>) -> Value<'_> {
 fn origin_value<'a>(buf: &'a [u8], origin: &Origin, path: &Path) -> Value<'a> {
     match path.subject {
         Subject::Resource => {
-            let Some(p) = origin.resource else {
+            let r = origin.resource_level;
+            if pieces(buf, r).next().is_none() {
                 return match path.field {
                     Field::DroppedAttributesCount => Value::Int(0),
                     _ => Value::Nil,
                 };
-            };
+            }
             match path.field {
-                Field::Attributes => attributes(buf, p, 1, &path.keys),
-                Field::DroppedAttributesCount => int_of(scalar(buf, p, 2)),
+                Field::Attributes => merged_attributes(buf, r, 1, &path.keys),
+                Field::DroppedAttributesCount => int_of(merged_scalar(buf, r, 2)),
                 _ => Value::Nil,
             }
         }
+        // An absent scope reads as an empty one.
         Subject::Scope => {
-            let p = origin.scope.unwrap_or((0, 0));
+            let s = origin.scope_level;
             match path.field {
-                Field::Name => string_of(buf, scalar(buf, p, 1)),
-                Field::Version => string_of(buf, scalar(buf, p, 2)),
-                Field::Attributes => attributes(buf, p, 3, &path.keys),
-                Field::DroppedAttributesCount => int_of(scalar(buf, p, 4)),
+                Field::Name => string_of(buf, merged_scalar(buf, s, 1)),
+                Field::Version => string_of(buf, merged_scalar(buf, s, 2)),
+                Field::Attributes => merged_attributes(buf, s, 3, &path.keys),
+                Field::DroppedAttributesCount => int_of(merged_scalar(buf, s, 4)),
                 _ => Value::Nil,
             }
         }
@@ -468,11 +517,13 @@ fn metric_value<'a>(buf: &'a [u8], m: (usize, usize), path: &Path) -> Value<'a> 
             let hit = fields(buf, p)
                 .map_while(Result::ok)
                 .filter(|n| n.field.number == 1 && n.field.wire_type == LEN)
+                // As the Collector's `HasAttrOnDatapoint`: a value that is not a string reads
+                // as "" (pdata's `Value.Str()`).
                 .any(
-                    |dp| match lookup(buf, dp.field.payload, d.attributes_field(), key, &[]) {
-                        Value::Nil => false,
-                        Value::Str(s) => want.is_none_or(|w| **w == *s),
-                        _ => want.is_none(),
+                    |dp| match entry(buf, dp.field.payload, d.attributes_field(), key, &[]) {
+                        None => false,
+                        Some(Value::Str(s)) => want.is_none_or(|w| **w == *s),
+                        Some(_) => want.is_none_or(|w| w.is_empty()),
                     },
                 );
             Value::Bool(hit)

@@ -821,3 +821,171 @@ fn compiled_conditions_can_be_shared_between_threads() {
     });
     assert_eq!(results, vec![Ok(true), Ok(true)]);
 }
+
+/// The conditions of the Collector filter processor README (its "Basic Config", "Advanced
+/// Config" and "Examples" sections, with their `span.` / `log.` / `metric.` / `datapoint.`
+/// context prefixes) on items that match and items that do not; and those outside the subset,
+/// refused at parse time with a position.
+#[test]
+fn filter_processor_readme_conditions_table() {
+    use Context::*;
+    let span = || TestItem::new(Span);
+    let event = || TestItem::new(SpanEvent);
+    let metric = || TestItem::new(Metric);
+    let point = || TestItem::new(DataPoint);
+    let log = || TestItem::new(Log);
+    let table: Vec<(Context, &str, TestItem, bool)> = vec![
+        (
+            Span,
+            r#"span.attributes["container.name"] == "app_container_1""#,
+            span().s(r#"attributes["container.name"]"#, "app_container_1"),
+            true,
+        ),
+        (
+            Span,
+            r#"span.attributes["container.name"] == "app_container_1""#,
+            span(),
+            false,
+        ),
+        (
+            Span,
+            r#"resource.attributes["host.name"] == "localhost""#,
+            span().s(r#"resource.attributes["host.name"]"#, "localhost"),
+            true,
+        ),
+        (
+            Span,
+            r#"span.name == "app_3""#,
+            span().s("name", "app_3"),
+            true,
+        ),
+        (
+            Span,
+            r#"span.name == "app_3""#,
+            span().s("name", "app_4"),
+            false,
+        ),
+        (
+            Span,
+            r#"resource.attributes["k8s.pod.name"] == "my-pod-name""#,
+            span().s(r#"resource.attributes["k8s.pod.name"]"#, "my-pod-name"),
+            true,
+        ),
+        (
+            Span,
+            r#"span.attributes["http.request.method"] == nil"#,
+            span(),
+            true,
+        ),
+        (
+            Span,
+            r#"span.attributes["http.request.method"] != nil"#,
+            span().s(r#"attributes["http.request.method"]"#, "GET"),
+            true,
+        ),
+        (
+            Span,
+            r#"span.attributes["http.request.method"] != nil"#,
+            span(),
+            false,
+        ),
+        (
+            SpanEvent,
+            r#"attributes["grpc"] == true"#,
+            event().set(r#"attributes["grpc"]"#, Owned::Bool(true)),
+            true,
+        ),
+        (
+            SpanEvent,
+            r#"IsMatch(name, ".*grpc.*")"#,
+            event().s("name", "grpc.call"),
+            true,
+        ),
+        (
+            Metric,
+            r#"metric.name == "my.metric" and resource.attributes["my_label"] == "abc123""#,
+            metric()
+                .s("name", "my.metric")
+                .s(r#"resource.attributes["my_label"]"#, "abc123"),
+            true,
+        ),
+        (
+            Metric,
+            r#"metric.name == "my.metric" and resource.attributes["my_label"] == "abc123""#,
+            metric().s("name", "my.metric"),
+            false,
+        ),
+        (
+            Metric,
+            "metric.type == METRIC_DATA_TYPE_HISTOGRAM",
+            metric().i("type", 3),
+            true,
+        ),
+        (
+            Metric,
+            "metric.type == METRIC_DATA_TYPE_NONE",
+            metric().i("type", 0),
+            true,
+        ),
+        (
+            Metric,
+            r#"resource.attributes["service.name"] == "my_service_name""#,
+            metric().s(r#"resource.attributes["service.name"]"#, "my_service_name"),
+            true,
+        ),
+        (
+            DataPoint,
+            "metric.type == METRIC_DATA_TYPE_SUMMARY",
+            point().i("metric.type", 5),
+            true,
+        ),
+        (
+            DataPoint,
+            r#"metric.name == "k8s.pod.phase" and datapoint.value_int == 4"#,
+            point().s("metric.name", "k8s.pod.phase").i("value_int", 4),
+            true,
+        ),
+        (
+            DataPoint,
+            r#"metric.name == "k8s.pod.phase" and datapoint.value_int == 4"#,
+            point().s("metric.name", "k8s.pod.phase").i("value_int", 3),
+            false,
+        ),
+        (
+            Log,
+            r#"IsMatch(log.body, ".*password.*")"#,
+            log().s("body", "my password is hunter2"),
+            true,
+        ),
+        (Log, r#"IsMatch(log.body, ".*password.*")"#, log(), false),
+        (
+            Log,
+            "log.severity_number < SEVERITY_NUMBER_WARN",
+            log().i("severity_number", 9),
+            true,
+        ),
+        (
+            Log,
+            "log.severity_number < SEVERITY_NUMBER_WARN",
+            log().i("severity_number", 13),
+            false,
+        ),
+        (Log, r#"log.body == "test""#, log().s("body", "test"), true),
+    ];
+    for (context, condition, item, expected) in &table {
+        check(*context, condition, item, *expected);
+    }
+    // Outside the subset: time arithmetic and `Duration`, the context-inference `scope.` prefix
+    // (written `instrumentation_scope.` here), profiles.
+    for (context, condition) in [
+        (
+            Span,
+            r#"(span.end_time - span.start_time) < Duration("1s") and span.status.code != STATUS_CODE_ERROR"#,
+        ),
+        (Log, r#"scope.name == "my.scope""#),
+        (Span, "profile.duration_nanos > 3000"),
+    ] {
+        let e = parse_err(context, condition);
+        assert!(e.line >= 1 && e.column >= 1, "`{condition}`: {e}");
+    }
+}

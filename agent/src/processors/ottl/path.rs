@@ -111,7 +111,8 @@ pub enum Field {
     /// Metric context only, behind `HasAttrKeyOnDatapoint(key)` (keys = `[key]`) and
     /// `HasAttrOnDatapoint(key, value)` (keys = `[key, value]`): the item answers
     /// `Value::Bool(true)` when any data point of the metric has an attribute `key` (whose
-    /// value is the string `value`, when given), else `Value::Bool(false)`.
+    /// value is the string `value`, when given; a value that is not a string compares as `""`,
+    /// as in the Collector), else `Value::Bool(false)`.
     AnyDatapointAttribute,
 }
 
