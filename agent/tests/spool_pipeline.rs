@@ -93,6 +93,67 @@ async fn an_outage_fills_the_spool_and_everything_arrives_in_order_after() {
     p.worker.await.unwrap();
 }
 
+/// After an outage, export calls sleeping out long backoffs do not hold the cursor back: once the
+/// destination answers again, the first success wakes every retry waiting without a hint, so the
+/// oldest batch (where the cursor waits) goes at once and the disk buffer's space is freed right
+/// after (each call waiting out its own backoff, up to `max_backoff` = 20 s here, kept the space
+/// taken for seconds after the data was delivered, and a crash in that window re-sent it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_cursor_follows_the_deliveries() {
+    let d = tempfile::tempdir().unwrap();
+    let r = Registry::default();
+    let sink = Arc::new(Sink::default());
+    sink.down.store(true, Ordering::SeqCst);
+    let (tx, rx) = buffer::open("t", &disk(8 << 20), d.path(), &r)
+        .await
+        .unwrap();
+    let abort = CancellationToken::new();
+    let worker = tokio::spawn(worker::run(
+        worker_config(50, 20_000, 4),
+        sink.clone(),
+        rx,
+        r.clone(),
+        abort.clone(),
+    ));
+    let router = Router::new(vec![Route {
+        exporter: "t".into(),
+        inputs: None,
+        signals: Signal::ALL.to_vec(),
+        buffer: tx,
+        bulkhead: None,
+    }]);
+    let n = 1000;
+    for i in 0..n {
+        router.send(log_batch(i, 200), Wait::Forever).await.unwrap();
+    }
+    // Long enough for the in-flight calls' backoffs to grow to seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(sink.got.lock().unwrap().is_empty());
+    sink.down.store(false, Ordering::SeqCst);
+    // The first success comes when the shortest of the calls' backoffs ends; from then on the
+    // other retries must not wait out theirs.
+    wait_for("a first delivery", 30, || {
+        !sink.got.lock().unwrap().is_empty()
+    })
+    .await;
+    let first = std::time::Instant::now();
+    wait_for("the buffer to be empty", 30, || {
+        r.gauge_value("sonde_buffer_bytes", &[("exporter", "t")]) == Some(0)
+    })
+    .await;
+    assert!(
+        first.elapsed() < Duration::from_secs(2),
+        "the buffer emptied {:?} after the first delivery",
+        first.elapsed()
+    );
+    let mut got = sink.got.lock().unwrap().clone();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    drop(router);
+    worker.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_during_an_outage_keeps_everything_for_the_next_start() {
     let d = tempfile::tempdir().unwrap();
