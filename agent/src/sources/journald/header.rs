@@ -131,7 +131,10 @@ impl Header {
             ));
         }
         let header_size = le64(bytes, 88);
-        if header_size < MIN_HEADER_SIZE || header_size > file_size || header_size % 8 != 0 {
+        if header_size < MIN_HEADER_SIZE
+            || header_size > file_size
+            || !header_size.is_multiple_of(8)
+        {
             return Err(HeaderError::HeaderSize(header_size));
         }
         // Fields past the first 208 bytes exist only when the header is that long.

@@ -186,7 +186,7 @@ impl Merge {
     }
 
     /// The earliest next entry of all files, with the index of its file.
-    pub fn next(&mut self) -> Option<(usize, EntryObject)> {
+    pub fn next_entry(&mut self) -> Option<(usize, EntryObject)> {
         let mut best: Option<(usize, (u64, u64))> = None;
         for (i, s) in self.slots.iter_mut().enumerate() {
             if s.head.is_none() && !s.idle {

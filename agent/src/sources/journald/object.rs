@@ -138,7 +138,8 @@ fn object_header<S: Storage + ?Sized>(
     min: u64,
     max: u64,
 ) -> Result<(u8, u64), ObjectError> {
-    if offset % 8 != 0 || offset < b.start || offset.saturating_add(OBJECT_HEADER) > b.end {
+    if !offset.is_multiple_of(8) || offset < b.start || offset.saturating_add(OBJECT_HEADER) > b.end
+    {
         return Err(ObjectError::Offset(offset));
     }
     let mut h = [0u8; OBJECT_HEADER as usize];

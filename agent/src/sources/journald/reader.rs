@@ -263,7 +263,7 @@ impl<S: Storage> JournalFile<S> {
                 }
             }
             let take = ((target - self.consumed) as usize).min(self.ahead.len());
-            let last = self.ahead.drain(..take).last();
+            let last = self.ahead.drain(..take).next_back();
             if let Some(l) = last {
                 self.last_entry = l;
             }

@@ -54,13 +54,13 @@ pub fn entry_fields(i: u64, base_us: u64) -> Vec<(String, Vec<u8>)> {
         ("_PID".to_string(), (100 + i).to_string().into_bytes()),
         ("_HOSTNAME".to_string(), b"box".to_vec()),
     ];
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         // Large enough to be compressed (the threshold is 512 bytes).
         let mut big = format!("big-{i}-").into_bytes();
         big.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 3000));
         f.push(("BIG".to_string(), big));
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         f.push(("BINARY".to_string(), vec![0, 1, 2, 0xff, b'\n', b'=']));
     }
     f
@@ -307,7 +307,7 @@ fn files_merge_in_time_order_and_new_files_are_read_from_the_start() {
     let (_, ev) = m.scan(dir.path(), |_| None, Start::Beginning);
     assert_eq!(ev.opened.len(), 2);
     let mut times = vec![];
-    while let Some((_, e)) = m.next() {
+    while let Some((_, e)) = m.next_entry() {
         times.push(e.realtime);
     }
     let want: Vec<u64> = (0..40).map(|i| 1_700_000_000_000_000 + i * 1000).collect();
@@ -325,7 +325,7 @@ fn files_merge_in_time_order_and_new_files_are_read_from_the_start() {
         "new files start at their beginning only on the first scan with Start::End"
     );
     let mut n = 0;
-    while m.next().is_some() {
+    while m.next_entry().is_some() {
         n += 1;
     }
     assert_eq!(n, 0, "Start::End skips what the new file holds");
@@ -448,4 +448,165 @@ proptest::proptest! {
 thread_local! {
     static FIXTURE: Option<(Vec<u8>, PathBuf, std::rc::Rc<tempfile::TempDir>)> =
         fixture().map(|(b, p, d)| (b, p, std::rc::Rc::new(d)));
+}
+
+mod source {
+    use super::{entries, have_tools, write_journal};
+    use crate::pipeline::buffer::{channel, BufferReceiver};
+    use crate::pipeline::router::{Route, Router};
+    use crate::sources::journald::build;
+    use crate::sources::journald::checkpoint::Store;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use prost::Message;
+    use sonde_config::{BufferConfig, JournaldSourceConfig, Priority, StartAt};
+    use sonde_core::metrics::Registry;
+    use sonde_core::Signal;
+    use std::path::Path;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    async fn start(
+        journal: &Path,
+        data: &Path,
+        cfg: JournaldSourceConfig,
+    ) -> (
+        BufferReceiver,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let metrics = Registry::default();
+        let (tx, rx) = channel("e", &BufferConfig::default(), &metrics);
+        let router = Router::new(vec![Route {
+            exporter: "e".into(),
+            inputs: None,
+            signals: vec![Signal::Logs],
+            buffer: tx,
+            bulkhead: None,
+        }]);
+        let shutdown = CancellationToken::new();
+        let cx =
+            crate::sources::context("j", router, metrics, shutdown.clone(), data.to_path_buf());
+        let cfg = JournaldSourceConfig {
+            directory: Some(journal.display().to_string()),
+            poll_interval: sonde_config::Duration::from_millis(20),
+            checkpoint_interval: sonde_config::Duration::from_millis(10),
+            ..cfg
+        };
+        let task = tokio::spawn(build(&cfg, cx).await.unwrap());
+        (rx, shutdown, task)
+    }
+
+    fn delivered(data: &Path) -> Vec<u64> {
+        match Store::open(data, "j").unwrap().load().unwrap() {
+            Some(p) => p.iter().map(|p| p.entries).collect(),
+            None => vec![],
+        }
+    }
+
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn messages(b: &sonde_core::Batch) -> Vec<String> {
+        let req = ExportLogsServiceRequest::decode(&b.payload[..]).unwrap();
+        req.resource_logs[0].scope_logs[0]
+            .log_records
+            .iter()
+            .map(|r| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    s.clone()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn positions_advance_on_acknowledgement_and_a_restart_resumes_after_them() {
+        if !have_tools() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, data) = (dir.path().join("journal"), dir.path().join("data"));
+        std::fs::create_dir(&journal).unwrap();
+        write_journal(&journal.join("a.journal"), &entries(10), true);
+        let cfg = JournaldSourceConfig {
+            start_at: StartAt::Beginning,
+            priority: Priority::Info,
+            ..Default::default()
+        };
+        let (mut rx, shutdown, task) = start(&journal, &data, cfg.clone()).await;
+        let q = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // PRIORITY is i % 8: entries 7 (debug) is filtered out, but its position counts.
+        let m = messages(&q.batch);
+        assert_eq!(m.len(), 9, "{m:?}");
+        assert_eq!(m[0], "message number 0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(delivered(&data), Vec::<u64>::new(), "not acknowledged yet");
+        q.ack();
+        eventually("the checkpoint to advance", || delivered(&data) == [10]).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        // New entries while stopped, in a new file: after a restart only they arrive.
+        let more: Vec<_> = (10..15)
+            .map(|i| super::entry_fields(i, 1_700_000_000_000_000))
+            .collect();
+        write_journal(&journal.join("b.journal"), &more, false);
+        let (mut rx, shutdown, task) = start(&journal, &data, cfg).await;
+        let q = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let m = messages(&q.batch);
+        assert_eq!(m.first().map(String::as_str), Some("message number 10"));
+        assert_eq!(m.len(), 5, "{m:?}");
+        q.ack();
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_start_at_the_end_sends_only_new_entries() {
+        if !have_tools() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, data) = (dir.path().join("journal"), dir.path().join("data"));
+        std::fs::create_dir(&journal).unwrap();
+        write_journal(&journal.join("a.journal"), &entries(10), true);
+        let (mut rx, shutdown, task) = start(&journal, &data, Default::default()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let more: Vec<_> = (10..13)
+            .map(|i| super::entry_fields(i, 1_700_000_000_000_000))
+            .collect();
+        write_journal(&journal.join("b.journal"), &more, true);
+        // The file may be seen while it is being written: collect until all three are in.
+        let mut got = vec![];
+        while got.len() < 3 {
+            let q = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            got.extend(messages(&q.batch));
+            q.ack();
+        }
+        assert_eq!(
+            got,
+            [
+                "message number 10",
+                "message number 11",
+                "message number 12"
+            ]
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }

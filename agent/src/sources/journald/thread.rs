@@ -110,7 +110,7 @@ impl Reader {
     ) -> bool {
         let mut fields = Vec::new();
         let mut record = Vec::new();
-        while let Some((i, entry)) = merge.next() {
+        while let Some((i, entry)) = merge.next_entry() {
             let Some(file) = merge.file_mut(i) else {
                 continue;
             };
