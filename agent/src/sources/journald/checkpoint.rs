@@ -64,6 +64,32 @@ impl Tracker {
         self.delivered.get(file_id)
     }
 
+    /// Records where a file newly opened starts, unless its position is known: a file opened
+    /// at its end (a first start) must not be read from its beginning after a restart.
+    pub fn seed(&mut self, file_id: Id128, path: &Path, entries: u64) {
+        let key = file_id.to_string();
+        if self.delivered.contains_key(&key)
+            || self
+                .inflight
+                .iter()
+                .any(|b| b.1.iter().any(|p| p.file_id == key))
+        {
+            return;
+        }
+        self.delivered.insert(
+            key.clone(),
+            Position {
+                file_id: key,
+                entries,
+                seqnum: 0,
+                realtime: 0,
+                cursor: String::new(),
+                path: path.to_path_buf(),
+            },
+        );
+        self.dirty = true;
+    }
+
     /// Registers a batch covering `positions`; returns its sequence number.
     pub fn begin(&mut self, positions: Vec<Position>) -> u64 {
         let seq = self.next_seq;

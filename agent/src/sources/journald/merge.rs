@@ -225,6 +225,17 @@ impl Merge {
         self.slots.len()
     }
 
+    /// Every open file's id, path, and the entries consumed before its waiting head.
+    pub fn positions(&self) -> Vec<(Id128, PathBuf, u64)> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let before = s.file.consumed() - u64::from(s.head.is_some());
+                (s.file.file_id(), s.file.path().to_path_buf(), before)
+            })
+            .collect()
+    }
+
     /// The file ids of the files open.
     pub fn file_ids(&self) -> HashSet<Id128> {
         self.slots.iter().map(|s| s.file.file_id()).collect()

@@ -66,6 +66,12 @@ impl Reader {
             let (dirs, events) = merge.scan(&self.dir, resume, start);
             start = Start::Beginning;
             self.report(&events);
+            if !events.opened.is_empty() {
+                let mut t = lock(&self.tracker);
+                for (id, path, entries) in merge.positions() {
+                    t.seed(id, &path, entries);
+                }
+            }
             waiter.set_dirs(dirs.into_iter().collect());
             if !self.read_all(&mut merge, &mut pending, &tx) {
                 return;
