@@ -128,23 +128,28 @@ fn read<S: Storage + ?Sized>(s: &S, buf: &mut [u8], offset: u64) -> Result<(), O
         .map_err(|source| ObjectError::Io { offset, source })
 }
 
-/// Reads and checks an object's header: returns its flags and size. The whole object lies
-/// within `b`, its size is at least `min` and at most `max`, its type is `expected`.
-fn object_header<S: Storage + ?Sized>(
-    s: &S,
-    b: &Bounds,
-    offset: u64,
-    expected: u8,
-    min: u64,
-    max: u64,
-) -> Result<(u8, u64), ObjectError> {
+/// Bytes read at once when an object is read whole: most DATA and ENTRY objects fit, so one
+/// read fetches header and payload.
+const SPECULATIVE: u64 = 512;
+
+fn check_offset(b: &Bounds, offset: u64) -> Result<(), ObjectError> {
     if !offset.is_multiple_of(8) || offset < b.start || offset.saturating_add(OBJECT_HEADER) > b.end
     {
         return Err(ObjectError::Offset(offset));
     }
-    let mut h = [0u8; OBJECT_HEADER as usize];
-    read(s, &mut h, offset)?;
-    let (ty, flags, size) = (h[0], h[1], le64(&h, 8));
+    Ok(())
+}
+
+/// Checks an object header `h` (type, size within `b`, at least `min`, at most `max`) and
+/// returns its flags and size.
+fn check_header(
+    h: &[u8],
+    b: &Bounds,
+    offset: u64,
+    expected: u8,
+    (min, max): (u64, u64),
+) -> Result<(u8, u64), ObjectError> {
+    let (ty, flags, size) = (h[0], h[1], le64(h, 8));
     if ty != expected {
         return Err(ObjectError::Type {
             offset,
@@ -161,6 +166,47 @@ fn object_header<S: Storage + ?Sized>(
         } else {
             ObjectError::Size { offset, size }
         });
+    }
+    Ok((flags, size))
+}
+
+/// Reads and checks an object's header only: returns its flags and size.
+fn object_header<S: Storage + ?Sized>(
+    s: &S,
+    b: &Bounds,
+    offset: u64,
+    expected: u8,
+    min: u64,
+    max: u64,
+) -> Result<(u8, u64), ObjectError> {
+    check_offset(b, offset)?;
+    let mut h = [0u8; OBJECT_HEADER as usize];
+    read(s, &mut h, offset)?;
+    check_header(&h, b, offset, expected, (min, max))
+}
+
+/// Reads the whole object at `offset` into `buf` (checked as [`object_header`] does): one read
+/// when it fits in [`SPECULATIVE`] bytes, two otherwise. Returns its flags and size.
+fn read_object<S: Storage + ?Sized>(
+    s: &S,
+    b: &Bounds,
+    offset: u64,
+    expected: u8,
+    limits: (u64, u64),
+    buf: &mut Vec<u8>,
+) -> Result<(u8, u64), ObjectError> {
+    check_offset(b, offset)?;
+    // At least the header: `check_offset` saw it fits before `b.end`.
+    let first = (b.end - offset).min(SPECULATIVE) as usize;
+    buf.resize(first, 0);
+    read(s, buf, offset)?;
+    let (flags, size) = check_header(buf, b, offset, expected, limits)?;
+    let size_us = size as usize;
+    if size_us > first {
+        buf.resize(size_us, 0);
+        read(s, &mut buf[first..], offset + first as u64)?;
+    } else {
+        buf.truncate(size_us);
     }
     Ok((flags, size))
 }
@@ -184,9 +230,7 @@ pub fn read_entry<S: Storage + ?Sized>(
     offset: u64,
     buf: &mut Vec<u8>,
 ) -> Result<EntryObject, ObjectError> {
-    let (_, size) = object_header(s, b, offset, OBJECT_ENTRY, ENTRY_HEADER, MAX_ENTRY)?;
-    buf.resize(size as usize, 0);
-    read(s, buf, offset)?;
+    let (_, size) = read_object(s, b, offset, OBJECT_ENTRY, (ENTRY_HEADER, MAX_ENTRY), buf)?;
     let mut boot_id = [0u8; 16];
     boot_id.copy_from_slice(&buf[40..56]);
     let item = if b.compact { 4 } else { 16 };
@@ -283,10 +327,9 @@ pub fn read_data<S: Storage + ?Sized>(
         DATA_HEADER
     };
     let max = head + MAX_FIELD as u64;
-    let (flags, size) = object_header(s, b, offset, OBJECT_DATA, head, max)?;
-    let len = (size - head) as usize;
-    buf.resize(len, 0);
-    read(s, buf, offset + head)?;
+    let (flags, _) = read_object(s, b, offset, OBJECT_DATA, (head, max), buf)?;
+    // The payload: `read_object` checked the object is at least `head` long.
+    buf.drain(..head as usize);
     let bad = |what: String| ObjectError::Payload { offset, what };
     match flags & (COMPRESSED_XZ | COMPRESSED_LZ4 | COMPRESSED_ZSTD) {
         0 => Ok(buf.clone()),
