@@ -99,6 +99,21 @@ class Collector:
         pytest.fail(f"{len(missing)} entries missing after {timeout}s, e.g. {missing[:5]}")
 
 
+def scrape(agent):
+    """The agent's metrics from its admin /metrics: {(name, reason label or None): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(agent.admin_url() + "/metrics", timeout=5).read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = (s.name, s.labels.get("reason"))
+            out[key] = out.get(key, 0) + s.value
+    return out
+
+
 def names(tag, a, b):
     return {f"{tag} {i}" for i in range(a, b)}
 
@@ -143,6 +158,38 @@ def test_live_follow_rotation_archiving_and_vacuum(run_agent, tmp_path):
     assert int(r["timeUnixNano"]) == int(r["observedTimeUnixNano"]) > 0
     print(f"\nfollow latency (append with journal-remote to record printed): {follow_latency:.2f}s")
     assert follow_latency < 5
+    m = scrape(agent)
+    assert m[("sonde_journald_entries_total", None)] == 450, m
+    assert m[("sonde_journald_open_files", None)] == 1, "the vacuumed file is closed"
+    assert m[("sonde_journald_corrupt_files_total", None)] == 0
+    assert m[("sonde_journald_read_bytes_total", None)] > 450 * 50
+
+
+def test_a_damaged_file_is_skipped_from_the_damage_and_the_others_read(run_agent, tmp_path):
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    good, bad = journal / "good.journal", journal / "bad.journal"
+    append(good, "g", 0, 100)
+    src = tmp_path / "src.journal"
+    append(src, "x", 0, 300)
+    data = bytearray(src.read_bytes())
+    # Cut the file in the middle of its objects (the header still announces all of them):
+    # halfway to the last object (tail_object_offset).
+    tail = int.from_bytes(data[136:144], "little")
+    bad.write_bytes(bytes(data[: tail // 2]))
+    agent = run_agent(config(tmp_path / "data", journal))
+    c = Collector(agent)
+    c.wait_for(names("g", 0, 100))
+    assert agent.wait_stderr("journal file damaged", 10), agent.stderr_tail()
+    line = next(l for l in agent.stderr_lines if "journal file damaged" in l)
+    assert "bad.journal" in line, line
+    # The live file keeps being read.
+    append(good, "g", 100, 20)
+    c.wait_for(names("g", 100, 120))
+    x = [b for b in c.bodies() if b.startswith("x ")]
+    assert len(x) < 300, "the damaged file is read only up to the damage"
+    m = scrape(agent)
+    assert m[("sonde_journald_corrupt_files_total", None)] == 1, m
 
 
 def test_kill9_and_restart_lose_nothing(tmp_path):
