@@ -17,6 +17,11 @@ echo "== tools the tests need"
 if ! command -v systemd-analyze >/dev/null || ! command -v dpkg-deb >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd dpkg >/dev/null
 fi
+# systemd-journal-remote writes the journal files the journald source tests read; journalctl
+# (package systemd) checks the LZ4/XZ fixtures.
+if [ ! -x /lib/systemd/systemd-journal-remote ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-journal-remote >/dev/null
+fi
 # curl is one of the real OTLP/HTTP clients in the receiver tests.
 if ! command -v curl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null

@@ -52,5 +52,6 @@ pub use schema::*;
 pub use sources::file::*;
 pub use sources::host_metrics::*;
 pub use sources::internal_metrics::*;
+pub use sources::journald::*;
 pub use sources::otlp::*;
 pub use units::{ByteSize, Duration, Secret};

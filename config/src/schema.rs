@@ -20,6 +20,7 @@ use crate::processors::sample::SampleProcessorConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::internal_metrics::InternalMetricsConfig;
+use crate::sources::journald::JournaldSourceConfig;
 use crate::sources::otlp::OtlpSourceConfig;
 use sonde_core::Signal;
 use std::collections::BTreeMap;
@@ -114,12 +115,18 @@ pub enum SourceConfig {
     InternalMetrics(InternalMetricsConfig),
     File(FileSourceConfig),
     Otlp(OtlpSourceConfig),
+    Journald(JournaldSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
-    pub const TYPES: &'static [&'static str] =
-        &["host_metrics", "internal_metrics", "file", "otlp"];
+    pub const TYPES: &'static [&'static str] = &[
+        "host_metrics",
+        "internal_metrics",
+        "file",
+        "otlp",
+        "journald",
+    ];
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -127,6 +134,7 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::File(_) => "file",
             SourceConfig::Otlp(_) => "otlp",
+            SourceConfig::Journald(_) => "journald",
         }
     }
 
@@ -134,7 +142,7 @@ impl SourceConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
-            SourceConfig::File(_) => &[Signal::Logs],
+            SourceConfig::File(_) | SourceConfig::Journald(_) => &[Signal::Logs],
             SourceConfig::Otlp(_) => &Signal::ALL,
         }
     }
@@ -146,6 +154,7 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => c.problems(),
             SourceConfig::File(c) => c.problems(),
             SourceConfig::Otlp(c) => c.problems(),
+            SourceConfig::Journald(c) => c.problems(),
         }
     }
 }

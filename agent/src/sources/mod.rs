@@ -7,6 +7,7 @@
 pub mod file;
 pub mod host_metrics;
 pub mod internal_metrics;
+pub mod journald;
 pub mod otlp;
 mod periodic;
 
@@ -104,5 +105,6 @@ pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> Result<SourceTask, 
         SourceConfig::File(c) => file::build(c, cx).await,
         SourceConfig::InternalMetrics(c) => internal_metrics::build(c, cx).await,
         SourceConfig::Otlp(c) => otlp::build(c, cx).await,
+        SourceConfig::Journald(c) => journald::build(c, cx).await,
     }
 }

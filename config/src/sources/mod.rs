@@ -7,5 +7,6 @@
 pub mod file;
 pub mod host_metrics;
 pub mod internal_metrics;
+pub mod journald;
 pub mod otlp;
 pub(crate) mod periodic;

@@ -110,6 +110,17 @@ impl Encoder {
         self.items += 1;
     }
 
+    /// Appends a record already encoded as the fields of a `LogRecord` (tag and length are
+    /// added here).
+    pub fn push_encoded(&mut self, record: &[u8]) {
+        self.start();
+        self.buf.reserve(1 + 10 + record.len());
+        self.buf.extend_from_slice(&[SCOPE_LOGS_LOG_RECORDS]);
+        encode_varint(record.len() as u64, &mut self.buf);
+        self.buf.extend_from_slice(record);
+        self.items += 1;
+    }
+
     /// Appends a record built as a prost struct (parsed formats).
     pub fn push_record(&mut self, record: &LogRecord) {
         self.start();

@@ -444,11 +444,11 @@ fn start_send(
     }))
 }
 
-/// Abandons an acknowledgement unless disarmed.
-struct AbandonOnDrop(Option<Ack>);
+/// Abandons an acknowledgement unless disarmed (a batch dropped before every buffer took it).
+pub(crate) struct AbandonOnDrop(pub(crate) Option<Ack>);
 
 impl AbandonOnDrop {
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         // Let the token go without abandoning it.
         self.0 = None;
     }
