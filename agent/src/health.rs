@@ -252,7 +252,10 @@ mod tests {
         });
         tokio::task::yield_now().await;
         e.success();
-        tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!e.failing());
     }
 }

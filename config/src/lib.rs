@@ -53,4 +53,5 @@ pub use sources::file::*;
 pub use sources::host_metrics::*;
 pub use sources::internal_metrics::*;
 pub use sources::otlp::*;
+pub use sources::syslog::*;
 pub use units::{ByteSize, Duration, Secret};

@@ -245,6 +245,7 @@ impl Loader<'_> {
             "file" => self.typed(value, &at).map(SourceConfig::File),
             "internal_metrics" => self.typed(value, &at).map(SourceConfig::InternalMetrics),
             "otlp" => self.typed(value, &at).map(SourceConfig::Otlp),
+            "syslog" => self.typed(value, &at).map(SourceConfig::Syslog),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ use crate::sources::file::FileSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::internal_metrics::InternalMetricsConfig;
 use crate::sources::otlp::OtlpSourceConfig;
+use crate::sources::syslog::SyslogSourceConfig;
 use sonde_core::Signal;
 use std::collections::BTreeMap;
 
@@ -114,12 +115,13 @@ pub enum SourceConfig {
     InternalMetrics(InternalMetricsConfig),
     File(FileSourceConfig),
     Otlp(OtlpSourceConfig),
+    Syslog(SyslogSourceConfig),
 }
 
 impl SourceConfig {
     /// Every `type` a source can have.
     pub const TYPES: &'static [&'static str] =
-        &["host_metrics", "internal_metrics", "file", "otlp"];
+        &["host_metrics", "internal_metrics", "file", "otlp", "syslog"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -127,6 +129,7 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(_) => "internal_metrics",
             SourceConfig::File(_) => "file",
             SourceConfig::Otlp(_) => "otlp",
+            SourceConfig::Syslog(_) => "syslog",
         }
     }
 
@@ -134,7 +137,7 @@ impl SourceConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
-            SourceConfig::File(_) => &[Signal::Logs],
+            SourceConfig::File(_) | SourceConfig::Syslog(_) => &[Signal::Logs],
             SourceConfig::Otlp(_) => &Signal::ALL,
         }
     }
@@ -146,6 +149,7 @@ impl SourceConfig {
             SourceConfig::InternalMetrics(c) => c.problems(),
             SourceConfig::File(c) => c.problems(),
             SourceConfig::Otlp(c) => c.problems(),
+            SourceConfig::Syslog(c) => c.problems(),
         }
     }
 }

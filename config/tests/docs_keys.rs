@@ -75,6 +75,7 @@ impl Section {
     fn required(self) -> &'static str {
         match self {
             Section::Source("file") => "include = [\"/var/log/*.log\"]\n",
+            Section::Source("syslog") => "unix = \"/run/sonde/syslog.sock\"\n",
             Section::Exporter("otlp") => "endpoint = \"http://127.0.0.1:4317\"\n",
             Section::Exporter("parquet") => "url = \"file:///var/lib/sonde-docs-test\"\n",
             _ => "",

@@ -9,6 +9,7 @@ pub mod host_metrics;
 pub mod internal_metrics;
 pub mod otlp;
 mod periodic;
+pub mod syslog;
 
 use crate::pipeline::buffer::{PushError, Wait};
 use crate::pipeline::router::Router;
@@ -91,5 +92,6 @@ pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> Result<SourceTask, 
         SourceConfig::File(c) => file::build(c, cx).await,
         SourceConfig::InternalMetrics(c) => internal_metrics::build(c, cx).await,
         SourceConfig::Otlp(c) => otlp::build(c, cx).await,
+        SourceConfig::Syslog(c) => syslog::build(c, cx).await,
     }
 }

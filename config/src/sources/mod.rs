@@ -9,3 +9,4 @@ pub mod host_metrics;
 pub mod internal_metrics;
 pub mod otlp;
 pub(crate) mod periodic;
+pub mod syslog;
