@@ -38,6 +38,7 @@ udp = "127.0.0.1:0"
 tcp = "127.0.0.1:0"
 unix = "{sock}"
 max_message_size = "{max_size}"
+{source_extra}
 
 [exporters.out]
 type = "stdout"
@@ -46,9 +47,13 @@ format = "json"
 """
 
 
-def config(tmp_path, max_size="8KiB", exporter_extra='batch = { max_age = "50ms" }'):
+def config(tmp_path, max_size="8KiB", exporter_extra='batch = { max_age = "50ms" }', source_extra=""):
     return CONFIG.format(
-        data=tmp_path / "data", sock=tmp_path / "log.sock", max_size=max_size, exporter_extra=exporter_extra
+        data=tmp_path / "data",
+        sock=tmp_path / "log.sock",
+        max_size=max_size,
+        exporter_extra=exporter_extra,
+        source_extra=source_extra,
     )
 
 
@@ -358,3 +363,39 @@ def test_rsyslog_forwards_over_tcp_and_udp(run_agent, tmp_path):
     finally:
         relay.terminate()
         relay.wait(timeout=10)
+
+
+def test_tls_octet_counted_messages_arrive_and_plaintext_is_refused(run_agent, tmp_path):
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    agent = run_agent(config(tmp_path, source_extra=f'tls = {{ cert_file = "{cert}", key_file = "{key}" }}'))
+    _, tcp = listening(agent)
+    assert any('"tls":true' in l or "tls=true" in l for l in agent.stderr_lines)
+    # Plaintext on the TLS port: the handshake fails, the connection is counted as refused.
+    with socket.create_connection(("127.0.0.1", tcp), timeout=5) as c:
+        c.sendall(b"<13>1 - - - - - - plaintext\n")
+        c.settimeout(5)
+        try:
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+    ctx = ssl.create_default_context(cafile=str(cert))
+    n = 100
+    with socket.create_connection(("127.0.0.1", tcp), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+            for i in range(n):
+                m = f"<14>1 2026-12-07T10:00:00Z host tlsapp - - - over tls {i}".encode()
+                c.sendall(str(len(m)).encode() + b" " + m)
+    got = collect(agent, n)
+    assert sorted(r["text"] for r in got) == sorted(f"over tls {i}" for i in range(n))
+    assert all(r["attrs"]["syslog.appname"] == "tlsapp" for r in got)
+    m = metrics(agent)
+    assert metric(m, "sonde_syslog_refused_connections_total", reason="handshake") == 1
+    assert not any("plaintext" in (r["text"] or "") for r in got)

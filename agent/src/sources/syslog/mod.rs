@@ -301,7 +301,15 @@ impl Bound {
             .tls
             .as_ref()
             .map(|t| crate::sources::otlp::tls::server_config(t, &[]))
-            .transpose()?;
+            .transpose()?
+            .map(|c| {
+                // No TLS 1.3 session tickets: a syslog sender only writes, and tickets it never
+                // reads would make its close a reset, which throws away the messages it sent
+                // last that the agent has not read yet.
+                let mut c = (*c).clone();
+                c.send_tls13_tickets = 0;
+                Arc::new(c)
+            });
         let udp = match cfg.udp.addr() {
             Some(addr) => Some(datagram::bind_udp(addr).await?),
             None => None,
