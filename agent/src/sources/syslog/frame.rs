@@ -343,6 +343,39 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the messages and wherever the reads cut the stream, each framing gives back
+        /// exactly the messages sent.
+        #[test]
+        fn any_split_of_a_stream_gives_back_its_messages(
+            msgs in proptest::collection::vec("<[0-9]{1,3}>[^\n]{0,40}", 1..20),
+            cuts in proptest::collection::vec(1usize..30, 1..50),
+            octet in proptest::bool::ANY,
+        ) {
+            let mut stream = Vec::new();
+            for m in &msgs {
+                if octet {
+                    stream.extend_from_slice(format!("{} {m}", m.len()).as_bytes());
+                } else {
+                    stream.extend_from_slice(format!("{m}\n").as_bytes());
+                }
+            }
+            let mut chunks = vec![];
+            let mut rest = &stream[..];
+            for c in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (a, b) = rest.split_at((*c).min(rest.len()));
+                chunks.push(a);
+                rest = b;
+            }
+            let (out, _) = frames(1000, &chunks);
+            let want: Vec<(String, Option<Cut>)> = msgs.iter().map(|m| whole(m)).collect();
+            proptest::prop_assert_eq!(out, want);
+        }
+    }
+
     #[test]
     fn a_bad_length_header_falls_back_to_lines_and_is_counted() {
         let (out, mut f) = frames(100, &[b"5 <1>ab", b"7x <13>y\n<2>z\n"]);

@@ -280,3 +280,12 @@ fn parsing_never_panics_on_arbitrary_text() {
         let _ = params(m.structured_data);
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn parsing_never_panics_and_the_body_is_part_of_the_text(text in "<[0-9]{1,3}>[ -~\u{a0}-\u{3000}]{0,80}") {
+        let m = parse(&text, NOW);
+        proptest::prop_assert!(text.contains(m.body));
+        let _ = params(m.structured_data);
+    }
+}
