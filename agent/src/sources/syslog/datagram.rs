@@ -7,6 +7,7 @@
 
 use super::record::Origin;
 use super::{frame::Cut, Shared, Sink, SyslogError, Transport};
+use sonde_core::log_limit::LogLimit;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -115,8 +116,11 @@ pub async fn count_udp_drops(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             return;
         }
     };
-    // Drops from before the start belong to no one (the socket is new, so it is 0).
-    let mut seen = kernel_drops(inode).await.unwrap_or(0);
+    // The socket was bound by this source, so every drop it has is the source's, including
+    // those before this task first looked.
+    let mut seen = 0;
+    let warn_limit = LogLimit::default();
+    let mut unreported = 0;
     let mut tick = tokio::time::interval(DROPS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -128,7 +132,11 @@ pub async fn count_udp_drops(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             if now > seen {
                 let new = now - seen;
                 shared.counters.udp_dropped.add(new);
-                warn!(source = %shared.name, dropped = new, "UDP datagrams dropped by the kernel: the socket's receive buffer was full (the pipeline is slower than the senders)");
+                unreported += new;
+                if warn_limit.check().is_some() {
+                    warn!(source = %shared.name, dropped = unreported, "UDP datagrams dropped by the kernel: the socket's receive buffer was full (the pipeline is slower than the senders)");
+                    unreported = 0;
+                }
             }
             seen = seen.max(now);
         }

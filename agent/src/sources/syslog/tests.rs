@@ -278,3 +278,51 @@ async fn a_path_that_is_not_a_socket_is_not_replaced() {
     assert!(e.to_string().contains("not a socket"), "{e}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_datagrams_the_kernel_drops_while_the_pipeline_waits_are_counted() {
+    let cfg = SyslogSourceConfig {
+        udp: any(),
+        ..Default::default()
+    };
+    let buffer = BufferConfig {
+        max_size: ByteSize::kib(64),
+        ..Default::default()
+    };
+    let mut s = start(cfg, buffer).await;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.udp.unwrap();
+    // Nobody reads the buffer: far more than it and the socket's receive buffer hold.
+    const N: usize = 20_000;
+    for i in 0..N {
+        sock.send_to(format!("<13>app: {i:0>100}").as_bytes(), addr)
+            .unwrap();
+    }
+    let mut received = 0;
+    while let Ok(Some(q)) = timeout(Duration::from_secs(2), s.rx.recv()).await {
+        received += q.batch.items as usize;
+        q.ack();
+    }
+    // The kernel's count is read every second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dropped = loop {
+        let d = s.counter(
+            "sonde_source_dropped_items_total",
+            &[("reason", "udp_receive_buffer")],
+        );
+        if received + d as usize >= N || Instant::now() > deadline {
+            break d as usize;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        dropped > 0,
+        "nothing dropped: the test did not overflow the socket"
+    );
+    assert_eq!(
+        received + dropped,
+        N,
+        "{received} received, {dropped} dropped"
+    );
+    s.stop().await;
+}
