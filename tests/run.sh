@@ -26,6 +26,10 @@ fi
 if ! command -v curl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
+# logger (util-linux) and rsyslog are the real syslog senders in tests/test_syslog.py.
+if ! command -v logger >/dev/null || [ ! -x /usr/sbin/rsyslogd ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bsdutils rsyslog >/dev/null
+fi
 # buildah builds the container image in tests/deploy/test_container.py (no registry needed).
 # The systemd VM test (tests/deploy/systemd_vm.sh) installs QEMU and debootstrap itself.
 if ! command -v buildah >/dev/null; then

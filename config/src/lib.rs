@@ -54,4 +54,5 @@ pub use sources::host_metrics::*;
 pub use sources::internal_metrics::*;
 pub use sources::journald::*;
 pub use sources::otlp::*;
+pub use sources::syslog::*;
 pub use units::{ByteSize, Duration, Secret};

@@ -246,6 +246,7 @@ impl Loader<'_> {
             "internal_metrics" => self.typed(value, &at).map(SourceConfig::InternalMetrics),
             "otlp" => self.typed(value, &at).map(SourceConfig::Otlp),
             "journald" => self.typed(value, &at).map(SourceConfig::Journald),
+            "syslog" => self.typed(value, &at).map(SourceConfig::Syslog),
             _ => None,
         }
     }

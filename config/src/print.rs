@@ -25,6 +25,7 @@ impl Config {
                 SourceConfig::InternalMetrics(c) => to_table(c),
                 SourceConfig::Otlp(c) => to_table(c),
                 SourceConfig::Journald(c) => to_table(c),
+                SourceConfig::Syslog(c) => to_table(c),
             };
             t.insert("type".into(), s.type_name().into());
             sources.insert(name.clone(), toml::Value::Table(t));

@@ -22,6 +22,7 @@ use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::internal_metrics::InternalMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
 use crate::sources::otlp::OtlpSourceConfig;
+use crate::sources::syslog::SyslogSourceConfig;
 use sonde_core::Signal;
 use std::collections::BTreeMap;
 
@@ -116,6 +117,7 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     Otlp(OtlpSourceConfig),
     Journald(JournaldSourceConfig),
+    Syslog(SyslogSourceConfig),
 }
 
 impl SourceConfig {
@@ -126,6 +128,7 @@ impl SourceConfig {
         "file",
         "otlp",
         "journald",
+        "syslog",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -135,6 +138,7 @@ impl SourceConfig {
             SourceConfig::File(_) => "file",
             SourceConfig::Otlp(_) => "otlp",
             SourceConfig::Journald(_) => "journald",
+            SourceConfig::Syslog(_) => "syslog",
         }
     }
 
@@ -142,7 +146,9 @@ impl SourceConfig {
     pub fn signals(&self) -> &'static [Signal] {
         match self {
             SourceConfig::HostMetrics(_) | SourceConfig::InternalMetrics(_) => &[Signal::Metrics],
-            SourceConfig::File(_) | SourceConfig::Journald(_) => &[Signal::Logs],
+            SourceConfig::File(_) | SourceConfig::Journald(_) | SourceConfig::Syslog(_) => {
+                &[Signal::Logs]
+            }
             SourceConfig::Otlp(_) => &Signal::ALL,
         }
     }
@@ -155,6 +161,7 @@ impl SourceConfig {
             SourceConfig::File(c) => c.problems(),
             SourceConfig::Otlp(c) => c.problems(),
             SourceConfig::Journald(c) => c.problems(),
+            SourceConfig::Syslog(c) => c.problems(),
         }
     }
 }

@@ -84,6 +84,7 @@ impl Section {
             Section::Processor("resource") => "delete = [\"x\"]\n",
             Section::Processor("filter") => "spans = [\"true\"]\n",
             Section::Processor("redact") => "keys = [\"x\"]\n",
+            Section::Source("syslog") => "unix = \"/run/sonde/syslog.sock\"\n",
             Section::Exporter("otlp") => "endpoint = \"http://127.0.0.1:4317\"\n",
             Section::Exporter("parquet") => "url = \"file:///var/lib/sonde-docs-test\"\n",
             _ => "",

@@ -10,6 +10,7 @@ pub mod internal_metrics;
 pub mod journald;
 pub mod otlp;
 mod periodic;
+pub mod syslog;
 
 use crate::pipeline::buffer::{PushError, Wait};
 use crate::pipeline::router::Router;
@@ -106,5 +107,6 @@ pub async fn build(cfg: &SourceConfig, cx: SourceContext) -> Result<SourceTask, 
         SourceConfig::InternalMetrics(c) => internal_metrics::build(c, cx).await,
         SourceConfig::Otlp(c) => otlp::build(c, cx).await,
         SourceConfig::Journald(c) => journald::build(c, cx).await,
+        SourceConfig::Syslog(c) => syslog::build(c, cx).await,
     }
 }

@@ -10,3 +10,4 @@ pub mod internal_metrics;
 pub mod journald;
 pub mod otlp;
 pub(crate) mod periodic;
+pub mod syslog;

@@ -21,14 +21,20 @@ const RESOURCE_LOGS_SCOPE_LOGS: u8 = 2 << 3 | 2;
 const SCOPE_LOGS_SCOPE: u8 = 1 << 3 | 2;
 const SCOPE_LOGS_LOG_RECORDS: u8 = 2 << 3 | 2;
 const RECORD_TIME: u8 = 1 << 3 | 1;
+const RECORD_SEVERITY_NUMBER: u8 = 2 << 3;
+const RECORD_SEVERITY_TEXT: u8 = 3 << 3 | 2;
 const RECORD_BODY: u8 = 5 << 3 | 2;
 const RECORD_ATTRIBUTES: u8 = 6 << 3 | 2;
 const RECORD_OBSERVED_TIME: u8 = 11 << 3 | 1;
 const ANY_STRING: u8 = 1 << 3 | 2;
+const ANY_BOOL: u8 = 2 << 3;
+const ANY_INT: u8 = 3 << 3;
 const KV_KEY: u8 = 1 << 3 | 2;
 const KV_VALUE: u8 = 2 << 3 | 2;
 
-/// Builds batches of log records.
+/// Builds batches of log records. A clone is an encoder with the same resource and scope (and
+/// the records so far).
+#[derive(Clone)]
 pub struct Encoder {
     buf: BytesMut,
     /// Room kept at the front of `buf` for the headers.
@@ -85,19 +91,46 @@ impl Encoder {
     /// Appends a record whose body is the string `body`. `time` 0 means unknown. `attrs` are
     /// attributes pre-encoded by [`encode_attribute`].
     pub fn push_text(&mut self, time: u64, observed: u64, body: &str, attrs: &[u8]) {
+        let head = Head {
+            time,
+            observed,
+            ..Head::default()
+        };
+        self.push_entry(&head, body, attrs);
+    }
+
+    /// Appends a record with the fields of `head`, the string `body`, and `attrs` pre-encoded by
+    /// [`encode_attribute`] or the `put_*_attribute` functions.
+    pub fn push_entry(&mut self, head: &Head, body: &str, attrs: &[u8]) {
         self.start();
         let any_len = 1 + encoded_len_varint(body.len() as u64) + body.len();
         let mut len = 9 + 1 + encoded_len_varint(any_len as u64) + any_len + attrs.len();
-        if time != 0 {
+        if head.time != 0 {
             len += 9;
+        }
+        if head.severity_number != 0 {
+            len += 1 + encoded_len_varint(u64::from(head.severity_number));
+        }
+        if !head.severity_text.is_empty() {
+            let n = head.severity_text.len();
+            len += 1 + encoded_len_varint(n as u64) + n;
         }
         let b = &mut self.buf;
         b.reserve(1 + 10 + len);
         b.extend_from_slice(&[SCOPE_LOGS_LOG_RECORDS]);
         encode_varint(len as u64, b);
-        if time != 0 {
+        if head.time != 0 {
             b.extend_from_slice(&[RECORD_TIME]);
-            b.extend_from_slice(&time.to_le_bytes());
+            b.extend_from_slice(&head.time.to_le_bytes());
+        }
+        if head.severity_number != 0 {
+            b.extend_from_slice(&[RECORD_SEVERITY_NUMBER]);
+            encode_varint(u64::from(head.severity_number), b);
+        }
+        if !head.severity_text.is_empty() {
+            b.extend_from_slice(&[RECORD_SEVERITY_TEXT]);
+            encode_varint(head.severity_text.len() as u64, b);
+            b.extend_from_slice(head.severity_text.as_bytes());
         }
         b.extend_from_slice(&[RECORD_BODY]);
         encode_varint(any_len as u64, b);
@@ -106,7 +139,7 @@ impl Encoder {
         b.extend_from_slice(body.as_bytes());
         b.extend_from_slice(attrs);
         b.extend_from_slice(&[RECORD_OBSERVED_TIME]);
-        b.extend_from_slice(&observed.to_le_bytes());
+        b.extend_from_slice(&head.observed.to_le_bytes());
         self.items += 1;
     }
 
@@ -159,27 +192,69 @@ impl Encoder {
     }
 }
 
+/// The fixed fields of a record other than its body and attributes; 0 and "" are left out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Head<'a> {
+    /// Unix nanoseconds; 0 means unknown.
+    pub time: u64,
+    pub observed: u64,
+    /// OTLP `SeverityNumber` (1–24).
+    pub severity_number: u8,
+    pub severity_text: &'a str,
+}
+
 /// A string attribute encoded as a `LogRecord.attributes` field, ready to append to records.
 pub fn encode_attribute(key: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_str_attribute(&mut out, &[key], value);
+    out
+}
+
+/// Appends a string attribute whose key is the concatenation of `key` (so a composed key needs
+/// no allocation).
+pub fn put_str_attribute(out: &mut Vec<u8>, key: &[&str], value: &str) {
     let any_len = 1 + encoded_len_varint(value.len() as u64) + value.len();
+    put_attribute_head(out, key, any_len);
+    out.push(ANY_STRING);
+    encode_varint(value.len() as u64, out);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Appends an integer attribute.
+pub fn put_int_attribute(out: &mut Vec<u8>, key: &[&str], value: i64) {
+    let any_len = 1 + encoded_len_varint(value as u64);
+    put_attribute_head(out, key, any_len);
+    out.push(ANY_INT);
+    encode_varint(value as u64, out);
+}
+
+/// Appends a boolean attribute.
+pub fn put_bool_attribute(out: &mut Vec<u8>, key: &[&str], value: bool) {
+    put_attribute_head(out, key, 2);
+    out.push(ANY_BOOL);
+    out.push(u8::from(value));
+}
+
+/// The attribute's tag and length, its key, and the tag and length of its `AnyValue` (of
+/// `any_len` bytes, which the caller appends).
+fn put_attribute_head(out: &mut Vec<u8>, key: &[&str], any_len: usize) {
+    let key_len: usize = key.iter().map(|k| k.len()).sum();
     let kv_len = 1
-        + encoded_len_varint(key.len() as u64)
-        + key.len()
+        + encoded_len_varint(key_len as u64)
+        + key_len
         + 1
         + encoded_len_varint(any_len as u64)
         + any_len;
-    let mut out = Vec::with_capacity(kv_len + 6);
+    out.reserve(kv_len + 6);
     out.push(RECORD_ATTRIBUTES);
-    encode_varint(kv_len as u64, &mut out);
+    encode_varint(kv_len as u64, out);
     out.push(KV_KEY);
-    encode_varint(key.len() as u64, &mut out);
-    out.extend_from_slice(key.as_bytes());
+    encode_varint(key_len as u64, out);
+    for k in key {
+        out.extend_from_slice(k.as_bytes());
+    }
     out.push(KV_VALUE);
-    encode_varint(any_len as u64, &mut out);
-    out.push(ANY_STRING);
-    encode_varint(value.len() as u64, &mut out);
-    out.extend_from_slice(value.as_bytes());
-    out
+    encode_varint(any_len as u64, out);
 }
 
 pub use crate::sources::kv_str;
@@ -188,7 +263,7 @@ pub use crate::sources::kv_str;
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use sonde_core::{wire, Signal};
 
     fn encoder() -> Encoder {
@@ -213,9 +288,20 @@ mod tests {
             severity_text: "WARN".into(),
             ..Default::default()
         });
+        let mut attrs = vec![];
+        put_str_attribute(&mut attrs, &["a.", "b"], "c");
+        put_int_attribute(&mut attrs, &["n"], -3);
+        put_bool_attribute(&mut attrs, &["t"], true);
+        let head = Head {
+            time: 9,
+            observed: 10,
+            severity_number: 17,
+            severity_text: "err",
+        };
+        e.push_entry(&head, "entry", &attrs);
         let (bytes, items) = e.finish().unwrap();
-        assert_eq!(items, 3);
-        assert_eq!(wire::validate(Signal::Logs, &bytes).unwrap(), 3);
+        assert_eq!(items, 4);
+        assert_eq!(wire::validate(Signal::Logs, &bytes).unwrap(), 4);
         let req = ExportLogsServiceRequest::decode(&bytes[..]).unwrap();
         let rl = &req.resource_logs[0];
         assert_eq!(
@@ -237,6 +323,29 @@ mod tests {
             }
         );
         assert_eq!(r[1].time_unix_nano, 7);
+        assert_eq!(r[3].severity_number, 17);
+        assert_eq!(r[3].severity_text, "err");
+        assert_eq!(r[3].time_unix_nano, 9);
+        assert_eq!(
+            r[3].attributes,
+            [
+                kv_str("a.b", "c"),
+                KeyValue {
+                    key: "n".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(-3))
+                    }),
+                    ..Default::default()
+                },
+                KeyValue {
+                    key: "t".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::BoolValue(true))
+                    }),
+                    ..Default::default()
+                }
+            ]
+        );
         assert_eq!(r[2].severity_text, "WARN");
         // The encoder starts afresh.
         assert!(e.finish().is_none());

@@ -31,7 +31,7 @@ mod grpc;
 mod http;
 mod json;
 mod server;
-mod tls;
+pub(crate) mod tls;
 
 use super::{SourceContext, SourceTask};
 use crate::pipeline::buffer::{PushError, Wait};
