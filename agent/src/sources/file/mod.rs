@@ -15,7 +15,8 @@
 //! channel, the tailer blocks handing over its next batch, and no file is read.
 //!
 //! Modules: [`discover`] (globbing), [`fingerprint`] (identity), [`reader`] (lines, encodings,
-//! multi-line), [`parse`] (JSON), [`encode`] (OTLP encoding), [`checkpoint`] (positions and
+//! multi-line), [`formats`] (records by `format`, partial lines of container runtimes joined),
+//! [`parse`] (JSON), [`k8s`] (pod attributes from paths), [`encode`] (OTLP encoding), [`checkpoint`] (positions and
 //! their atomic persistence), [`watch`] (inotify wake-ups and the stop signal), [`tailer`] (the
 //! thread).
 
@@ -23,6 +24,8 @@ pub mod checkpoint;
 pub mod discover;
 pub mod encode;
 pub mod fingerprint;
+pub mod formats;
+pub mod k8s;
 pub mod parse;
 pub mod reader;
 pub mod tailer;
@@ -78,7 +81,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn new(r: &Registry, source: &str) -> Self {
+    /// `parse_reason`: the `reason` label of parse errors, the format's name.
+    pub fn new(r: &Registry, source: &str, parse_reason: &'static str) -> Self {
         let l = [("source", source)];
         let c = |name, help| r.counter(name, help, &l);
         let reason =
@@ -127,7 +131,7 @@ impl Counters {
             parse_errors: reason(
                 "sonde_file_parse_errors_total",
                 "Records that did not parse in the configured format (kept as text).",
-                "json",
+                parse_reason,
             ),
             discarded_truncated: reason(
                 "sonde_file_discarded_bytes_total",
@@ -187,6 +191,8 @@ pub enum FileSourceError {
     Encoding(String),
     #[error("invalid multiline.start: {0}")]
     Multiline(#[from] regex::Error),
+    #[error("invalid regex.pattern: {0}")]
+    RegexFormat(regex::Error),
 }
 
 /// Resolves the config, opens the checkpoint store, and returns the source's task. Fails when
@@ -220,9 +226,11 @@ fn prepare(cfg: &FileSourceConfig, cx: &SourceContext) -> Result<Parts, FileSour
     let known = entries.len();
     let tracker = Arc::new(Mutex::new(Tracker::with_entries(entries)));
     let discover = discover::Discover::new(&cfg.include, &cfg.exclude)?;
-    let settings = settings(cfg, first_start)?;
-    let encoder = encode::Encoder::new(&resource(cfg), &scope(), BATCH_BYTES);
-    let counters = Counters::new(&cx.metrics, name);
+    let resource = resource(cfg);
+    let formats = formats::Formats::new(cfg, resource.clone()).map_err(FileSourceError::RegexFormat)?;
+    let counters = Counters::new(&cx.metrics, name, formats.reason());
+    let settings = settings(cfg, first_start, formats)?;
+    let encoder = encode::Encoder::new(&resource, &scope(), BATCH_BYTES);
     let stop = Stop::default();
     let tailer = Tailer::new(
         settings,
@@ -242,7 +250,11 @@ fn prepare(cfg: &FileSourceConfig, cx: &SourceContext) -> Result<Parts, FileSour
     })
 }
 
-fn settings(cfg: &FileSourceConfig, first_start: bool) -> Result<Settings, FileSourceError> {
+fn settings(
+    cfg: &FileSourceConfig,
+    first_start: bool,
+    formats: formats::Formats,
+) -> Result<Settings, FileSourceError> {
     let utf16_auto = cfg.encoding.eq_ignore_ascii_case("utf-16");
     let encoding = if utf16_auto {
         encoding_rs::UTF_16LE
@@ -278,8 +290,7 @@ fn settings(cfg: &FileSourceConfig, first_start: bool) -> Result<Settings, FileS
         decoder: reader::Decoder::new(encoding),
         utf16_auto,
         multiline,
-        format: cfg.format,
-        json: cfg.json.clone(),
+        formats,
         include_file_name: cfg.include_file_name,
         include_file_path: cfg.include_file_path,
         fs_events: cfg.fs_events,

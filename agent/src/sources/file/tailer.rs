@@ -20,12 +20,11 @@ use super::checkpoint::{Entry, Tracker};
 use super::discover::{Candidate, Discover};
 use super::encode::{encode_attribute, Encoder};
 use super::fingerprint::{has_compressed_extension, is_compressed, read_prefix, Fingerprint};
-use super::parse;
+use super::formats::{FileState, Formats, Out};
 use super::reader::{Decoder, LineConfig, Multiline, MultilineConfig, Newline, RawLine, Splitter};
 use super::watch::{Stop, Waiter, Woken};
 use super::Counters;
 use bytes::Bytes;
-use sonde_config::{FileFormat, JsonFieldsConfig};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -67,8 +66,7 @@ pub struct Settings {
     /// `encoding = "utf-16"`: the byte order comes from each file's BOM.
     pub utf16_auto: bool,
     pub multiline: Option<MultilineConfig>,
-    pub format: FileFormat,
-    pub json: JsonFieldsConfig,
+    pub formats: Formats,
     pub include_file_name: bool,
     pub include_file_path: bool,
     /// Wake on file-system events (inotify) besides polling.
@@ -110,6 +108,8 @@ struct Tracked {
     /// `log.file.*` attributes, encoded for text records and as pairs for parsed ones.
     attrs: Vec<u8>,
     attr_pairs: Vec<(String, String)>,
+    /// Format state: joins waiting for their last piece, the file's resource.
+    fmt: FileState,
 }
 
 /// What a newly tracked file starts from: its identity, its descriptor when open, and the
@@ -150,6 +150,7 @@ impl Tracked {
             decoder: s.decoder,
             attrs: vec![],
             attr_pairs: vec![],
+            fmt: FileState::default(),
         };
         t.set_path(f.path, s);
         t
@@ -157,6 +158,7 @@ impl Tracked {
 
     fn set_path(&mut self, path: &Path, s: &Settings) {
         self.path = path.to_path_buf();
+        self.fmt.set_path(&s.formats, path);
         self.attrs.clear();
         self.attr_pairs.clear();
         if s.include_file_name {
@@ -558,6 +560,7 @@ impl Tailer {
             t.last_data = now;
             t.splitter.reset();
             t.multi.reset();
+            t.fmt.reset();
             if fp.len > t.fp.len {
                 t.fp = fp;
             }
@@ -711,6 +714,7 @@ impl Tailer {
         let discarded = old.read_pos.saturating_sub(old.emitted);
         old.splitter.reset();
         old.multi.reset();
+        old.fmt.reset();
         old.read_pos = old.emitted;
         self.c.truncations.inc();
         if discarded > 0 {
@@ -765,11 +769,11 @@ impl Tailer {
                     emitted,
                     attrs,
                     attr_pairs,
+                    fmt,
                     ..
                 } = t;
                 multi.flush_if_idle(ml, now, &mut |rec, end| {
-                    sink.record(rec, attrs, attr_pairs);
-                    *emitted = end;
+                    *emitted = sink.record(rec, attrs, attr_pairs, fmt, end, end);
                 });
             }
             if t.gone && t.at_eof && now.duration_since(t.last_data) >= rotate_wait {
@@ -834,10 +838,13 @@ impl Sink<'_> {
             line_end,
             attrs,
             attr_pairs,
+            fmt,
             ..
         } = t;
         splitter.feed(lines, data, pos, &mut |raw| {
-            self.line(raw, *decoder, line_end, emitted, multi, attrs, attr_pairs)
+            self.line(
+                raw, *decoder, line_end, emitted, multi, attrs, attr_pairs, fmt,
+            )
         });
     }
 
@@ -853,15 +860,19 @@ impl Sink<'_> {
             attrs,
             attr_pairs,
             read_pos,
+            fmt,
             ..
         } = t;
         splitter.finish(lines, *read_pos, &mut |raw| {
-            self.line(raw, *decoder, line_end, emitted, multi, attrs, attr_pairs)
+            self.line(
+                raw, *decoder, line_end, emitted, multi, attrs, attr_pairs, fmt,
+            )
         });
         multi.flush(&mut |rec, end| {
-            self.record(rec, attrs, attr_pairs);
-            *emitted = end;
+            *emitted = self.record(rec, attrs, attr_pairs, fmt, end, end);
         });
+        let s = self.s;
+        s.formats.flush(fmt, &mut self.out(attrs, attr_pairs));
         *emitted = (*emitted).max(*read_pos);
     }
 
@@ -875,6 +886,7 @@ impl Sink<'_> {
         multi: &mut Multiline,
         attrs: &[u8],
         attr_pairs: &[(String, String)],
+        fmt: &mut FileState,
     ) {
         if raw.truncated {
             self.c.long_truncated.inc();
@@ -886,41 +898,45 @@ impl Sink<'_> {
         if bad {
             self.c.invalid_utf8.inc();
         }
+        let start = *line_end;
         *line_end = raw.end;
         let s = self.s;
         match &s.multiline {
             Some(ml) => {
                 let now = self.now;
                 multi.push(ml, &text, raw.end, now, &mut |rec, end| {
-                    self.record(rec, attrs, attr_pairs);
-                    *emitted = end;
+                    *emitted = self.record(rec, attrs, attr_pairs, fmt, end, end);
                 });
             }
-            None => {
-                if !text.is_empty() {
-                    self.record(&text, attrs, attr_pairs);
-                }
-                *emitted = raw.end;
+            None if !text.is_empty() => {
+                *emitted = self.record(&text, attrs, attr_pairs, fmt, start, raw.end);
             }
+            None => *emitted = fmt.pending_from().unwrap_or(raw.end),
         }
     }
 
-    fn record(&mut self, text: &str, attrs: &[u8], attr_pairs: &[(String, String)]) {
-        self.c.records.inc();
-        match self.s.format {
-            FileFormat::Text => self.encoder.push_text(0, self.observed, text, attrs),
-            FileFormat::Json => {
-                let mut r = match parse::json_record(&self.s.json, text) {
-                    Some(r) => r,
-                    None => {
-                        self.c.parse_errors.inc();
-                        parse::text_record(text)
-                    }
-                };
-                r.observed_time_unix_nano = self.observed;
-                parse::add_file_attributes(&mut r, attr_pairs);
-                self.encoder.push_record(&r);
-            }
+    /// Emits one record (or a piece of one); returns the position its file may advance to.
+    fn record(
+        &mut self,
+        text: &str,
+        attrs: &[u8],
+        attr_pairs: &[(String, String)],
+        fmt: &mut FileState,
+        start: u64,
+        end: u64,
+    ) -> u64 {
+        let s = self.s;
+        s.formats
+            .record(fmt, &mut self.out(attrs, attr_pairs), text, start, end)
+    }
+
+    fn out<'b>(&'b mut self, attrs: &'b [u8], attr_pairs: &'b [(String, String)]) -> Out<'b> {
+        Out {
+            encoder: &mut *self.encoder,
+            c: self.c,
+            observed: self.observed,
+            attrs,
+            attr_pairs,
         }
     }
 }
