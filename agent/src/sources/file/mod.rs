@@ -227,7 +227,8 @@ fn prepare(cfg: &FileSourceConfig, cx: &SourceContext) -> Result<Parts, FileSour
     let tracker = Arc::new(Mutex::new(Tracker::with_entries(entries)));
     let discover = discover::Discover::new(&cfg.include, &cfg.exclude)?;
     let resource = resource(cfg);
-    let formats = formats::Formats::new(cfg, resource.clone()).map_err(FileSourceError::RegexFormat)?;
+    let formats =
+        formats::Formats::new(cfg, resource.clone()).map_err(FileSourceError::RegexFormat)?;
     let counters = Counters::new(&cx.metrics, name, formats.reason());
     let settings = settings(cfg, first_start, formats)?;
     let encoder = encode::Encoder::new(&resource, &scope(), BATCH_BYTES);
