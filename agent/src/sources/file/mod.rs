@@ -520,6 +520,18 @@ mod tests {
         CancellationToken,
         tokio::task::JoinHandle<()>,
     ) {
+        start_with(logs, data, sonde_config::FileFormat::Text).await
+    }
+
+    async fn start_with(
+        logs: &Path,
+        data: &Path,
+        format: sonde_config::FileFormat,
+    ) -> (
+        BufferReceiver,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let metrics = Registry::default();
         let (tx, rx) = channel("e", &BufferConfig::default(), &metrics);
         let router = Router::new(vec![Route {
@@ -538,6 +550,7 @@ mod tests {
             scan_interval: sonde_config::Duration::from_millis(20),
             poll_interval: sonde_config::Duration::from_millis(10),
             checkpoint_interval: sonde_config::Duration::from_millis(10),
+            format,
             ..Default::default()
         };
         let task = tokio::spawn(build(&cfg, cx).await.unwrap());
@@ -599,6 +612,60 @@ mod tests {
         assert_eq!(q.batch.items, 2, "both lines, from the checkpoint");
         q.ack();
         eventually("the checkpoint to advance", || offsets(&data) == [8]).await;
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_partial_line_holds_the_checkpoint_where_it_began() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        std::fs::create_dir(&logs).unwrap();
+        let first = "2026-12-07T10:10:10Z stdout F one\n";
+        let partial = "2026-12-07T10:10:11Z stdout P two \n";
+        std::fs::write(logs.join("0.log"), format!("{first}{partial}")).unwrap();
+        let (mut rx, shutdown, task) =
+            start_with(&logs, &data, sonde_config::FileFormat::Cri).await;
+        let q = rx.recv().await.unwrap();
+        assert_eq!(q.batch.items, 1);
+        q.ack();
+        let at = first.len() as u64;
+        eventually("the checkpoint to reach the partial line", || {
+            offsets(&data) == [at]
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(offsets(&data), [at], "not past the waiting piece");
+        let last = "2026-12-07T10:10:12Z stdout F three\n";
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(logs.join("0.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, last.as_bytes()).unwrap();
+        let q = rx.recv().await.unwrap();
+        assert_eq!(q.batch.items, 1);
+        let req = ExportLogsServiceRequest::decode(&q.batch.payload[..]).unwrap();
+        let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(
+            r.body.as_ref().unwrap().value,
+            Some(
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                    "two three".into()
+                )
+            )
+        );
+        assert_eq!(
+            r.time_unix_nano, 1_796_638_211_000_000_000,
+            "the first piece's time"
+        );
+        q.ack();
+        let end = (first.len() + partial.len() + last.len()) as u64;
+        eventually("the checkpoint to pass the joined line", || {
+            offsets(&data) == [end]
+        })
+        .await;
         shutdown.cancel();
         task.await.unwrap();
     }
