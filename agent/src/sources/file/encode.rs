@@ -124,8 +124,9 @@ pub struct Encoder {
     capacity: usize,
 }
 
-/// Allocation hint for the records of a resource other than the source's own.
-const GROUP_CAPACITY: usize = 64 << 10;
+/// Allocation hint for the records of a resource other than the source's own: small, since a
+/// batch may hold one per open file; the buffer grows as records come.
+const GROUP_CAPACITY: usize = 4 << 10;
 
 impl Encoder {
     /// `capacity`: the record bytes a batch is expected to hold (a hint for allocation).
