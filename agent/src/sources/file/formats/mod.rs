@@ -149,12 +149,9 @@ impl Formats {
         let res = st.resource.as_ref();
         let j = &mut st.joins[stream as usize];
         if j.from.is_none() && !partial {
+            // Never longer than `max_line_length`: the line holding it was not.
             if !text.is_empty() {
-                if text.len() > self.max {
-                    self.long(out, res, time, text, attrs);
-                } else {
-                    out.text(res, time, text, attrs);
-                }
+                out.text(res, time, text, attrs);
             }
             return;
         }
@@ -196,35 +193,6 @@ impl Formats {
                 out.text(res, j.time, &j.body, attrs);
             }
             j.clear();
-        }
-    }
-
-    /// A complete line longer than `max_line_length` (possible only when the file's lines are
-    /// longer still): split or cut as `on_long_line` says.
-    fn long(
-        &self,
-        out: &mut Out<'_>,
-        res: Option<&ResourceId>,
-        time: u64,
-        text: &str,
-        attrs: &[u8],
-    ) {
-        let mut rest = text;
-        while rest.len() > self.max {
-            let mut cut = floor_char_boundary(rest, self.max);
-            if cut == 0 {
-                cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
-            }
-            out.text(res, time, &rest[..cut], attrs);
-            rest = &rest[cut..];
-            if self.on_long == LongLine::Truncate {
-                out.c.long_truncated.inc();
-                return;
-            }
-            out.c.long_split.inc();
-        }
-        if !rest.is_empty() {
-            out.text(res, time, rest, attrs);
         }
     }
 
