@@ -188,4 +188,40 @@ mod tests {
             1_796_638_210_500_000_000
         );
     }
+
+    /// `v` written as logfmt writers quote it.
+    fn quote(v: &str) -> String {
+        let mut out = String::from("\"");
+        for c in v.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_is_refused_without_panicking(line in "\\PC{0,80}") {
+            let _ = pairs(&line);
+            let _ = record(&line);
+        }
+
+        #[test]
+        fn written_pairs_read_back(
+            kvs in proptest::collection::vec(("[a-z_.]{1,8}", "\\PC{0,20}"), 1..6)
+        ) {
+            let line: Vec<String> = kvs.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+            let line = line.join(" ");
+            let got = pairs(&line).expect("written as logfmt");
+            let got: Vec<(String, String)> =
+                got.into_iter().map(|(k, v)| (k.to_owned(), v.into_owned())).collect();
+            proptest::prop_assert_eq!(got, kvs);
+        }
+    }
 }

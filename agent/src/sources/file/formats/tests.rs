@@ -342,3 +342,48 @@ fn logfmt_and_regex_records_keep_the_file_attributes_and_count_failures() {
     assert_eq!(recs[1].0, "unmatched");
     assert_eq!(h.c.parse_errors.get(), 1);
 }
+
+proptest::proptest! {
+    /// Whatever the lines, nothing panics, the position never passes the line fed, never goes
+    /// back, and every piece's text comes out once the file is finished (spaces aside: a line
+    /// that is only spaces is still a record, an empty one is not).
+    #[test]
+    fn any_cri_lines_keep_positions_sound(
+        lines in proptest::collection::vec(
+            (proptest::bool::ANY, proptest::bool::ANY, "[a-zé ]{0,12}", proptest::bool::ANY),
+            0..20,
+        )
+    ) {
+        let mut c = cfg(FileFormat::Cri);
+        c.max_line_length = ByteSize(16);
+        let mut h = harness(c, "/l/0.log");
+        let mut last = 0;
+        let mut text = String::new();
+        for (stderr, partial, t, garbage) in &lines {
+            let line = if *garbage {
+                t.clone()
+            } else {
+                let stream = if *stderr { "stderr" } else { "stdout" };
+                let tag = if *partial { "P" } else { "F" };
+                format!("{T0} {stream} {tag} {t}")
+            };
+            if !*garbage || !t.is_empty() {
+                text.push_str(t);
+            }
+            let at = h.line(&line);
+            proptest::prop_assert!(at <= h.pos && at >= last, "{at} after {last}, fed {}", h.pos);
+            last = at;
+        }
+        h.flush();
+        proptest::prop_assert_eq!(h.st.pending_from(), None);
+        let out: String = h.records().into_iter().map(|r| r.0).collect::<Vec<_>>().concat();
+        // Streams are joined apart, so records of one may come before an earlier piece of the
+        // other: the characters are compared, not their order.
+        let strip = |s: &str| {
+            let mut v: Vec<char> = s.chars().filter(|c| *c != ' ').collect();
+            v.sort_unstable();
+            v
+        };
+        proptest::prop_assert_eq!(strip(&out), strip(&text));
+    }
+}
