@@ -122,6 +122,11 @@ def test_kubernetes_examples_are_consistent_with_the_binary(tmp_path):
             cm = yaml.safe_load(yaml.safe_dump(configmaps))  # copy
             text = next(iter(cm.values()))["data"]["sonde.toml"]
             assert 'root_path = "/hostfs"' in text
+            # Container logs: the kubelet's layout, read in the CRI format from the mounted /var/log.
+            assert 'include = ["/var/log/pods/*/*/*.log"]' in text and 'format = "cri"' in text
+            varlog = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/var/log")
+            host = next(v for v in spec["volumes"] if v["name"] == varlog["name"])
+            assert host["hostPath"]["path"] == "/var/log"
             assert any(m["mountPath"] == "/hostfs" for m in spec["containers"][0]["volumeMounts"])
 
 

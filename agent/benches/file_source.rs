@@ -7,12 +7,15 @@
 //!   beginning; prints lines/s and MB/s, and MB/s per core (bytes / CPU seconds of the process).
 //! - steady: a writer in a child process appends 200-byte lines at `--rate` lines/s (default
 //!   10k) for 10 s; prints the agent's CPU per 10k lines/s.
+//! - formats: the same lines as plain text and as containerd's CRI lines (`<time> stdout F
+//!   <line>`, with 1 in 10 lines cut into a `P` and an `F` piece), `--size-mib` each (default
+//!   256), read in the same run; prints lines per CPU-second of each.
 
 #![allow(clippy::unwrap_used)] // a benchmark: failing loudly is right
 
 use sonde::pipeline::{buffer, router, worker};
 use sonde::sources::{self, file};
-use sonde_config::{BufferConfig, ByteSize, FileSourceConfig, RetryConfig, StartAt};
+use sonde_config::{BufferConfig, ByteSize, FileFormat, FileSourceConfig, RetryConfig, StartAt};
 use sonde_core::metrics::Registry;
 use sonde_core::process::process_cpu_seconds;
 use sonde_core::{Batch, BoxFuture, ExportError, ExportOutcome, Exporter};
@@ -56,8 +59,41 @@ fn write_file(path: &Path, bytes: u64) -> u64 {
     n
 }
 
+/// The lines of [`write_file`] as containerd writes them: the same text behind the CRI prefix;
+/// every tenth line cut in two pieces (`P`, then `F`). Returns the records they make.
+fn write_cri_file(path: &Path, bytes: u64) -> u64 {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let n = bytes / LINE as u64;
+    for i in 0..n {
+        let l = line(i);
+        let text = &l[..l.len() - 1];
+        let stamp = format!("2026-12-07T10:{:02}:{:02}.{:09}Z", i / 60 % 60, i % 60, i);
+        if i % 10 == 0 {
+            let (a, b) = text.split_at(text.len() / 2);
+            f.write_all(format!("{stamp} stdout P ").as_bytes())
+                .unwrap();
+            f.write_all(a).unwrap();
+            f.write_all(format!("\n{stamp} stdout F ").as_bytes())
+                .unwrap();
+            f.write_all(b).unwrap();
+        } else {
+            f.write_all(format!("{stamp} stdout F ").as_bytes())
+                .unwrap();
+            f.write_all(text).unwrap();
+        }
+        f.write_all(b"\n").unwrap();
+    }
+    f.flush().unwrap();
+    n
+}
+
 /// Starts the pipeline and the file source on `dir/*.log`; returns the registry to watch.
-async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry {
+async fn start(
+    dir: &Path,
+    data: &Path,
+    shutdown: CancellationToken,
+    format: FileFormat,
+) -> Registry {
     let metrics = Registry::default();
     let bcfg = BufferConfig {
         max_size: ByteSize::mib(64),
@@ -90,6 +126,7 @@ async fn start(dir: &Path, data: &Path, shutdown: CancellationToken) -> Registry
         include: vec![format!("{}/*.log", dir.display())],
         start_at: StartAt::Beginning,
         poll_interval: sonde_config::Duration::from_millis(50),
+        format,
         ..Default::default()
     };
     let cx = sources::context(
@@ -123,7 +160,7 @@ fn throughput(size_mib: u64) {
         let stop = CancellationToken::new();
         let cpu0 = cpu_seconds(None);
         let t0 = Instant::now();
-        let m = start(&logs, &tmp.path().join("data"), stop.clone()).await;
+        let m = start(&logs, &tmp.path().join("data"), stop.clone(), FileFormat::Text).await;
         while sent(&m) < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -156,7 +193,7 @@ fn steady(rate: u64, secs: u64) {
         .unwrap();
     rt.block_on(async {
         let stop = CancellationToken::new();
-        let m = start(&logs, &tmp.path().join("data"), stop.clone()).await;
+        let m = start(&logs, &tmp.path().join("data"), stop.clone(), FileFormat::Text).await;
         while sent(&m) < 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -179,6 +216,57 @@ fn steady(rate: u64, secs: u64) {
         );
         stop.cancel();
     });
+}
+
+/// Reads `records` records of `file` (in `logs`) to the null exporter; returns (wall s, CPU s).
+fn read_all(logs: &Path, data: &Path, records: u64, format: FileFormat) -> (f64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt.block_on(async {
+        let stop = CancellationToken::new();
+        let cpu0 = cpu_seconds(None);
+        let t0 = Instant::now();
+        let m = start(logs, data, stop.clone(), format).await;
+        while sent(&m) < records {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let out = (t0.elapsed().as_secs_f64(), cpu_seconds(None) - cpu0);
+        stop.cancel();
+        out
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    out
+}
+
+/// Plain text lines against the same lines in the CRI format, one after the other in this run.
+fn formats(size_mib: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rows = vec![];
+    for (name, format) in [("text", FileFormat::Text), ("cri", FileFormat::Cri)] {
+        let logs = tmp.path().join(name);
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("0.log");
+        let n = match format {
+            FileFormat::Cri => write_cri_file(&path, size_mib << 20),
+            _ => write_file(&path, size_mib << 20),
+        };
+        let bytes = std::fs::read(&path).unwrap().len() as f64;
+        let (wall, cpu) = read_all(&logs, &tmp.path().join(format!("data-{name}")), n, format);
+        println!(
+            "formats {name}: {n} records ({:.0} MiB of file) in {wall:.2} s, CPU {cpu:.2} s: {:.0} records per CPU-second, {:.0} MB per CPU-second",
+            bytes / (1 << 20) as f64,
+            n as f64 / cpu,
+            bytes / 1e6 / cpu,
+        );
+        rows.push(n as f64 / cpu);
+    }
+    println!(
+        "formats: cri / text records per CPU-second = {:.2}",
+        rows[1] / rows[0]
+    );
 }
 
 /// The child: appends `rate` lines/s to `path` for `secs` s, in 10 ms steps.
@@ -263,6 +351,7 @@ fn main() {
         Some("encode") => encode(),
         Some("steady") => steady(flag("--rate", 10_000), 10),
         Some("throughput") => throughput(flag("--size-mib", 1024)),
+        Some("formats") => formats(flag("--size-mib", 256)),
         _ => {
             throughput(flag("--size-mib", 1024));
             steady(flag("--rate", 10_000), 10);

@@ -469,3 +469,62 @@ inputs = ["apps"]
         .at_path("processors.apps")
         .says("`apps` is also the name of a source");
 }
+
+#[test]
+fn a_bad_regex_format_is_reported_at_its_key() {
+    let text = r#"
+[sources.pods]
+type = "file"
+include = ["/var/log/pods/*/*/*.log"]
+format = "regex"
+regex = { pattern = '^(?P<time>\S+ (?P<message>.*)$', time_format = "%Y-%m-%d %Q" }
+
+[exporters.out]
+type = "stdout"
+"#;
+    let errs = load(text).expect_err("refused");
+    assert_eq!(
+        paths(&errs),
+        [
+            "sources.pods.regex.pattern",
+            "sources.pods.regex.time_format"
+        ],
+        "{errs}"
+    );
+    errs.errors[0]
+        .clone()
+        .on_line(6)
+        .says("invalid regular expression");
+    errs.errors[1].clone().on_line(6).says("strftime");
+    // A regex without a named capture extracts nothing.
+    one_error(&text.replace(
+        r#"'^(?P<time>\S+ (?P<message>.*)$', time_format = "%Y-%m-%d %Q""#,
+        r#"'^\S+'"#,
+    ))
+    .at_path("sources.pods.regex.pattern")
+    .says("named capture");
+}
+
+#[test]
+fn container_formats_take_kubernetes_metadata_by_default() {
+    let cfg = |extra: &str| {
+        let text = format!(
+            "[sources.p]\ntype = \"file\"\ninclude = [\"/var/log/pods/*/*/*.log\"]\n{extra}\n\n[exporters.out]\ntype = \"stdout\"\n"
+        );
+        let c = load(&text).unwrap();
+        match &c.sources["p"] {
+            SourceConfig::File(f) => f.k8s_metadata(),
+            _ => unreachable!(),
+        }
+    };
+    assert!(cfg("format = \"cri\""));
+    assert!(cfg("format = \"docker\""));
+    assert!(!cfg("format = \"text\""));
+    assert!(!cfg("format = \"cri\"\nk8s_metadata = false"));
+    assert!(cfg("format = \"logfmt\"\nk8s_metadata = true"));
+    one_error(
+        "[sources.p]\ntype = \"file\"\ninclude = [\"/l/*.log\"]\nformat = \"cri\"\nmultiline = { start = '^x' }\n\n[exporters.out]\ntype = \"stdout\"\n",
+    )
+    .at_path("sources.p.multiline")
+    .on_line(5);
+}

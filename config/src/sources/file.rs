@@ -61,6 +61,13 @@ pub struct FileSourceConfig {
     pub multiline: Option<MultilineConfig>,
     /// Field mapping for `format = "json"`.
     pub json: JsonFieldsConfig,
+    /// The pattern and time format for `format = "regex"`.
+    pub regex: RegexFormatConfig,
+    /// Kubernetes resource attributes (`k8s.namespace.name`, `k8s.pod.name`, …) taken from
+    /// paths laid out as the kubelet does (`/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log`).
+    /// Absent: on for `format = "cri"` and `"docker"`, off otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s_metadata: Option<bool>,
 }
 
 impl Default for FileSourceConfig {
@@ -86,6 +93,8 @@ impl Default for FileSourceConfig {
             resource: BTreeMap::new(),
             multiline: None,
             json: JsonFieldsConfig::default(),
+            regex: RegexFormatConfig::default(),
+            k8s_metadata: None,
         }
     }
 }
@@ -113,6 +122,43 @@ pub enum FileFormat {
     Text,
     /// The line is a JSON object: its fields become attributes (see `json`).
     Json,
+    /// The CRI log format containerd and CRI-O write for Kubernetes:
+    /// `<RFC 3339 time> <stdout|stderr> <P|F> <text>`, partial (`P`) lines joined.
+    Cri,
+    /// Docker's `json-file` log driver: `{"log":"…\n","stream":"stdout","time":"…"}`, partial
+    /// lines (no trailing newline) joined.
+    Docker,
+    /// `key=value` pairs (values may be quoted): the pairs become attributes.
+    Logfmt,
+    /// A regular expression with named captures (see `regex`).
+    Regex,
+}
+
+impl FileFormat {
+    /// Formats written by container runtimes, whose files Kubernetes lays out by pod.
+    pub fn is_container(self) -> bool {
+        matches!(self, FileFormat::Cri | FileFormat::Docker)
+    }
+}
+
+/// `format = "regex"`: named captures become attributes; `time`, `severity` and `message` (or
+/// `body`) captures map onto the record's time, severity and body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegexFormatConfig {
+    /// The regular expression matched against each record.
+    pub pattern: String,
+    /// A strftime-style format for the `time` capture (`%d/%b/%Y:%H:%M:%S %z`); absent: RFC 3339
+    /// text or Unix seconds / ms / µs / ns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_format: Option<String>,
+}
+
+impl FileSourceConfig {
+    /// Whether Kubernetes resource attributes are taken from the paths.
+    pub fn k8s_metadata(&self) -> bool {
+        self.k8s_metadata.unwrap_or(self.format.is_container())
+    }
 }
 
 /// Lines are joined into one record from a line matching `start` up to the next such line.
@@ -191,8 +237,47 @@ impl FileSourceConfig {
             if m.timeout.get().is_zero() {
                 out.at("multiline.timeout", "must be greater than zero");
             }
+            if self.format.is_container() {
+                out.at(
+                    "multiline",
+                    "cannot be used with `format = \"cri\"` or `\"docker\"` (their partial lines are joined by the format)",
+                );
+            }
         }
+        self.check_regex(&mut out);
         out
+    }
+
+    /// `format = "regex"` has a pattern that compiles and a time format chrono understands.
+    fn check_regex(&self, out: &mut Problems) {
+        let r = &self.regex;
+        if self.format == FileFormat::Regex {
+            if r.pattern.is_empty() {
+                out.at("regex.pattern", "`format = \"regex\"` needs a pattern");
+            } else {
+                match regex::Regex::new(&r.pattern) {
+                    Err(e) => out.at("regex.pattern", format!("invalid regular expression: {e}")),
+                    Ok(re) if re.capture_names().flatten().next().is_none() => out.at(
+                        "regex.pattern",
+                        "has no named capture (`(?P<name>...)`); nothing would be extracted",
+                    ),
+                    Ok(_) => {}
+                }
+            }
+        } else if !r.pattern.is_empty() || r.time_format.is_some() {
+            out.at("regex", "is only used with `format = \"regex\"`");
+        }
+        if let Some(f) = &r.time_format {
+            use chrono::format::{Item, StrftimeItems};
+            if f.is_empty() || StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+                out.at(
+                    "regex.time_format",
+                    format!(
+                        "`{f}` is not a valid strftime format (e.g. `%Y-%m-%d %H:%M:%S%.f %z`)"
+                    ),
+                );
+            }
+        }
     }
 
     /// `include` is not empty, and every pattern compiles; included ones are absolute.

@@ -15,16 +15,20 @@
 //! channel, the tailer blocks handing over its next batch, and no file is read.
 //!
 //! Modules: [`discover`] (globbing), [`fingerprint`] (identity), [`reader`] (lines, encodings,
-//! multi-line), [`parse`] (JSON), [`encode`] (OTLP encoding), [`checkpoint`] (positions and
-//! their atomic persistence), [`watch`] (inotify wake-ups and the stop signal), [`settings`]
-//! (the config, resolved for the thread), [`tailer`] (the thread: scanning, opening, reading,
-//! closing, handing over), [`tracked`] (one followed file's identity, positions and line
-//! state), [`records`] (the bytes of a read → lines → records → the encoded batch).
+//! multi-line), [`formats`] (records by `format`, partial lines of container runtimes joined),
+//! [`parse`] (JSON), [`k8s`] (pod attributes from paths), [`encode`] (OTLP encoding),
+//! [`checkpoint`] (positions and their atomic persistence), [`watch`] (inotify wake-ups and the
+//! stop signal), [`settings`] (the config, resolved for the thread), [`tailer`] (the thread:
+//! scanning, opening, reading, closing, handing over), [`tracked`] (one followed file's
+//! identity, positions and line state), [`records`] (the bytes of a read → lines → records →
+//! the encoded batch).
 
 pub mod checkpoint;
 pub mod discover;
 pub mod encode;
 pub mod fingerprint;
+pub mod formats;
+pub mod k8s;
 pub mod parse;
 pub mod reader;
 mod records;
@@ -84,7 +88,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn new(r: &Registry, source: &str) -> Self {
+    /// `parse_reason`: the `reason` label of parse errors, the format's name.
+    pub fn new(r: &Registry, source: &str, parse_reason: &'static str) -> Self {
         let l = [("source", source)];
         let c = |name, help| r.counter(name, help, &l);
         let reason =
@@ -133,7 +138,7 @@ impl Counters {
             parse_errors: reason(
                 "sonde_file_parse_errors_total",
                 "Records that did not parse in the configured format (kept as text).",
-                "json",
+                parse_reason,
             ),
             discarded_truncated: reason(
                 "sonde_file_discarded_bytes_total",
@@ -193,6 +198,8 @@ pub enum FileSourceError {
     Encoding(String),
     #[error("invalid multiline.start: {0}")]
     Multiline(#[from] regex::Error),
+    #[error("invalid regex.pattern: {0}")]
+    RegexFormat(regex::Error),
 }
 
 /// Resolves the config, opens the checkpoint store, and returns the source's task. Fails when
@@ -226,9 +233,12 @@ fn prepare(cfg: &FileSourceConfig, cx: &SourceContext) -> Result<Parts, FileSour
     let known = entries.len();
     let tracker = Arc::new(Mutex::new(Tracker::with_entries(entries)));
     let discover = discover::Discover::new(&cfg.include, &cfg.exclude)?;
-    let settings = settings(cfg, first_start)?;
-    let encoder = encode::Encoder::new(&resource(cfg), &scope(), BATCH_BYTES);
-    let counters = Counters::new(&cx.metrics, name);
+    let resource = resource(cfg);
+    let formats =
+        formats::Formats::new(cfg, resource.clone()).map_err(FileSourceError::RegexFormat)?;
+    let counters = Counters::new(&cx.metrics, name, formats.reason());
+    let settings = settings(cfg, first_start, formats)?;
+    let encoder = encode::Encoder::new(&resource, &scope(), BATCH_BYTES);
     let stop = Stop::default();
     let tailer = Tailer::new(
         settings,
@@ -248,7 +258,11 @@ fn prepare(cfg: &FileSourceConfig, cx: &SourceContext) -> Result<Parts, FileSour
     })
 }
 
-fn settings(cfg: &FileSourceConfig, first_start: bool) -> Result<Settings, FileSourceError> {
+fn settings(
+    cfg: &FileSourceConfig,
+    first_start: bool,
+    formats: formats::Formats,
+) -> Result<Settings, FileSourceError> {
     let utf16_auto = cfg.encoding.eq_ignore_ascii_case("utf-16");
     let encoding = if utf16_auto {
         encoding_rs::UTF_16LE
@@ -284,8 +298,7 @@ fn settings(cfg: &FileSourceConfig, first_start: bool) -> Result<Settings, FileS
         decoder: reader::Decoder::new(encoding),
         utf16_auto,
         multiline,
-        format: cfg.format,
-        json: cfg.json.clone(),
+        formats,
         include_file_name: cfg.include_file_name,
         include_file_path: cfg.include_file_path,
         fs_events: cfg.fs_events,
@@ -514,6 +527,18 @@ mod tests {
         CancellationToken,
         tokio::task::JoinHandle<()>,
     ) {
+        start_with(logs, data, sonde_config::FileFormat::Text).await
+    }
+
+    async fn start_with(
+        logs: &Path,
+        data: &Path,
+        format: sonde_config::FileFormat,
+    ) -> (
+        BufferReceiver,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let metrics = Registry::default();
         let (tx, rx) = channel("e", &BufferConfig::default(), &metrics);
         let router = Router::new(vec![Route {
@@ -532,6 +557,7 @@ mod tests {
             scan_interval: sonde_config::Duration::from_millis(20),
             poll_interval: sonde_config::Duration::from_millis(10),
             checkpoint_interval: sonde_config::Duration::from_millis(10),
+            format,
             ..Default::default()
         };
         let task = tokio::spawn(build(&cfg, cx).await.unwrap());
@@ -593,6 +619,60 @@ mod tests {
         assert_eq!(q.batch.items, 2, "both lines, from the checkpoint");
         q.ack();
         eventually("the checkpoint to advance", || offsets(&data) == [8]).await;
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_partial_line_holds_the_checkpoint_where_it_began() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, data) = (dir.path().join("logs"), dir.path().join("data"));
+        std::fs::create_dir(&logs).unwrap();
+        let first = "2026-12-07T10:10:10Z stdout F one\n";
+        let partial = "2026-12-07T10:10:11Z stdout P two \n";
+        std::fs::write(logs.join("0.log"), format!("{first}{partial}")).unwrap();
+        let (mut rx, shutdown, task) =
+            start_with(&logs, &data, sonde_config::FileFormat::Cri).await;
+        let q = rx.recv().await.unwrap();
+        assert_eq!(q.batch.items, 1);
+        q.ack();
+        let at = first.len() as u64;
+        eventually("the checkpoint to reach the partial line", || {
+            offsets(&data) == [at]
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(offsets(&data), [at], "not past the waiting piece");
+        let last = "2026-12-07T10:10:12Z stdout F three\n";
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(logs.join("0.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, last.as_bytes()).unwrap();
+        let q = rx.recv().await.unwrap();
+        assert_eq!(q.batch.items, 1);
+        let req = ExportLogsServiceRequest::decode(&q.batch.payload[..]).unwrap();
+        let r = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(
+            r.body.as_ref().unwrap().value,
+            Some(
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                    "two three".into()
+                )
+            )
+        );
+        assert_eq!(
+            r.time_unix_nano, 1_796_638_211_000_000_000,
+            "the first piece's time"
+        );
+        q.ack();
+        let end = (first.len() + partial.len() + last.len()) as u64;
+        eventually("the checkpoint to pass the joined line", || {
+            offsets(&data) == [end]
+        })
+        .await;
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -196,24 +196,42 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The OTLP severity of a level name (`info`, `WARNING`, `E`, …); unknown names are
+/// unspecified.
+pub fn severity_of(name: &str) -> SeverityNumber {
+    use SeverityNumber as S;
+    match name.to_ascii_lowercase().as_str() {
+        "trace" | "t" => S::Trace,
+        "debug" | "d" | "dbug" => S::Debug,
+        "info" | "i" | "information" | "informational" | "notice" => S::Info,
+        "warn" | "w" | "warning" => S::Warn,
+        "error" | "e" | "err" => S::Error,
+        "fatal" | "f" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => S::Fatal,
+        _ => S::Unspecified,
+    }
+}
+
+/// Unix nanoseconds of a time written as text: RFC 3339, or a Unix time number (seconds, ms,
+/// µs or ns, told apart by magnitude; a fraction allowed).
+pub fn text_time(s: &str) -> Option<u64> {
+    if let Some(t) = rfc3339(s) {
+        return Some(t);
+    }
+    let s = s.trim();
+    if let Ok(i) = s.parse::<u64>() {
+        return timestamp(&Value::from(i));
+    }
+    match s.parse::<f64>() {
+        Ok(f) if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') => timestamp(&Value::from(f)),
+        _ => None,
+    }
+}
+
 /// The OTLP severity of a level name (`info`, `WARNING`, `E`, …) or a bunyan/pino number.
 fn severity(v: &Value) -> (SeverityNumber, String) {
     use SeverityNumber as S;
     match v {
-        Value::String(s) => {
-            let n = match s.to_ascii_lowercase().as_str() {
-                "trace" | "t" => S::Trace,
-                "debug" | "d" | "dbug" => S::Debug,
-                "info" | "i" | "information" | "informational" | "notice" => S::Info,
-                "warn" | "w" | "warning" => S::Warn,
-                "error" | "e" | "err" => S::Error,
-                "fatal" | "f" | "critical" | "crit" | "alert" | "emerg" | "emergency" | "panic" => {
-                    S::Fatal
-                }
-                _ => S::Unspecified,
-            };
-            (n, s.clone())
-        }
+        Value::String(s) => (severity_of(s), s.clone()),
         Value::Number(n) => {
             let sev = match n.as_i64() {
                 Some(10) => S::Trace,

@@ -1,19 +1,18 @@
 //! The record path: what happens to the bytes of one read. The file's splitter cuts them
 //! into lines (bounded by `max_line_length`), its decoder turns each line into text (counting
-//! invalid UTF-8), the multi-line joiner gathers lines into records, `format = "json"` parses
-//! each record into fields, and the encoder appends the record to the batch being built,
-//! advancing the file's `emitted` offset past it.
+//! invalid UTF-8), the multi-line joiner gathers lines into records, the source's `format`
+//! ([`super::formats`]) parses each record (and joins container runtimes' partial lines), and the
+//! encoder appends it to the batch being built, advancing the file's `emitted` offset past it.
 //!
 //! A [`Sink`] borrows the tailer's encoder for one read (or one timeout round); it does no I/O
 //! and never blocks.
 
 use super::encode::Encoder;
-use super::parse;
+use super::formats::{FileState, Out};
 use super::reader::{Decoder, Multiline, RawLine};
 use super::settings::Settings;
 use super::tracked::Tracked;
 use super::Counters;
-use sonde_config::FileFormat;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where lines go: decoding, multi-line joining, formatting and encoding.
@@ -37,10 +36,13 @@ impl Sink<'_> {
             line_end,
             attrs,
             attr_pairs,
+            fmt,
             ..
         } = t;
         splitter.feed(lines, data, pos, &mut |raw| {
-            self.line(raw, *decoder, line_end, emitted, multi, attrs, attr_pairs)
+            self.line(
+                raw, *decoder, line_end, emitted, multi, attrs, attr_pairs, fmt,
+            )
         });
     }
 
@@ -56,15 +58,19 @@ impl Sink<'_> {
             attrs,
             attr_pairs,
             read_pos,
+            fmt,
             ..
         } = t;
         splitter.finish(lines, *read_pos, &mut |raw| {
-            self.line(raw, *decoder, line_end, emitted, multi, attrs, attr_pairs)
+            self.line(
+                raw, *decoder, line_end, emitted, multi, attrs, attr_pairs, fmt,
+            )
         });
         multi.flush(&mut |rec, end| {
-            self.record(rec, attrs, attr_pairs);
-            *emitted = end;
+            *emitted = self.record(rec, attrs, attr_pairs, fmt, end, end);
         });
+        let s = self.s;
+        s.formats.flush(fmt, &mut self.out(attrs, attr_pairs));
         *emitted = (*emitted).max(*read_pos);
     }
 
@@ -80,6 +86,7 @@ impl Sink<'_> {
         multi: &mut Multiline,
         attrs: &[u8],
         attr_pairs: &[(String, String)],
+        fmt: &mut FileState,
     ) {
         if raw.truncated {
             self.c.long_truncated.inc();
@@ -91,43 +98,46 @@ impl Sink<'_> {
         if bad {
             self.c.invalid_utf8.inc();
         }
+        let start = *line_end;
         *line_end = raw.end;
         let s = self.s;
         match &s.multiline {
             Some(ml) => {
                 let now = self.now;
                 multi.push(ml, &text, raw.end, now, &mut |rec, end| {
-                    self.record(rec, attrs, attr_pairs);
-                    *emitted = end;
+                    *emitted = self.record(rec, attrs, attr_pairs, fmt, end, end);
                 });
             }
-            None => {
-                if !text.is_empty() {
-                    self.record(&text, attrs, attr_pairs);
-                }
-                *emitted = raw.end;
+            None if !text.is_empty() => {
+                *emitted = self.record(&text, attrs, attr_pairs, fmt, start, raw.end);
             }
+            None => *emitted = fmt.pending_from().unwrap_or(raw.end),
         }
     }
 
-    /// One record: text as it is, or JSON parsed into fields (text again when it does not
-    /// parse, counted), encoded into the batch.
-    pub(super) fn record(&mut self, text: &str, attrs: &[u8], attr_pairs: &[(String, String)]) {
-        self.c.records.inc();
-        match self.s.format {
-            FileFormat::Text => self.encoder.push_text(0, self.observed, text, attrs),
-            FileFormat::Json => {
-                let mut r = match parse::json_record(&self.s.json, text) {
-                    Some(r) => r,
-                    None => {
-                        self.c.parse_errors.inc();
-                        parse::text_record(text)
-                    }
-                };
-                r.observed_time_unix_nano = self.observed;
-                parse::add_file_attributes(&mut r, attr_pairs);
-                self.encoder.push_record(&r);
-            }
+    /// Emits one record (or a piece of one) by the source's `format`; returns the position its
+    /// file may advance to (a join still waiting for its last piece holds it back).
+    pub(super) fn record(
+        &mut self,
+        text: &str,
+        attrs: &[u8],
+        attr_pairs: &[(String, String)],
+        fmt: &mut FileState,
+        start: u64,
+        end: u64,
+    ) -> u64 {
+        let s = self.s;
+        s.formats
+            .record(fmt, &mut self.out(attrs, attr_pairs), text, start, end)
+    }
+
+    fn out<'b>(&'b mut self, attrs: &'b [u8], attr_pairs: &'b [(String, String)]) -> Out<'b> {
+        Out {
+            encoder: &mut *self.encoder,
+            c: self.c,
+            observed: self.observed,
+            attrs,
+            attr_pairs,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! resolved once at build time (encodings chosen, the multi-line pattern compiled, sizes in
 //! bytes). Data only; [`super::tailer`] and the per-file state read it, nothing writes it.
 
+use super::formats::Formats;
 use super::reader::{Decoder, LineConfig, MultilineConfig};
-use sonde_config::{FileFormat, JsonFieldsConfig};
 use std::time::Duration;
 
 /// Everything the tailer needs from the config, resolved.
@@ -22,8 +22,7 @@ pub struct Settings {
     /// `encoding = "utf-16"`: the byte order comes from each file's BOM.
     pub utf16_auto: bool,
     pub multiline: Option<MultilineConfig>,
-    pub format: FileFormat,
-    pub json: JsonFieldsConfig,
+    pub formats: Formats,
     pub include_file_name: bool,
     pub include_file_path: bool,
     /// Wake on file-system events (inotify) besides polling.

@@ -409,6 +409,7 @@ impl Tailer {
             t.last_data = now;
             t.splitter.reset();
             t.multi.reset();
+            t.fmt.reset();
             if fp.len > t.fp.len {
                 t.fp = fp;
             }
@@ -562,6 +563,7 @@ impl Tailer {
         let discarded = old.read_pos.saturating_sub(old.emitted);
         old.splitter.reset();
         old.multi.reset();
+        old.fmt.reset();
         old.read_pos = old.emitted;
         self.c.truncations.inc();
         if discarded > 0 {
@@ -616,11 +618,11 @@ impl Tailer {
                     emitted,
                     attrs,
                     attr_pairs,
+                    fmt,
                     ..
                 } = t;
                 multi.flush_if_idle(ml, now, &mut |rec, end| {
-                    sink.record(rec, attrs, attr_pairs);
-                    *emitted = end;
+                    *emitted = sink.record(rec, attrs, attr_pairs, fmt, end, end);
                 });
             }
             if t.gone && t.at_eof && now.duration_since(t.last_data) >= rotate_wait {

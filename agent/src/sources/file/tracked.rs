@@ -8,6 +8,7 @@
 
 use super::encode::encode_attribute;
 use super::fingerprint::Fingerprint;
+use super::formats::FileState;
 use super::reader::{Decoder, LineConfig, Multiline, Newline, Splitter};
 use super::settings::Settings;
 use std::fs::File;
@@ -46,6 +47,8 @@ pub(super) struct Tracked {
     /// `log.file.*` attributes, encoded for text records and as pairs for parsed ones.
     pub(super) attrs: Vec<u8>,
     pub(super) attr_pairs: Vec<(String, String)>,
+    /// Format state: joins waiting for their last piece, the file's resource.
+    pub(super) fmt: FileState,
 }
 
 /// What a newly tracked file starts from: its identity, its descriptor when open, and the
@@ -86,6 +89,7 @@ impl Tracked {
             decoder: s.decoder,
             attrs: vec![],
             attr_pairs: vec![],
+            fmt: FileState::default(),
         };
         t.set_path(f.path, s);
         t
@@ -93,6 +97,7 @@ impl Tracked {
 
     pub(super) fn set_path(&mut self, path: &Path, s: &Settings) {
         self.path = path.to_path_buf();
+        self.fmt.set_path(&s.formats, path);
         self.attrs.clear();
         self.attr_pairs.clear();
         if s.include_file_name {
