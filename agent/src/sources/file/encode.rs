@@ -24,17 +24,18 @@ const RESOURCE_LOGS_RESOURCE: u8 = 1 << 3 | 2;
 const RESOURCE_LOGS_SCOPE_LOGS: u8 = 2 << 3 | 2;
 const SCOPE_LOGS_SCOPE: u8 = 1 << 3 | 2;
 const SCOPE_LOGS_LOG_RECORDS: u8 = 2 << 3 | 2;
-const RECORD_TIME: u8 = 1 << 3 | 1;
-const RECORD_SEVERITY_NUMBER: u8 = 2 << 3;
-const RECORD_SEVERITY_TEXT: u8 = 3 << 3 | 2;
-const RECORD_BODY: u8 = 5 << 3 | 2;
-const RECORD_ATTRIBUTES: u8 = 6 << 3 | 2;
-const RECORD_OBSERVED_TIME: u8 = 11 << 3 | 1;
-const ANY_STRING: u8 = 1 << 3 | 2;
+pub(crate) const RECORD_TIME: u8 = 1 << 3 | 1;
+pub(crate) const RECORD_SEVERITY_NUMBER: u8 = 2 << 3;
+pub(crate) const RECORD_SEVERITY_TEXT: u8 = 3 << 3 | 2;
+pub(crate) const RECORD_BODY: u8 = 5 << 3 | 2;
+pub(crate) const RECORD_ATTRIBUTES: u8 = 6 << 3 | 2;
+pub(crate) const RECORD_OBSERVED_TIME: u8 = 11 << 3 | 1;
+pub(crate) const ANY_STRING: u8 = 1 << 3 | 2;
 const ANY_BOOL: u8 = 2 << 3;
-const ANY_INT: u8 = 3 << 3;
-const KV_KEY: u8 = 1 << 3 | 2;
-const KV_VALUE: u8 = 2 << 3 | 2;
+pub(crate) const ANY_INT: u8 = 3 << 3;
+pub(crate) const ANY_BYTES: u8 = 7 << 3 | 2;
+pub(crate) const KV_KEY: u8 = 1 << 3 | 2;
+pub(crate) const KV_VALUE: u8 = 2 << 3 | 2;
 
 /// A resource other than the source's own, encoded once (`ResourceLogs.resource`, tag
 /// included); records pushed with it land in its own `ResourceLogs`.

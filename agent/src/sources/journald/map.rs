@@ -9,18 +9,11 @@
 use super::object::EntryObject;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
-/// Field tags (field number << 3 | wire type) of `LogRecord` and `AnyValue`.
-const RECORD_TIME: u8 = 1 << 3 | 1;
-const RECORD_SEVERITY_NUMBER: u8 = 2 << 3;
-const RECORD_SEVERITY_TEXT: u8 = 3 << 3 | 2;
-const RECORD_BODY: u8 = 5 << 3 | 2;
-const RECORD_ATTRIBUTES: u8 = 6 << 3 | 2;
-const RECORD_OBSERVED_TIME: u8 = 11 << 3 | 1;
-const ANY_STRING: u8 = 1 << 3 | 2;
-const ANY_INT: u8 = 3 << 3;
-const ANY_BYTES: u8 = 7 << 3 | 2;
-const KV_KEY: u8 = 1 << 3 | 2;
-const KV_VALUE: u8 = 2 << 3 | 2;
+// The field tags of `LogRecord`, `AnyValue` and `KeyValue`, shared with the file source's encoder.
+use crate::sources::file::encode::{
+    ANY_BYTES, ANY_INT, ANY_STRING, KV_KEY, KV_VALUE, RECORD_ATTRIBUTES, RECORD_BODY,
+    RECORD_OBSERVED_TIME, RECORD_SEVERITY_NUMBER, RECORD_SEVERITY_TEXT, RECORD_TIME,
+};
 
 /// Journal fields with a semantic-convention attribute name, and whether the value is an
 /// integer. With `fields = "default"` these are the only fields kept as attributes.
