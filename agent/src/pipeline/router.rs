@@ -227,26 +227,37 @@ impl Router {
         // down (or there is only one), the source waits instead, which loses nothing.
         let shed = pushes.iter().any(|(i, _)| !graph.failing(*i))
             && pushes.iter().any(|(i, _)| graph.failing(*i));
+        // One destination (the common case) is awaited as it is: no list of futures.
+        if pushes.len() == 1 {
+            let (i, b) = pushes.swap_remove(0);
+            return tally([graph.offer(i, b, wait, shed).await]);
+        }
         let offers = pushes
             .into_iter()
             .map(|(i, b)| graph.offer(i, b, wait, shed));
-        let mut delivery = Delivery::default();
-        let mut refused = None;
-        for outcome in futures_util::future::join_all(offers).await {
-            match outcome {
-                Ok(Pushed::Queued) => delivery.queued += 1,
-                Ok(Pushed::Dropped) => delivery.dropped += 1,
-                // Closed wins over Full: a stopping agent says so.
-                Err(e) => {
-                    refused =
-                        Some(refused.map_or(e, |r| if r == PushError::Closed { r } else { e }))
-                }
+        tally(futures_util::future::join_all(offers).await)
+    }
+}
+
+/// What a send's buffer pushes add up to: `Ok` when every buffer took the batch (or dropped it by
+/// its policy), else the refusal — `Closed` over `Full`, since a stopping agent says so.
+fn tally(
+    outcomes: impl IntoIterator<Item = Result<Pushed, PushError>>,
+) -> Result<Delivery, PushError> {
+    let mut delivery = Delivery::default();
+    let mut refused = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(Pushed::Queued) => delivery.queued += 1,
+            Ok(Pushed::Dropped) => delivery.dropped += 1,
+            Err(e) => {
+                refused = Some(refused.map_or(e, |r| if r == PushError::Closed { r } else { e }))
             }
         }
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(delivery),
-        }
+    }
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(delivery),
     }
 }
 
